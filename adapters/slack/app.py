@@ -1,0 +1,223 @@
+"""Slack wiring: the bolt AsyncApp's listeners and the signed HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.events import PLATFORM, SlackInbound, to_inbound, to_question_text
+from adapters.slack.sink import EphemeralSink, SlackReplySink, StreamingSupport
+from bot.assistant import Assistant
+from bot.conversation import ConversationKey, IncomingMessage
+from bot.tasks import TaskTracker
+
+log = logging.getLogger(__name__)
+
+RESET_IN_CHANNEL = (
+    "`/reset` here would not know which thread to forget (Slack slash commands can't be used "
+    "inside threads). To reset a thread, write `@{bot} /reset` in it. "
+    "In a DM with me, `/reset` forgets our conversation."
+)
+CANNOT_POST = (
+    "I can't post in this conversation. Invite me with `/invite @{bot}`, "
+    "or mention me in a channel I'm in."
+)
+USAGE = "Usage: `/{command} <your question>`"
+DISPLAY_LIMIT = 3000
+
+
+class SlackBot:
+    """Turns Slack events and slash commands into calls to the core."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        assistant: Assistant,
+        tracker: TaskTracker,
+        streaming: StreamingSupport | None = None,
+    ) -> None:
+        self.client = client
+        self._assistant = assistant
+        self._tracker = tracker
+        self._streaming = streaming or StreamingSupport()
+        self.app = AsyncApp(
+            client=client,
+            # The HTTP endpoint verifies signatures before bolt sees a request; Socket Mode
+            # needs none.
+            request_verification_enabled=False,
+            process_before_response=False,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        self.app.event("app_mention")(self._on_event)
+        self.app.event("message")(self._on_event)
+        self.app.command(re.compile(r"^/.+"))(self._on_command)
+
+    async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+        # Bolt has already acknowledged the event; the answer runs in a tracked task.
+        inbound = to_inbound(
+            event,
+            team_id=str(body.get("team_id") or context.team_id or ""),
+            bot_user_id=str(context.bot_user_id or ""),
+        )
+        if inbound is not None:
+            self._tracker.spawn(self._answer(inbound), name="slack-answer")
+
+    async def _answer(self, inbound: SlackInbound) -> None:
+        if inbound.kind == "thread_reply" and not await self._assistant.is_engaged(inbound.key):
+            return
+        if inbound.starts_thread:
+            await self._assistant.engage(inbound.key)
+        sink = SlackReplySink(
+            client=self.client,
+            channel=inbound.channel,
+            thread_ts=inbound.reply_thread_ts,
+            team_id=inbound.key.workspace,
+            user_id=inbound.message.sender,
+            streaming=self._streaming,
+        )
+        await self._assistant.handle(inbound.message, sink)
+
+    async def _on_command(
+        self, ack: Any, command: dict[str, Any], context: Any, respond: Any
+    ) -> None:
+        await ack()
+        self._tracker.spawn(
+            self._command(command, str(context.bot_user_id or ""), respond), name="slack-command"
+        )
+
+    async def _command(self, command: dict[str, Any], bot_user_id: str, respond: Any) -> None:
+        name = str(command.get("command", "")).lstrip("/").lower()
+        raw_text = str(command.get("text") or "")
+        team = str(command.get("team_id") or "")
+        channel = str(command.get("channel_id") or "")
+        user = str(command.get("user_id") or "")
+        is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
+        message_id = f"cmd:{command.get('trigger_id') or uuid.uuid4().hex}"
+        bot = f"<@{bot_user_id}>" if bot_user_id else "bot"
+        rolling = ConversationKey(PLATFORM, team, channel, "")
+
+        if name in ("ask", "premium"):
+            question = to_question_text(raw_text, bot_user_id)
+            if not question:
+                await respond(text=USAGE.format(command=name), response_type="ephemeral")
+                return
+            await self._ask(name, question, raw_text, team, channel, user, message_id, respond, bot)
+            return
+        if name == "reset" and not is_dm:
+            await respond(text=RESET_IN_CHANNEL.format(bot=bot), response_type="ephemeral")
+            return
+        # /help, /reset in a DM, and anything else the core knows how to refuse.
+        text = f"/{name} {to_question_text(raw_text, bot_user_id)}".strip()
+        message = IncomingMessage(rolling, message_id, user, text, is_dm)
+        await self._assistant.handle(message, EphemeralSink(respond=respond))
+
+    async def _ask(
+        self,
+        name: str,
+        question: str,
+        raw_text: str,
+        team: str,
+        channel: str,
+        user: str,
+        message_id: str,
+        respond: Any,
+        bot: str,
+    ) -> None:
+        # Slash commands can't be used in threads: post the question, answer in its thread.
+        shown = raw_text if len(raw_text) <= DISPLAY_LIMIT else raw_text[:DISPLAY_LIMIT] + "…"
+        quoted = "\n".join(f">{line}" for line in shown.splitlines() or [""])
+        label = " (premium)" if name == "premium" else ""
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=channel, text=f"<@{user}> asked{label}:\n{quoted}"
+            )
+        except SlackApiError as exc:
+            log.warning("cannot post a slash command's question: %s", exc.response.get("error"))
+            await respond(text=CANNOT_POST.format(bot=bot), response_type="ephemeral")
+            return
+        root = str(posted["ts"])
+        key = ConversationKey(PLATFORM, team, channel, root)
+        await self._assistant.engage(key)
+        text = f"/premium {question}" if name == "premium" else question
+        sink = SlackReplySink(
+            client=self.client,
+            channel=channel,
+            thread_ts=root,
+            team_id=team,
+            user_id=user,
+            streaming=self._streaming,
+        )
+        await self._assistant.handle(IncomingMessage(key, message_id, user, text), sink)
+
+
+class SlackHttpEndpoint:
+    """`POST /slack/events`: signature checked before anything is parsed, then bolt."""
+
+    def __init__(self, *, app: AsyncApp, signing_secret: str | None) -> None:
+        self._app = app
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Verify, validate and dispatch one request from Slack."""
+        body = await request.read()
+        if not self._verified(body, request.headers):
+            return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            text = body.decode("utf-8")
+            _validate(text, request.content_type)
+        except (UnicodeDecodeError, ValueError):
+            return web.json_response({"error": "malformed request body"}, status=400)
+        bolt_response = await self._app.async_dispatch(
+            AsyncBoltRequest(
+                body=text,
+                query=request.query_string,
+                headers={k.lower(): v for k, v in request.headers.items()},
+            )
+        )
+        headers = bolt_response.first_headers_without_set_cookie()
+        headers.pop("content-type", None)
+        body_out = bolt_response.body or ""
+        return web.Response(
+            status=bolt_response.status,
+            text=body_out,
+            headers=headers,
+            content_type="application/json" if body_out.startswith("{") else "text/plain",
+        )
+
+    def _verified(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        timestamp = headers.get("X-Slack-Request-Timestamp", "")
+        signature = headers.get("X-Slack-Signature", "")
+        if self._verifier is None or not timestamp.isdigit() or not signature:
+            return False
+        try:
+            return self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+        except ValueError:
+            return False
+
+
+def _validate(text: str, content_type: str) -> None:
+    """Raise ValueError unless the body is a JSON object or a form Slack would send."""
+    if content_type == "application/json" or text.lstrip().startswith("{"):
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ValueError("not a Slack event payload")
+        return
+    form = parse_qs(text, strict_parsing=True)
+    if "payload" in form:
+        if not isinstance(json.loads(form["payload"][0]), dict):
+            raise ValueError("payload is not an object")
+    elif "command" not in form:
+        raise ValueError("not a Slack form payload")

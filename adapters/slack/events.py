@@ -1,0 +1,97 @@
+"""Pure translation of Slack payloads into the core's values (unit-tested on fixtures)."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.conversation import ConversationKey, IncomingMessage
+
+PLATFORM = "slack"
+# Message subtypes that are a person writing; everything else (edits, deletions, joins,
+# bot messages, topic changes...) is ignored.
+_PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+
+Kind = Literal["mention", "direct", "thread_reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlackInbound:
+    """A Slack message the bot may answer, with where its reply goes."""
+
+    message: IncomingMessage
+    kind: Kind
+    channel: str
+    reply_thread_ts: str | None  # None: reply at the top level (a DM's rolling conversation)
+    starts_thread: bool  # a top-level mention: the bot owns the thread it starts
+
+    @property
+    def key(self) -> ConversationKey:
+        """The conversation this message belongs to."""
+        return self.message.key
+
+
+def _unlink(match: re.Match[str]) -> str:
+    url, label = match.group(1), match.group(2)
+    if not label:
+        return url
+    # Slack auto-links "example.com" as <http://example.com|example.com>: keep what was typed.
+    return label if label in url else f"{label} ({url})"
+
+
+def to_question_text(text: str, bot_user_id: str) -> str:
+    """The text a person meant: the bot's mentions removed, Slack's escaping undone."""
+    text = _USER_MENTION.sub(lambda m: "" if m.group(1) == bot_user_id else m.group(0), text)
+    return html.unescape(_LINK.sub(_unlink, text)).strip()
+
+
+def to_inbound(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> SlackInbound | None:
+    """Classify an `app_mention` or `message` event; None when the bot must not answer.
+
+    Engaged-thread replies come back as kind "thread_reply": the caller still has to check
+    that the thread is the bot's.
+    """
+    if event.get("type") not in ("app_mention", "message"):
+        return None
+    if (
+        event.get("subtype") not in _PERSON_SUBTYPES
+        or event.get("bot_id")
+        or event.get("bot_profile")
+    ):
+        return None
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if not isinstance(user, str) or not isinstance(channel, str) or not isinstance(ts, str):
+        return None
+    if user == bot_user_id:
+        return None
+    raw_text = event.get("text")
+    raw_text = raw_text if isinstance(raw_text, str) else ""
+    thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None
+    in_thread = thread_ts is not None and thread_ts != ts
+    mentioned = {m.group(1) for m in _USER_MENTION.finditer(raw_text)}
+    text = to_question_text(raw_text, bot_user_id)
+    team = team_id or str(event.get("team") or "")
+
+    if event.get("channel_type") == "im" and event["type"] == "message":
+        # A DM's top-level messages are one rolling conversation; a thread is its own.
+        key = ConversationKey(PLATFORM, team, channel, thread_ts if in_thread else "")
+        return SlackInbound(
+            message=IncomingMessage(key, f"{channel}:{ts}", user, text, True),
+            kind="direct",
+            channel=channel,
+            reply_thread_ts=thread_ts if in_thread else None,
+            starts_thread=False,
+        )
+    root = thread_ts if in_thread else ts
+    assert root is not None
+    key = ConversationKey(PLATFORM, team, channel, root)
+    message = IncomingMessage(key, f"{channel}:{ts}", user, text, False)
+    if bot_user_id in mentioned or event["type"] == "app_mention":
+        return SlackInbound(message, "mention", channel, root, starts_thread=not in_thread)
+    if in_thread and not mentioned:
+        return SlackInbound(message, "thread_reply", channel, root, starts_thread=False)
+    return None

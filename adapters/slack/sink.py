@@ -1,0 +1,222 @@
+"""How one reply appears in Slack: streamed natively, or one message updated about once a second."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.render import to_mrkdwn
+
+log = logging.getLogger(__name__)
+
+# Slack renders about 4,000 characters of a message well; leave room for mrkdwn escaping.
+MESSAGE_LIMIT = 3500
+UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a second per message
+STREAM_INTERVAL = 0.5
+# Errors meaning "this workspace/app cannot use chat.startStream": stop trying it.
+_STREAMING_REFUSED = {
+    "unknown_method",
+    "not_allowed_token_type",
+    "missing_scope",
+    "method_deprecated",
+    "feature_not_enabled",
+    "not_enabled",
+}
+
+
+@dataclass(slots=True)
+class StreamingSupport:
+    """Whether Slack's native streaming works here; shared by every sink of one app."""
+
+    native: bool = True
+
+
+def _fence_state(text: str) -> str | None:
+    """The language of the code fence left open at the end of ``text`` ('' if no tag)."""
+    open_lang: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            open_lang = None if open_lang is not None else stripped[3:].strip()
+    return open_lang
+
+
+def cut_for_limit(current: str, text: str, room: int) -> tuple[str, str]:
+    """Split ``text`` so ``current + head`` stays within a message; prefers paragraph, then
+    line, then word boundaries, and closes and reopens a code fence cut in two."""
+    room = max(1, room - 4)  # room for a closing fence
+    window = text[:room]
+    cut = window.rfind("\n\n")
+    if cut > 0:
+        cut += 2
+    else:
+        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1 or len(window)
+    head, tail = text[:cut], text[cut:]
+    lang = _fence_state(current + head)
+    if lang is not None:
+        head = head.rstrip("\n") + "\n```"
+        tail = f"```{lang}\n" + tail
+    return head, tail
+
+
+class SlackReplySink:
+    """Streams one reply into a channel thread or a DM, splitting long answers."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        channel: str,
+        thread_ts: str | None,
+        team_id: str,
+        user_id: str,
+        streaming: StreamingSupport,
+        limit: int = MESSAGE_LIMIT,
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+        self._team_id = team_id
+        self._user_id = user_id
+        self._streaming = streaming
+        self._limit = limit
+        self._pending = ""
+        self._current = ""  # markdown of the message being written
+        self._ts: str | None = None
+        self._native = False  # the current message is a native stream
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self.posted: list[str] = []  # ts of every message this reply created
+
+    async def write(self, text: str) -> None:
+        """Queue text; the first piece is sent at once, the rest at a Slack-friendly pace."""
+        if not text:
+            return
+        self._pending += text
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Send what is left and end the stream."""
+        self._closing.set()
+        self._wake.set()
+        if self._pump is not None:
+            await self._pump
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                await self._flush()
+            if self._closing.is_set():
+                if self._pending:
+                    continue
+                await self._end_message()
+                return
+            interval = STREAM_INTERVAL if self._native else UPDATE_INTERVAL
+            try:
+                async with asyncio.timeout(interval):
+                    await self._closing.wait()
+            except TimeoutError:
+                pass
+
+    async def _flush(self) -> None:
+        text, self._pending = self._pending, ""
+        while text:
+            room = self._limit - len(self._current)
+            if len(text) <= room:
+                await self._send(text)
+                return
+            head, text = cut_for_limit(self._current, text, room)
+            await self._send(head)
+            await self._end_message()
+
+    async def _send(self, piece: str) -> None:
+        if self._ts is None:
+            await self._start(piece)
+        elif self._native:
+            try:
+                await self._client.chat_appendStream(
+                    channel=self._channel, ts=self._ts, markdown_text=piece
+                )
+            except SlackApiError as exc:
+                # The stream expired or was stopped: carry on in a new, ordinary message.
+                log.warning(
+                    "chat.appendStream failed (%s); continuing without streaming", _err(exc)
+                )
+                self._ts, self._current, self._native = None, "", False
+                await self._start(piece, allow_native=False)
+                return
+        else:
+            await self._client.chat_update(
+                channel=self._channel, ts=self._ts, text=to_mrkdwn(self._current + piece)
+            )
+        self._current += piece
+
+    async def _start(self, piece: str, *, allow_native: bool = True) -> None:
+        if allow_native and self._streaming.native and self._thread_ts is not None:
+            try:
+                response = await self._client.chat_startStream(
+                    channel=self._channel,
+                    thread_ts=self._thread_ts,
+                    recipient_team_id=self._team_id or None,
+                    recipient_user_id=self._user_id or None,
+                    markdown_text=piece,
+                )
+                self._ts, self._native, self._current = str(response["ts"]), True, piece
+                self.posted.append(self._ts)
+                return
+            except SlackApiError as exc:
+                error = _err(exc)
+                if error in _STREAMING_REFUSED:
+                    log.info("Slack refused native streaming (%s); using chat.update", error)
+                    self._streaming.native = False
+                else:
+                    log.warning("chat.startStream failed (%s); using chat.update", error)
+        response = await self._client.chat_postMessage(
+            channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
+        )
+        self._ts, self._native, self._current = str(response["ts"]), False, piece
+        self.posted.append(self._ts)
+
+    async def _end_message(self) -> None:
+        if self._ts is not None and self._native:
+            try:
+                await self._client.chat_stopStream(channel=self._channel, ts=self._ts)
+            except SlackApiError as exc:
+                log.warning("chat.stopStream failed (%s)", _err(exc))
+        self._ts, self._current, self._native = None, "", False
+
+
+def _err(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error", "unknown"))
+    except Exception:
+        return "unknown"
+
+
+class EphemeralSink:
+    """A reply only the user sees, through a slash command's response_url."""
+
+    def __init__(self, *, respond: Callable[..., Awaitable[Any]]) -> None:
+        self._respond = respond
+        self._parts: list[str] = []
+
+    async def write(self, text: str) -> None:
+        """Collect text; it is sent on close."""
+        self._parts.append(text)
+
+    async def close(self) -> None:
+        """Send the collected text as an ephemeral response."""
+        text = "".join(self._parts).strip()
+        if text:
+            await self._respond(text=to_mrkdwn(text), response_type="ephemeral")

@@ -1,0 +1,1 @@
+"""The platform-neutral core: messages, commands, memory, dedupe, persistence."""

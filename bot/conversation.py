@@ -1,0 +1,45 @@
+"""Values that cross the boundary between an adapter and the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Identifies one conversation (one thread) on one platform."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+
+    def as_id(self) -> str:
+        """A stable string form, used in storage keys and the usage ledger."""
+        return f"{self.platform}:{self.workspace}:{self.channel}:{self.thread}"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message addressed to the bot, already stripped of the bot's mention."""
+
+    key: ConversationKey
+    message_id: str
+    sender: str
+    text: str
+    is_direct: bool = False
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class ReplySink(Protocol):
+    """Where the core writes one reply; bound by the adapter to one conversation."""
+
+    async def write(self, text: str) -> None:
+        """Append text to the reply; the sink decides how and when it is shown."""
+        ...
+
+    async def close(self) -> None:
+        """Finish the reply: flush what is buffered and end any stream."""
+        ...

@@ -1,0 +1,222 @@
+"""Database engine, URL conversions and schema migrations (Alembic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, MetaData, event, make_url, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long a SQLite connection waits for another writer's lock before failing.
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+# How long opening a PostgreSQL connection may take before failing.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+
+# Serialises `upgrade` across processes sharing one PostgreSQL database (replicas
+# starting together); any constant bigint works, it only has to be ours.
+_MIGRATION_LOCK_KEY = 0x63686174626F74  # "chatbot"
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql": "postgresql+psycopg"}
+# Drivers we do not ship, replaced by psycopg 3 (which does both sync and async).
+_POSTGRES_REPLACED = {"postgresql+psycopg2", "postgresql+asyncpg", "postgresql+pg8000"}
+
+
+class DatabaseError(Exception):
+    """Root error of the database layer: the database is unreachable or refused an operation."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table the bot stores."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _split_scheme(url: str) -> tuple[str, str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise DatabaseError(
+            "DATABASE_URL is not a database URL (expected e.g. sqlite:///chatbot.db)"
+        )
+    scheme = scheme.lower()
+    # "postgres" is Heroku's and libpq's spelling; SQLAlchemy only knows "postgresql".
+    if scheme == "postgres" or scheme.startswith("postgres+"):
+        scheme = "postgresql" + scheme[len("postgres") :]
+    return scheme, rest
+
+
+def to_async_url(url: str) -> str:
+    """The URL with an asyncio driver: aiosqlite for SQLite, psycopg 3 for PostgreSQL.
+
+    URLs that already name a driver are kept, except PostgreSQL drivers that are not
+    installed, which become psycopg.
+    """
+    scheme, rest = _split_scheme(url)
+    if scheme in _POSTGRES_REPLACED:
+        scheme = "postgresql+psycopg"
+    return f"{_ASYNC_DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def to_sync_url(url: str) -> str:
+    """The URL with a blocking driver (for migrations): sqlite3 or psycopg 3."""
+    scheme, rest = _split_scheme(url)
+    if scheme in _POSTGRES_REPLACED:
+        scheme = "postgresql+psycopg"
+    return f"{_SYNC_DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for logs and diagnostics."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """Timeouts for the driver, unless the URL sets its own."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError("DATABASE_URL cannot be parsed") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and "timeout" not in parsed.query:
+        return {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    if backend == "postgresql" and "connect_timeout" not in parsed.query:
+        return {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
+    return {}
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """The application's async engine for DATABASE_URL; build it once and share it."""
+    async_url = to_async_url(url)
+    try:
+        return create_async_engine(
+            async_url, pool_pre_ping=True, connect_args=_connect_args(async_url)
+        )
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseError(f"unsupported DATABASE_URL: {redact_url(url)}") from exc
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the bundled migrations (no alembic.ini needed).
+
+    Developers create a revision with
+    `command.revision(alembic_config(), "message")` and write it by hand.
+    """
+    config = Config()
+    # ConfigParser interpolates "%", which may appear in a path.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with this code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _sync_engine(url: str) -> Engine:
+    sync_url = to_sync_url(url)
+    try:
+        return sqlalchemy.create_engine(
+            sync_url, poolclass=NullPool, connect_args=_connect_args(sync_url)
+        )
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseError(f"unsupported DATABASE_URL: {redact_url(url)}") from exc
+
+
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    """Make SQLite transactions start with the write lock and cover DDL."""
+
+    # The sqlite3 module neither begins a transaction before DDL nor takes the write
+    # lock up front; do both, so that a migration is atomic and two processes
+    # upgrading at once run one after the other (the busy timeout makes one wait).
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def _migration_connection(url: str) -> Iterator[Connection]:
+    """One connection in one transaction, holding the migration lock."""
+    engine = _sync_engine(url)
+    if engine.dialect.name == "sqlite":
+        pass
+    try:
+        with engine.begin() as connection:
+            if False:
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short line saying what the driver reported, without SQL or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    first = lines[0] if lines else type(orig).__name__
+    return first[:200]
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision` (blocking; run it in a thread)."""
+    config = alembic_config()
+    try:
+        with _migration_connection(url) as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        raise DatabaseError(f"database migration failed: {describe_error(exc)}") from exc
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Revert the migrations down to `revision` ("base" = empty) (blocking)."""
+    config = alembic_config()
+    try:
+        with _migration_connection(url) as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        raise DatabaseError(f"database migration failed: {describe_error(exc)}") from exc
+
+
+def current_revision(url: str) -> str | None:
+    """The migration revision the database is at; None when it was never migrated (blocking)."""
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseError(f"cannot read the database revision: {describe_error(exc)}") from exc
+    finally:
+        engine.dispose()

@@ -1,0 +1,27 @@
+"""Every Redis key the bot uses is built here."""
+
+from __future__ import annotations
+
+from bot.conversation import ConversationKey
+
+PREFIX = "chatbot"
+
+
+def history(key: ConversationKey) -> str:
+    """The list holding a conversation's turns."""
+    return f"{PREFIX}:mem:{key.as_id()}"
+
+
+def lock(key: ConversationKey) -> str:
+    """The lock serialising answers within one conversation."""
+    return f"{PREFIX}:lock:{key.as_id()}"
+
+
+def engaged(key: ConversationKey) -> str:
+    """Marks a thread the bot owns (its first message mentioned the bot)."""
+    return f"{PREFIX}:engaged:{key.as_id()}"
+
+
+def seen(platform: str, message_id: str) -> str:
+    """Dedupe marker for one inbound message or event."""
+    return f"{PREFIX}:seen:{platform}:{message_id}"

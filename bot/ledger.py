@@ -1,0 +1,189 @@
+"""The usage ledger: one database row per answered (or failed) question."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, String, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from bot.database import Base, DatabaseError, describe_error
+
+PING_TIMEOUT_SECONDS = 3.0
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one request to a model cost and how it went."""
+
+    platform: str  # "slack", "teams", "console"
+    workspace: str  # Slack team id / Teams tenant id
+    user: str
+    conversation: str  # ConversationKey.as_id()
+    route: str  # "local" or "premium"
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int  # from receiving the message to the end of the answer
+    first_token_ms: int | None
+    outcome: str  # "ok", "model_unavailable", "model_not_found", "generation_failed", "error"
+    created_at: datetime  # timezone-aware
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("UsageRecord.created_at must be timezone-aware")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC; read back as UTC on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC there.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware one is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class RequestRow(Base):
+    """Table `requests`: the stored form of a UsageRecord."""
+
+    __tablename__ = "requests"
+
+    # BIGINT on servers; SQLite only auto-increments a column typed exactly INTEGER.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str] = mapped_column(String(255))
+    # Not "user": that is a reserved word in PostgreSQL (a bare `user` in SQL is the
+    # session's role), a trap for anyone writing reports by hand.
+    user: Mapped[str] = mapped_column("user_id", String(255))
+    conversation: Mapped[str] = mapped_column(String(1024))
+    route: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    prompt_tokens: Mapped[int] = mapped_column(Integer())
+    completion_tokens: Mapped[int] = mapped_column(Integer())
+    latency_ms: Mapped[int] = mapped_column(Integer())
+    first_token_ms: Mapped[int | None] = mapped_column(Integer())
+    outcome: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_requests_created_at", "created_at"),
+        # For monthly budgets per user and per workspace.
+        Index("ix_requests_user_id_created_at", "user_id", "created_at"),
+        Index("ix_requests_workspace_created_at", "workspace", "created_at"),
+    )
+
+
+def _to_row(record: UsageRecord) -> RequestRow:
+    return RequestRow(
+        platform=record.platform,
+        workspace=record.workspace,
+        user=record.user,
+        conversation=record.conversation,
+        route=record.route,
+        model=record.model,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        latency_ms=record.latency_ms,
+        first_token_ms=record.first_token_ms,
+        outcome=record.outcome,
+        created_at=record.created_at,
+    )
+
+
+def _to_record(row: RequestRow) -> UsageRecord:
+    return UsageRecord(
+        platform=row.platform,
+        workspace=row.workspace,
+        user=row.user,
+        conversation=row.conversation,
+        route=row.route,
+        model=row.model,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        latency_ms=row.latency_ms,
+        first_token_ms=row.first_token_ms,
+        outcome=row.outcome,
+        created_at=row.created_at,
+    )
+
+
+class Ledger:
+    """Stores usage records in the `requests` table."""
+
+    def __init__(
+        self, *, engine: AsyncEngine, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._timeout = timeout_seconds
+
+    async def record(self, record: UsageRecord) -> None:
+        """Store one usage record."""
+        try:
+            async with asyncio.timeout(self._timeout), self._sessions.begin() as session:
+                session.add(_to_row(record))
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"could not record usage: {describe_error(exc)}") from exc
+        except TimeoutError as exc:
+            raise DatabaseError(
+                f"could not record usage: no answer within {self._timeout:g} s"
+            ) from exc
+
+    async def ping(self) -> None:
+        """Check that the database answers; raise DatabaseError when it does not."""
+        try:
+            await asyncio.wait_for(self._select_one(), timeout=PING_TIMEOUT_SECONDS)
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"database is down: {describe_error(exc)}") from exc
+        except TimeoutError as exc:
+            raise DatabaseError(
+                f"database is down: no answer within {PING_TIMEOUT_SECONDS:g} s"
+            ) from exc
+
+    async def _select_one(self) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def recent(self, limit: int = 100) -> list[UsageRecord]:
+        """The newest `limit` records, newest first."""
+        query = (
+            select(RequestRow)
+            .order_by(RequestRow.created_at.desc(), RequestRow.id.desc())
+            .limit(limit)
+        )
+        try:
+            async with asyncio.timeout(self._timeout), self._sessions() as session:
+                rows = (await session.scalars(query)).all()
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"could not read usage: {describe_error(exc)}") from exc
+        except TimeoutError as exc:
+            raise DatabaseError(
+                f"could not read usage: no answer within {self._timeout:g} s"
+            ) from exc
+        return [_to_record(row) for row in rows]

@@ -1,0 +1,55 @@
+"""Every text the bot writes into a conversation on its own behalf (not model output)."""
+
+from __future__ import annotations
+
+EMPTY_QUESTION = (
+    "I didn't get a question. Write it after the mention, e.g. "
+    "`@bot how do I reverse a list in Python?` — or `/help` for the commands."
+)
+TOO_LONG = (
+    "Your message is {length:,} characters; the limit here is {limit:,}. "
+    "Please shorten it (paste only the relevant part of the code or log) and ask again."
+)
+EMPTY_ANSWER = "The model returned an empty answer. Try rephrasing the question."
+MODEL_UNAVAILABLE = (
+    "The model server is not reachable right now, so I can't answer. "
+    "Please try again in a few minutes; if it persists, tell the bot's admin "
+    "(`chatbot doctor` shows what is wrong)."
+)
+MODEL_NOT_FOUND = (
+    "The model `{model}` is not installed on the model server. "
+    "An admin can install it with `ollama pull {model}`."
+)
+INCOMPLETE = (
+    "_The model server failed in the middle of this answer, so it is incomplete. "
+    "Ask again to get a full answer._"
+)
+INTERNAL_ERROR = (
+    "Something went wrong on my side while answering. Please try again; "
+    "if it keeps happening, tell the bot's admin."
+)
+STORE_UNAVAILABLE = (
+    "My conversation memory (Redis) is not reachable right now, so I can't answer in context. "
+    "Please try again in a minute."
+)
+RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
+UNKNOWN_COMMAND = (
+    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/reset`, "
+    "`/model`, `/help`. (To ask about something that starts with a slash, "
+    "put a word before it.)"
+)
+PREMIUM_OFF = (
+    "Premium answers are not configured on this bot (no OpenAI API key), "
+    "so nothing was sent anywhere. Ask without `/premium` to use the local model "
+    "({local_model}), or ask the bot's admin to set `OPENAI_API_KEY`."
+)
+PREMIUM_NOT_ALLOWED = (
+    "You are not on the list of people allowed to use `/premium` here, so nothing was sent. "
+    "Ask without `/premium` to use the local model ({local_model}), or ask the bot's admin "
+    "to add you to `PREMIUM_USERS`."
+)
+PREMIUM_SIGNATURE = "\n\n_Answered by {model} (premium)._"
+MODEL_INFO = (
+    "*Local model:* `{local_model}` (self-hosted Ollama; your text stays on company servers)\n"
+    "*Premium model:* {premium}"
+)

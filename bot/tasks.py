@@ -1,0 +1,58 @@
+"""Background work that outlives the request which started it, tracked until done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class TaskTracker:
+    """Keeps strong references to background tasks and drains them on shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; its exceptions are logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background task failed", exc_info=exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no task runs (including tasks spawned meanwhile); False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._tasks:
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def drain(self, grace: float) -> None:
+        """Let running tasks finish within ``grace`` seconds, then cancel the rest."""
+        if not await self.wait_idle(grace):
+            pending = list(self._tasks)
+            log.warning("cancelling %d unfinished answers after %.0fs", len(pending), grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

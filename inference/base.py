@@ -1,0 +1,72 @@
+"""The interface every chat model offers to the core."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation as the model sees it."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of generated text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the model server for one generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+StreamEvent = TextDelta | Usage
+
+
+class InferenceError(Exception):
+    """Root of every error raised by this package."""
+
+
+class ModelUnavailable(InferenceError):
+    """No server could be reached (refused connection, DNS, timeout before any text)."""
+
+
+class ModelNotFound(InferenceError):
+    """The server answered but does not have the model (Ollama's 404)."""
+
+
+class GenerationFailed(InferenceError):
+    """The server failed after generation began (mid-stream error or disconnect)."""
+
+
+class ChatModel(Protocol):
+    """A streaming chat model."""
+
+    @property
+    def name(self) -> str:
+        """The model identifier, e.g. ``codellama:7b``."""
+        ...
+
+    @property
+    def context_tokens(self) -> int:
+        """How many tokens of prompt plus answer the model accepts."""
+        ...
+
+    def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+        """Generate an answer to ``turns``, yielding text deltas and finally usage.
+
+        Raises ``ModelUnavailable``, ``ModelNotFound`` or ``GenerationFailed``.
+        """
+        ...

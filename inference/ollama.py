@@ -1,0 +1,165 @@
+"""A chat model served by a self-hosted Ollama server, through LangChain's ChatOllama."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+import httpx
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_ollama import ChatOllama
+from ollama import ResponseError
+
+from inference.base import (
+    GenerationFailed,
+    ModelNotFound,
+    ModelUnavailable,
+    StreamEvent,
+    TextDelta,
+    Turn,
+    Usage,
+)
+
+PING_TIMEOUT_SECONDS = 3.0
+
+# What a failed exchange with Ollama surfaces as, below the ollama client:
+# httpx.HTTPError covers connect errors/timeouts in streaming mode (the ollama client
+# only wraps them for non-streaming calls), read timeouts and RemoteProtocolError on a
+# dropped connection; ConnectionError is the ollama client's wrapper for non-streaming
+# connect errors (and, as OSError, also TimeoutError); ValueError covers undecodable
+# lines (JSONDecodeError), unexpected shapes (pydantic's ValidationError) and
+# langchain-core's "No generation chunks were returned" for an empty body.
+_EXCHANGE_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, ValueError)
+_PING_ERRORS: tuple[type[Exception], ...] = (ResponseError, *_EXCHANGE_ERRORS)
+
+
+def _normalise(model: str) -> str:
+    """Ollama resolves ``codellama`` to ``codellama:latest``; compare names that way."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
+def _is_model_missing(exc: ResponseError) -> bool:
+    """Whether Ollama said it lacks the model (``model "x" not found, try pulling it first``).
+
+    A bare 404 is not enough: a wrong base URL or a proxy in front of the server
+    also answers 404, and that is an unusable server, not a missing model.
+    """
+    text = str(exc.error).lower()
+    return "not found" in text and "model" in text
+
+
+def _to_message(turn: Turn) -> BaseMessage:
+    if turn.role == "system":
+        return SystemMessage(content=turn.content)
+    if turn.role == "assistant":
+        return AIMessage(content=turn.content)
+    return HumanMessage(content=turn.content)
+
+
+class OllamaChatModel:
+    """One model on one Ollama server, streamed through LangChain's ``ChatOllama``.
+
+    The ``ChatOllama`` (and the httpx connection pool inside it) is built once and
+    shared by every generation, concurrent ones included.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        num_ctx: int,
+        request_timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        """Configure the model; makes no network call.
+
+        ``request_timeout`` bounds each wait for data from the server, including the
+        wait for the first token (model load plus prompt evaluation), not the whole
+        answer. ``connect_timeout`` bounds establishing the TCP connection.
+        """
+        self._base_url = base_url
+        self._model = model
+        self._num_ctx = num_ctx
+        self._chat = ChatOllama(
+            base_url=base_url,
+            model=model,
+            num_ctx=num_ctx,
+            client_kwargs={"timeout": httpx.Timeout(request_timeout, connect=connect_timeout)},
+        )
+
+    @property
+    def name(self) -> str:
+        """The Ollama model name, e.g. ``codellama:7b``."""
+        return self._model
+
+    @property
+    def context_tokens(self) -> int:
+        """The context window (``num_ctx``) sent with every request."""
+        return self._num_ctx
+
+    @property
+    def base_url(self) -> str:
+        """The Ollama server this model is served by."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        return f"OllamaChatModel(model={self._model!r}, num_ctx={self._num_ctx})"
+
+    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+        """Generate an answer to ``turns``: text deltas in order, then one ``Usage``.
+
+        Raises ``ModelNotFound`` if the server lacks the model, ``ModelUnavailable``
+        for any failure before the first text arrived, and ``GenerationFailed`` for
+        any failure after it.
+        """
+        messages = [_to_message(turn) for turn in turns]
+        usage = Usage(prompt_tokens=0, completion_tokens=0)
+        started = False
+        chunks = self._chat.astream(messages)
+        try:
+            async for chunk in chunks:
+                if chunk.usage_metadata is not None:
+                    usage = Usage(
+                        prompt_tokens=chunk.usage_metadata["input_tokens"],
+                        completion_tokens=chunk.usage_metadata["output_tokens"],
+                    )
+                text = str(chunk.text)
+                if text:
+                    started = True
+                    yield TextDelta(text)
+        except ResponseError as exc:
+            # An HTTP error status before the body, or an {"error": ...} NDJSON line
+            # in it (status_code -1), which is how Ollama reports a runner failure.
+            if started:
+                raise GenerationFailed(f"Ollama failed mid-answer with {self._model}") from exc
+            if _is_model_missing(exc):
+                raise ModelNotFound(f"Ollama does not have the model {self._model}") from exc
+            raise ModelUnavailable(f"Ollama could not serve {self._model}") from exc
+        except _EXCHANGE_ERRORS as exc:
+            if started:
+                raise GenerationFailed(f"Ollama failed mid-answer with {self._model}") from exc
+            raise ModelUnavailable(f"Ollama could not serve {self._model}") from exc
+        finally:
+            # A caller that stops early must drop the HTTP stream so Ollama stops
+            # generating; close LangChain's generator now rather than at collection.
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
+        yield usage
+
+    async def ping(self) -> None:
+        """Check that the server answers and has the model pulled.
+
+        Raises ``ModelUnavailable`` if the server cannot be reached or answers with
+        an error, ``ModelNotFound`` if the model is not among its local models.
+        """
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
+                # The ollama client ChatOllama already holds: same host, auth headers
+                # and connection pool as generations.
+                listing = await self._chat._async_client.list()
+        except _PING_ERRORS as exc:
+            raise ModelUnavailable(f"Ollama did not list its models for {self._model}") from exc
+        pulled = {_normalise(m.model) for m in listing.models if m.model}
+        if _normalise(self._model) not in pulled:
+            raise ModelNotFound(f"Ollama does not have the model {self._model}")

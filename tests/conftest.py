@@ -1,0 +1,112 @@
+"""Shared fixtures: a real Redis (started if needed), real databases, fake outside services."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis as sync_redis
+from redis.asyncio import Redis
+
+pytest_plugins = ["tests.fixtures_db", "tests.harness"]
+
+TEST_REDIS_DB = 9
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(sync_redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server URL: the local one, else a throwaway redis-server, else (never in CI)
+    fakeredis's TCP server."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    if _answers(url):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary:
+        port = _free_port()
+        workdir = tmp_path_factory.mktemp("redis")
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while not _answers(url):
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("a throwaway redis-server did not start within 10 s")
+            time.sleep(0.05)
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(5)
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("No Redis answers and redis-server is not installed: CI needs a real Redis.")
+    import fakeredis
+
+    print(
+        "\n!!! NO REDIS FOUND: running against fakeredis. "
+        "Install redis-server for real tests. !!!\n",
+        file=sys.stderr,
+    )
+    port = _free_port()
+    server = fakeredis.TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """An empty Redis database for one test."""
+    url = f"{redis_server}/{TEST_REDIS_DB}"
+    client = sync_redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """An async client on the test database."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()

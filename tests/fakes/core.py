@@ -1,0 +1,49 @@
+"""In-memory fakes of our own interfaces: a scripted chat model and a recording sink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
+
+
+@dataclass
+class ScriptedModel:
+    """Answers with `reply` in pieces; raises `error` after `fail_after` pieces if set."""
+
+    reply: str = "It is a burrito."
+    name: str = "scripted:1b"
+    context_tokens: int = 4096
+    error: InferenceError | None = None
+    fail_after: int = 0
+    calls: list[list[Turn]] = field(default_factory=list)
+
+    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+        self.calls.append(list(turns))
+        pieces = [self.reply[i : i + 5] for i in range(0, len(self.reply), 5)]
+        for index, piece in enumerate(pieces):
+            if self.error is not None and index == self.fail_after:
+                raise self.error
+            yield TextDelta(piece)
+        if self.error is not None and self.fail_after >= len(pieces):
+            raise self.error
+        yield Usage(prompt_tokens=11, completion_tokens=len(pieces))
+
+
+@dataclass
+class RecordingSink:
+    """Keeps what the core wrote."""
+
+    writes: list[str] = field(default_factory=list)
+    closed: int = 0
+
+    async def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    @property
+    def text(self) -> str:
+        return "".join(self.writes)

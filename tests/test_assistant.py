@@ -1,0 +1,171 @@
+"""The core end to end with a scripted model: memory, commands, errors, usage ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot import replies
+from bot.assistant import Assistant
+from bot.conversation import ConversationKey, IncomingMessage
+from bot.ledger import Ledger
+from bot.state import RedisState
+from inference.base import GenerationFailed, ModelNotFound, ModelUnavailable
+from tests.fakes.core import RecordingSink, ScriptedModel
+
+KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
+
+
+@pytest.fixture
+async def state(redis_url: str) -> AsyncIterator[RedisState]:
+    client = Redis.from_url(redis_url)
+    yield RedisState(redis=client, ttl_seconds=600)
+    await client.aclose()
+
+
+def make(state: RedisState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
+    return Assistant(
+        state=state,
+        local_model=model,
+        premium=None,
+        premium_model_name="gpt-4.1",
+        ledger=ledger,
+        system_prompt="be brief",
+        max_input_chars=100,
+    )
+
+
+_counter = iter(range(10**6))
+
+
+def msg(text: str, key: ConversationKey = KEY, sender: str = "U1") -> IncomingMessage:
+    return IncomingMessage(key, f"m{next(_counter)}", sender, text)
+
+
+async def ask(bot: Assistant, text: str, key: ConversationKey = KEY) -> str:
+    sink = RecordingSink()
+    await bot.handle(msg(text, key), sink)
+    assert sink.closed == 1
+    return sink.text
+
+
+async def test_answer_streams_and_follow_up_sees_history(state: RedisState) -> None:
+    model = ScriptedModel(reply="A monad is a monoid.")
+    bot = make(state, model)
+    sink = RecordingSink()
+    await bot.handle(msg("what is a monad?"), sink)
+    assert sink.text == "A monad is a monoid."
+    assert len(sink.writes) > 1  # streamed in pieces
+    await ask(bot, "and a functor?")
+    assert [(t.role, t.content) for t in model.calls[1]] == [
+        ("system", "be brief"),
+        ("user", "what is a monad?"),
+        ("assistant", "A monad is a monoid."),
+        ("user", "and a functor?"),
+    ]
+    await ask(bot, "unrelated", key=OTHER)
+    assert [t.role for t in model.calls[2]] == ["system", "user"]
+
+
+async def test_same_message_id_is_answered_once(state: RedisState) -> None:
+    model = ScriptedModel()
+    bot = make(state, model)
+    message = msg("hi")
+    first, second = RecordingSink(), RecordingSink()
+    await bot.handle(message, first)
+    await bot.handle(message, second)
+    assert first.text and second.writes == [] and second.closed == 0
+    assert len(model.calls) == 1
+
+
+async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:
+    model = ScriptedModel()
+    bot = make(state, model)
+    await ask(bot, "one")
+    await ask(bot, "two", key=OTHER)
+    assert await ask(bot, "/reset") == replies.RESET_DONE
+    await ask(bot, "three")
+    await ask(bot, "four", key=OTHER)
+    assert [t.content for t in model.calls[2]][1:] == ["three"]
+    assert len(model.calls[3]) == 4  # OTHER kept its history
+
+
+async def test_help_model_unknown_and_premium_off(state: RedisState) -> None:
+    model = ScriptedModel()
+    bot = make(state, model)
+    help_text = await ask(bot, "/help")
+    for command in ("/premium", "/reset", "/help", "/model"):
+        assert command in help_text
+    assert "scripted:1b" in await ask(bot, "/model")
+    assert "/deploy" in await ask(bot, "/deploy now")
+    premium = await ask(bot, "/premium what is love?")
+    assert "not configured" in premium and "OPENAI_API_KEY" in premium
+    assert model.calls == []
+
+
+async def test_empty_and_oversized_questions_are_refused(state: RedisState) -> None:
+    model = ScriptedModel()
+    bot = make(state, model)
+    assert await ask(bot, "   ") == replies.EMPTY_QUESTION
+    too_long = await ask(bot, "x" * 101)
+    assert "101" in too_long and "100" in too_long
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "fail_after", "expected"),
+    [
+        (ModelUnavailable("down"), 0, replies.MODEL_UNAVAILABLE),
+        (ModelNotFound("nope"), 0, "ollama pull scripted:1b"),
+        (GenerationFailed("boom"), 2, replies.INCOMPLETE),
+    ],
+)
+async def test_model_failures_become_clear_messages(
+    state: RedisState, error: Exception, fail_after: int, expected: str
+) -> None:
+    model = ScriptedModel(reply="0123456789abcdef", error=error, fail_after=fail_after)  # type: ignore[arg-type]
+    bot = make(state, model)
+    text = await ask(bot, "hi")
+    assert expected in text
+    assert "boom" not in text and "down" not in text
+    if fail_after:
+        assert text.startswith("0123456789")  # what was shown stays, not repeated
+        assert text.count("0123456789") == 1
+    # A failed answer is not remembered.
+    model.error = None
+    await ask(bot, "again")
+    assert [t.content for t in model.calls[-1]] == ["be brief", "again"]
+
+
+async def test_unexpected_errors_never_leak(state: RedisState) -> None:
+    class Exploding(ScriptedModel):
+        async def stream(self, turns):  # type: ignore[no-untyped-def, override]
+            raise RuntimeError("secret-token-xyz at /internal/path")
+            yield  # pragma: no cover
+
+    text = await ask(make(state, Exploding()), "hi")
+    assert text == replies.INTERNAL_ERROR
+
+
+async def test_each_answer_is_recorded_in_the_ledger(state: RedisState, ledger: Ledger) -> None:
+    model = ScriptedModel(reply="0123456789")
+    bot = make(state, model, ledger)
+    await ask(bot, "hi")
+    model.error, model.fail_after = ModelUnavailable("x"), 0
+    await ask(bot, "again")
+    rows = await ledger.recent()
+    assert [r.outcome for r in rows] == ["model_unavailable", "ok"]
+    ok = rows[1]
+    assert (ok.platform, ok.workspace, ok.user, ok.route, ok.model) == (
+        "slack",
+        "T1",
+        "U1",
+        "local",
+        "scripted:1b",
+    )
+    assert ok.conversation == KEY.as_id()
+    assert (ok.prompt_tokens, ok.completion_tokens) == (11, 2)
+    assert ok.latency_ms >= 0 and ok.first_token_ms is not None

@@ -1,0 +1,215 @@
+"""Operator-facing routes and processes: /healthz, /readyz, `chatbot serve`, `chatbot chat`,
+`chatbot db upgrade`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from adapters.console.chat import run_chat
+from adapters.server import build_web_app, migrate
+from adapters.wiring import build_runtime
+from bot import database
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, SlackBotUnderTest, bot_settings, sign
+from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
+
+CHATBOT = str(Path(sys.executable).with_name("chatbot"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def get_json(url: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_healthz_and_readyz_when_everything_is_up(slack_bot: SlackBotUnderTest) -> None:
+    assert (await get_json(f"{slack_bot.url}/healthz"))[0] == 200
+    status, body = await get_json(f"{slack_bot.url}/readyz")
+    assert status == 200, body
+    assert body["down"] == []
+
+
+async def test_readyz_names_the_model_server_when_it_is_down(
+    slack_bot: SlackBotUnderTest,
+) -> None:
+    await slack_bot.ollama.stop()
+    status, body = await get_json(f"{slack_bot.url}/readyz")
+    assert status == 503
+    assert body["down"] == ["ollama"]
+    assert (await get_json(f"{slack_bot.url}/healthz"))[0] == 200
+
+
+async def test_readyz_names_redis_and_database_when_down(tmp_path: Path) -> None:
+    async with FakeOllama() as ollama:
+        settings = bot_settings(
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            database_url=f"sqlite:///{tmp_path}/missing-dir/x.db",
+            ollama_base_url=ollama.url,
+        )
+        runtime = await build_runtime(settings)
+        server = TestServer(build_web_app(runtime), host="127.0.0.1")
+        await server.start_server()
+        try:
+            status, body = await get_json(str(server.make_url("/readyz")))
+        finally:
+            await server.close()
+            await runtime.close()
+    assert status == 503
+    assert body["down"] == ["redis", "database"]
+
+
+async def test_teams_route_refuses_when_teams_is_not_configured(
+    slack_bot: SlackBotUnderTest,
+) -> None:
+    async with slack_bot.http.post(f"{slack_bot.url}/api/messages", json={"type": "message"}) as r:
+        assert r.status == 401
+
+
+async def test_without_redis_url_and_no_local_redis_memory_stays_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}")
+    async with FakeOllama() as ollama:
+        ollama.reply_fn = lambda messages: f"{len(messages)} messages"
+        settings = bot_settings(
+            database_url=f"sqlite:///{tmp_path}/c.db", ollama_base_url=ollama.url
+        )
+        await migrate(settings)
+        runtime = await build_runtime(settings)
+        assert runtime.memory == "local"
+        stdin = io.StringIO("hello\nagain\n/reset\nfresh\n")
+        stdout = io.StringIO()
+        try:
+            await run_chat(runtime.assistant, stdin=stdin, stdout=stdout)
+        finally:
+            await runtime.close()
+    out = stdout.getvalue()
+    # system+question, then system+2 history+question, then after /reset system+question.
+    assert "2 messages" in out and "4 messages" in out and "Done" in out
+    assert out.count("2 messages") == 2
+
+
+async def test_chat_command_in_a_terminal_uses_redis_memory(tmp_path: Path, redis_url: str) -> None:
+    async with FakeOllama() as ollama:
+        ollama.reply_fn = lambda messages: f"seen {len(messages)}"
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "OLLAMA_BASE_URL": ollama.url,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
+        }
+        for expected in ("seen 2", "seen 4"):  # two runs: memory survives the restart
+            proc = await asyncio.create_subprocess_exec(
+                CHATBOT,
+                "chat",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=tmp_path,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(b"hi there\n"), 30)
+            assert proc.returncode == 0, err.decode()
+            assert expected in out.decode()
+
+
+def test_db_upgrade_command(tmp_path: Path) -> None:
+    import subprocess
+
+    url = f"sqlite:///{tmp_path}/up.db"
+    result = subprocess.run(
+        [CHATBOT, "db", "upgrade"],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert database.current_revision(url) == database.head_revision()
+
+
+@pytest.fixture
+async def serve_process(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, FakeSlack]]:
+    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
+    await fake.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/serve.db",
+        "PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        CHATBOT,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        else:
+            proc.kill()
+            pytest.fail("chatbot serve did not come up")
+    try:
+        yield url, proc, fake
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await fake.stop()
+
+
+async def test_serve_answers_a_mention_and_stops_cleanly_on_sigterm(
+    serve_process: tuple[str, asyncio.subprocess.Process, FakeSlack],
+) -> None:
+    url, proc, fake = serve_process
+    raw = json.dumps(mention("hello from a real process", "1700000000.000100"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{url}/slack/events",
+            data=raw,
+            headers={"Content-Type": "application/json", **sign(raw)},
+        ) as r:
+            assert r.status == 200
+    await fake.wait_for(lambda f: bool(f.thread_text(CHANNEL, "1700000000.000100")), timeout=10)
+    assert fake.thread_text(CHANNEL, "1700000000.000100") == "Hello **world**"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, out.decode()
+    assert "Traceback" not in out.decode()
