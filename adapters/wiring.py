@@ -23,6 +23,7 @@ from bot.assistant import Assistant, Premium
 from bot.database import DatabaseError
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
+from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from bot.state import ConversationState, LocalState, RedisState
 from bot.tasks import TaskTracker
 from inference.base import InferenceError
@@ -119,6 +120,17 @@ async def build_runtime(settings: Settings) -> Runtime:
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
     premium: Premium | None = None  # the OpenAI route arrives with /premium support
+    rate_limiter: RateLimiter = (
+        RedisRateLimiter(
+            redis=redis,
+            per_minute=settings.rate_limit_per_minute,
+            per_day=settings.rate_limit_per_day,
+        )
+        if redis is not None
+        else LocalRateLimiter(
+            per_minute=settings.rate_limit_per_minute, per_day=settings.rate_limit_per_day
+        )
+    )
     assistant = Assistant(
         state=state,
         local_model=FailoverChatModel(models=ollama),
@@ -127,6 +139,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         ledger=ledger,
         system_prompt=settings.system_prompt,
         max_input_chars=settings.max_input_chars,
+        rate_limiter=rate_limiter,
     )
     tracker = TaskTracker()
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))

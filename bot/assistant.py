@@ -14,12 +14,14 @@ from bot.database import DatabaseError
 from bot.errors import StateUnavailable, UserFacingError
 from bot.ledger import Ledger, UsageRecord
 from bot.prompt import build_prompt, prompt_budget
+from bot.ratelimit import RateLimiter, describe_wait
 from bot.state import ConversationState
 from inference.base import (
     ChatModel,
     GenerationFailed,
     ModelNotFound,
     ModelUnavailable,
+    Queued,
     TextDelta,
     Turn,
     Usage,
@@ -49,6 +51,7 @@ class Assistant:
         ledger: Ledger | None,
         system_prompt: str,
         max_input_chars: int,
+        rate_limiter: RateLimiter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._state = state
@@ -58,6 +61,7 @@ class Assistant:
         self._ledger = ledger
         self._system_prompt = system_prompt
         self._max_input = max_input_chars
+        self._rate_limiter = rate_limiter
         self._now = now
 
     async def is_engaged(self, key: ConversationKey) -> bool:
@@ -153,6 +157,17 @@ class Assistant:
                 replies.TOO_LONG.format(length=len(question), limit=self._max_input)
             )
         key = message.key
+        if self._rate_limiter is not None:
+            decision = await self._rate_limiter.acquire(
+                f"{key.platform}:{key.workspace}:{message.sender}"
+            )
+            if not decision.allowed:
+                at, wait = describe_wait(decision, self._now().timestamp())
+                raise UserFacingError(
+                    replies.RATE_LIMITED.format(
+                        limit=decision.limit, window=decision.window, at=at, wait=wait
+                    )
+                )
         parts: list[str] = []
         usage = Usage(0, 0)
         first_token_at: datetime | None = None
@@ -172,6 +187,8 @@ class Assistant:
                             first_token_at = self._now()
                         parts.append(event.text)
                         await sink.write(event.text)
+                    elif isinstance(event, Queued):
+                        await sink.status(replies.QUEUED.format(position=event.position))
                     else:
                         usage = event
             except ModelNotFound:

@@ -36,6 +36,10 @@ class IncomingMessage:
 class ReplySink(Protocol):
     """Where the core writes one reply; bound by the adapter to one conversation."""
 
+    async def status(self, text: str) -> None:
+        """Show a passing status (e.g. a queue position) until the reply's text arrives."""
+        ...
+
     async def write(self, text: str) -> None:
         """Append text to the reply; the sink decides how and when it is shown."""
         ...

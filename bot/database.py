@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,10 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # Serialises `upgrade` across processes sharing one PostgreSQL database (replicas
 # starting together); any constant bigint works, it only has to be ours.
 _MIGRATION_LOCK_KEY = 0x63686174626F74  # "chatbot"
+
+# Alembic keeps the running migration in module globals (alembic.context, alembic.op),
+# so two migrations in one process must not overlap.
+_alembic_lock = threading.Lock()
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -168,10 +173,10 @@ def _migration_connection(url: str) -> Iterator[Connection]:
     """One connection in one transaction, holding the migration lock."""
     engine = _sync_engine(url)
     if engine.dialect.name == "sqlite":
-        pass
+        _serialise_sqlite_writers(engine)
     try:
         with engine.begin() as connection:
-            if False:
+            if connection.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
@@ -192,7 +197,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Apply the migrations up to `revision` (blocking; run it in a thread)."""
     config = alembic_config()
     try:
-        with _migration_connection(url) as connection:
+        with _alembic_lock, _migration_connection(url) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except (SQLAlchemyError, CommandError, OSError) as exc:
@@ -203,7 +208,7 @@ def downgrade(url: str, revision: str) -> None:
     """Revert the migrations down to `revision` ("base" = empty) (blocking)."""
     config = alembic_config()
     try:
-        with _migration_connection(url) as connection:
+        with _alembic_lock, _migration_connection(url) as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, revision)
     except (SQLAlchemyError, CommandError, OSError) as exc:

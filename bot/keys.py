@@ -25,3 +25,13 @@ def engaged(key: ConversationKey) -> str:
 def seen(platform: str, message_id: str) -> str:
     """Dedupe marker for one inbound message or event."""
     return f"{PREFIX}:seen:{platform}:{message_id}"
+
+
+def rate_minute(user: str, minute: int) -> str:
+    """A user's question count in one clock minute (epoch minutes)."""
+    return f"{PREFIX}:rl:m:{user}:{minute}"
+
+
+def rate_day(user: str, day: int) -> str:
+    """A user's question count in one UTC day (epoch days)."""
+    return f"{PREFIX}:rl:d:{user}:{day}"

@@ -53,3 +53,8 @@ MODEL_INFO = (
     "*Local model:* `{local_model}` (self-hosted Ollama; your text stays on company servers)\n"
     "*Premium model:* {premium}"
 )
+RATE_LIMITED = (
+    "You've reached the limit of {limit} questions per {window}. "
+    "You can ask again at {at} (in {wait})."
+)
+QUEUED = "Queued — #{position} in line. I'll start answering as soon as the model is free."

@@ -32,7 +32,14 @@ class Usage:
     completion_tokens: int
 
 
-StreamEvent = TextDelta | Usage
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The request waits for a free generation slot; ``position`` 1 is next."""
+
+    position: int
+
+
+StreamEvent = TextDelta | Usage | Queued
 
 
 class InferenceError(Exception):

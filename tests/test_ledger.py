@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,6 +30,8 @@ from bot.database import (
     upgrade,
 )
 from bot.ledger import Ledger, UsageRecord
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A Teams channel thread: long ids, a ";messageid=" suffix, non-ASCII model tag.
 RECORD = UsageRecord(
@@ -115,10 +119,49 @@ def test_downgrade_to_base_removes_the_table(database_url: str) -> None:
     assert current_revision(database_url) is None
 
 
-async def test_concurrent_upgrades_both_succeed(database_url: str) -> None:
+async def test_concurrent_upgrades_from_several_processes_all_succeed(database_url: str) -> None:
     # Replicas starting together each run `upgrade`; neither may fail.
-    await asyncio.gather(
-        asyncio.to_thread(upgrade, database_url), asyncio.to_thread(upgrade, database_url)
+    # Each process imports everything first, then all start upgrading at the same moment.
+    script = (
+        "import sys, time\n"
+        "from bot.database import upgrade\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "upgrade(sys.argv[1])\n"
+    )
+    start_at = str(time.time() + 3.0)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            database_url,
+            start_at,
+            cwd=REPO_ROOT,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(process.communicate() for process in processes)), timeout=60
+        )
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr.decode()
+    assert current_revision(database_url) == "0001"
+
+
+async def test_concurrent_upgrades_in_one_process_both_succeed(database_url: str) -> None:
+    await asyncio.wait_for(
+        asyncio.gather(
+            asyncio.to_thread(upgrade, database_url), asyncio.to_thread(upgrade, database_url)
+        ),
+        timeout=60,
     )
 
     assert current_revision(database_url) == "0001"

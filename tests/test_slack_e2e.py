@@ -195,6 +195,7 @@ async def test_slash_ask_without_text_explains_usage_privately(
 async def test_slash_help_and_reset(slack_bot: SlackBotUnderTest) -> None:
     url = slack_bot.slack.response_url()
     await slack_bot.post_command(slash("/help", "", response_url=url, trigger_id="t1"))
+    await slack_bot.settle()
     await slack_bot.post_command(slash("/reset", "", response_url=url, trigger_id="t2"))
     await slack_bot.settle()
     help_text, reset_text = (r["text"] for r in slack_bot.slack.responses)

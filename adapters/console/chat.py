@@ -20,6 +20,11 @@ class ConsoleSink:
     def __init__(self, out: TextIO) -> None:
         self._out = out
 
+    async def status(self, text: str) -> None:
+        """Print the status on its own line."""
+        self._out.write(f"({text})\n")
+        self._out.flush()
+
     async def write(self, text: str) -> None:
         """Print text at once."""
         self._out.write(text)

@@ -93,7 +93,28 @@ class SlackReplySink:
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._status_ts: str | None = None  # a placeholder shown until the answer starts
+        self._status_lock = asyncio.Lock()
         self.posted: list[str] = []  # ts of every message this reply created
+
+    async def status(self, text: str) -> None:
+        """Show a placeholder (e.g. a queue position) until the answer's first text."""
+        async with self._status_lock:
+            if self._pump is not None:
+                return  # the answer is already on its way
+            shown = to_mrkdwn(f"_{text}_")
+            try:
+                if self._status_ts is None:
+                    response = await self._client.chat_postMessage(
+                        channel=self._channel, thread_ts=self._thread_ts, text=shown
+                    )
+                    self._status_ts = str(response["ts"])
+                else:
+                    await self._client.chat_update(
+                        channel=self._channel, ts=self._status_ts, text=shown
+                    )
+            except SlackApiError as exc:
+                log.warning("could not show a status in Slack (%s)", _err(exc))
 
     async def write(self, text: str) -> None:
         """Queue text; the first piece is sent at once, the rest at a Slack-friendly pace."""
@@ -163,6 +184,11 @@ class SlackReplySink:
         self._current += piece
 
     async def _start(self, piece: str, *, allow_native: bool = True) -> None:
+        async with self._status_lock:
+            await self._start_message(piece, allow_native=allow_native)
+
+    async def _start_message(self, piece: str, *, allow_native: bool) -> None:
+        status_ts, self._status_ts = self._status_ts, None
         if allow_native and self._streaming.native and self._thread_ts is not None:
             try:
                 response = await self._client.chat_startStream(
@@ -174,6 +200,8 @@ class SlackReplySink:
                 )
                 self._ts, self._native, self._current = str(response["ts"]), True, piece
                 self.posted.append(self._ts)
+                if status_ts is not None:
+                    await self._delete(status_ts)
                 return
             except SlackApiError as exc:
                 error = _err(exc)
@@ -182,11 +210,25 @@ class SlackReplySink:
                     self._streaming.native = False
                 else:
                     log.warning("chat.startStream failed (%s); using chat.update", error)
-        response = await self._client.chat_postMessage(
-            channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
-        )
-        self._ts, self._native, self._current = str(response["ts"]), False, piece
+        if status_ts is not None:
+            # The placeholder becomes the answer: one message, no flicker.
+            await self._client.chat_update(
+                channel=self._channel, ts=status_ts, text=to_mrkdwn(piece)
+            )
+            self._ts = status_ts
+        else:
+            response = await self._client.chat_postMessage(
+                channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
+            )
+            self._ts = str(response["ts"])
+        self._native, self._current = False, piece
         self.posted.append(self._ts)
+
+    async def _delete(self, ts: str) -> None:
+        try:
+            await self._client.chat_delete(channel=self._channel, ts=ts)
+        except SlackApiError as exc:
+            log.warning("could not remove the status message (%s)", _err(exc))
 
     async def _end_message(self) -> None:
         if self._ts is not None and self._native:
@@ -210,6 +252,9 @@ class EphemeralSink:
     def __init__(self, *, respond: Callable[..., Awaitable[Any]]) -> None:
         self._respond = respond
         self._parts: list[str] = []
+
+    async def status(self, text: str) -> None:
+        """Nothing to show: the response is sent once, on close."""
 
     async def write(self, text: str) -> None:
         """Collect text; it is sent on close."""

@@ -36,7 +36,11 @@ class RecordingSink:
     """Keeps what the core wrote."""
 
     writes: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
     closed: int = 0
+
+    async def status(self, text: str) -> None:
+        self.statuses.append(text)
 
     async def write(self, text: str) -> None:
         self.writes.append(text)
