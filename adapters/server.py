@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.settings import Settings
-from adapters.wiring import Runtime, build_runtime
+from adapters.wiring import HEALTH_CHECK_INTERVAL_SECONDS, Runtime, build_runtime
 from bot import database
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     """Run the bot until SIGTERM or SIGINT, then drain answers in flight and close."""
     await migrate(settings)
     runtime = await build_runtime(settings)
+    health_checks = asyncio.create_task(
+        runtime.pool.run_health_checks(HEALTH_CHECK_INTERVAL_SECONDS), name="ollama-health"
+    )
     runner = web.AppRunner(build_web_app(runtime), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -94,5 +97,6 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
             await socket_mode.close_async()
         await site.stop()
         await runtime.tracker.drain(settings.shutdown_grace_seconds)
+        health_checks.cancel()
         await runner.cleanup()
         await runtime.close()

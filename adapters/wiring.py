@@ -27,8 +27,8 @@ from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from bot.state import ConversationState, LocalState, RedisState
 from bot.tasks import TaskTracker
 from inference.base import InferenceError
-from inference.failover import FailoverChatModel
 from inference.ollama import OllamaChatModel
+from inference.pool import ModelPool
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,15 @@ LOCAL_MEMORY_NOTICE = (
     "No Redis answers on localhost and REDIS_URL is not set: keeping conversation memory in "
     "this process only (one process, lost on restart). Set REDIS_URL to use Redis."
 )
+
+
+# A server that refuses connections is skipped within this long.
+CONNECT_TIMEOUT_SECONDS = 2.0
+# A server that accepted the question but shows no text this long is given up on (model
+# loading on a CPU server can take tens of seconds).
+FIRST_TOKEN_TIMEOUT_SECONDS = 60.0
+MAX_WAITING_PER_SERVER = 100
+HEALTH_CHECK_INTERVAL_SECONDS = 10.0
 
 
 @dataclass
@@ -49,6 +58,7 @@ class Runtime:
     engine: AsyncEngine
     ledger: Ledger
     ollama: list[OllamaChatModel]
+    pool: ModelPool
     assistant: Assistant
     tracker: TaskTracker
     http: aiohttp.ClientSession
@@ -108,7 +118,12 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
 def build_ollama(settings: Settings) -> list[OllamaChatModel]:
     """One client per configured Ollama server, in failover order."""
     return [
-        OllamaChatModel(base_url=url, model=settings.ollama_model, num_ctx=settings.ollama_num_ctx)
+        OllamaChatModel(
+            base_url=url,
+            model=settings.ollama_model,
+            num_ctx=settings.ollama_num_ctx,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        )
         for url in settings.ollama_urls
     ]
 
@@ -119,6 +134,12 @@ async def build_runtime(settings: Settings) -> Runtime:
     engine = database.create_engine(settings.database_url)
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
+    pool = ModelPool(
+        servers=ollama,
+        max_concurrency=settings.ollama_max_concurrency,
+        max_waiting=MAX_WAITING_PER_SERVER,
+        first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
+    )
     premium: Premium | None = None  # the OpenAI route arrives with /premium support
     rate_limiter: RateLimiter = (
         RedisRateLimiter(
@@ -133,7 +154,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     assistant = Assistant(
         state=state,
-        local_model=FailoverChatModel(models=ollama),
+        local_model=pool,
         premium=premium,
         premium_model_name=settings.premium_model,
         ledger=ledger,
@@ -151,6 +172,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         engine=engine,
         ledger=ledger,
         ollama=ollama,
+        pool=pool,
         assistant=assistant,
         tracker=tracker,
         http=http,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +21,9 @@ from inference.base import (
     GenerationFailed,
     ModelNotFound,
     ModelUnavailable,
+    Overloaded,
     Queued,
+    StreamEvent,
     TextDelta,
     Turn,
     Usage,
@@ -180,8 +182,9 @@ class Assistant:
                 question=question,
                 budget_tokens=prompt_budget(model.context_tokens),
             )
+            stream = model.stream(turns)
             try:
-                async for event in model.stream(turns):
+                async for event in stream:
                     if isinstance(event, TextDelta):
                         if first_token_at is None:
                             first_token_at = self._now()
@@ -194,6 +197,9 @@ class Assistant:
             except ModelNotFound:
                 outcome = "model_not_found"
                 await sink.write(replies.MODEL_NOT_FOUND.format(model=model.name))
+            except Overloaded:
+                outcome = "overloaded"
+                await sink.write(replies.OVERLOADED)
             except ModelUnavailable:
                 outcome = "model_unavailable"
                 await sink.write(replies.MODEL_UNAVAILABLE)
@@ -202,6 +208,8 @@ class Assistant:
                 await sink.write(
                     "\n\n" + replies.INCOMPLETE if parts else replies.MODEL_UNAVAILABLE
                 )
+            finally:
+                await _close(stream)
             answer = "".join(parts)
             if outcome == "ok" and not answer.strip():
                 outcome = "empty_answer"
@@ -225,6 +233,13 @@ class Assistant:
             outcome=outcome,
             created_at=done,
         )
+
+
+async def _close(events: AsyncIterator[StreamEvent]) -> None:
+    """Close a model stream (an async generator) so its server slot is freed at once."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _ms(start: datetime, end: datetime) -> int:

@@ -58,3 +58,4 @@ RATE_LIMITED = (
     "You can ask again at {at} (in {wait})."
 )
 QUEUED = "Queued — #{position} in line. I'll start answering as soon as the model is free."
+OVERLOADED = "Too many questions are waiting for the model right now. Please try again in a minute."

@@ -54,6 +54,10 @@ class ModelNotFound(InferenceError):
     """The server answered but does not have the model (Ollama's 404)."""
 
 
+class Overloaded(InferenceError):
+    """Every generation slot is busy and the waiting line is full."""
+
+
 class GenerationFailed(InferenceError):
     """The server failed after generation began (mid-stream error or disconnect)."""
 

@@ -50,11 +50,11 @@ def postgres_server() -> str:
     except psycopg.Error as exc:
         reason = (
             f"PostgreSQL NOT REACHABLE at {make_url(url).render_as_string()}: {exc}. "
-            "Start it (see .ci/run) or set TEST_POSTGRES_URL; PostgreSQL tests are SKIPPED."
+            "Start PostgreSQL or set TEST_POSTGRES_URL."
         )
         if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+            pytest.fail(f"{reason} CI requires PostgreSQL.")
+        pytest.skip(f"{reason} PostgreSQL tests are SKIPPED.")
     return url
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,13 @@ def sync_connection(url: str) -> Iterator[Connection]:
             yield connection
     finally:
         engine.dispose()
+
+
+def sqlite_worker_threads() -> int:
+    """How many aiosqlite connection threads are alive."""
+    return sum(
+        thread.name.endswith("(_connection_worker_thread)") for thread in threading.enumerate()
+    )
 
 
 def table_names(url: str) -> set[str]:
@@ -128,7 +136,7 @@ async def test_concurrent_upgrades_from_several_processes_all_succeed(database_u
         "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
         "upgrade(sys.argv[1])\n"
     )
-    start_at = str(time.time() + 3.0)
+    start_at = str(time.time() + 2.0)
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -249,12 +257,21 @@ async def test_ping_succeeds_on_a_live_database(ledger: Ledger) -> None:
 async def test_ping_raises_database_error_when_the_database_is_down(
     url: str, tmp_path: Path
 ) -> None:
+    threads_before = sqlite_worker_threads()
     engine = create_engine(url.format(tmp=tmp_path))
     try:
         with pytest.raises(DatabaseError, match="database is down"):
             await Ledger(engine=engine).ping()
     finally:
         await engine.dispose()
+
+    # A failed ping leaves no thread behind (aiosqlite stops the worker of a failed
+    # connection without waiting; waiting here also keeps it from outliving the loop).
+    for _ in range(200):
+        if sqlite_worker_threads() <= threads_before:
+            break
+        await asyncio.sleep(0.01)
+    assert sqlite_worker_threads() <= threads_before
 
 
 def test_an_unknown_database_scheme_raises_database_error() -> None:

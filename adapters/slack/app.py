@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +35,11 @@ CANNOT_POST = (
 )
 USAGE = "Usage: `/{command} <your question>`"
 DISPLAY_LIMIT = 3000
+# What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
+# these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
+# kind of conversation: DMs, public channels, private channels, group DMs.
+SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help")
+BOT_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups", "message.mpim")
 
 
 class SlackBot:
@@ -61,9 +65,10 @@ class SlackBot:
             process_before_response=False,
             logger=logging.getLogger("slack_bolt"),
         )
-        self.app.event("app_mention")(self._on_event)
-        self.app.event("message")(self._on_event)
-        self.app.command(re.compile(r"^/.+"))(self._on_command)
+        for event_type in dict.fromkeys(event.split(".")[0] for event in BOT_EVENTS):
+            self.app.event(event_type)(self._on_event)
+        for command in SLASH_COMMANDS:
+            self.app.command(command)(self._on_command)
 
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         # Bolt has already acknowledged the event; the answer runs in a tracked task.
@@ -119,7 +124,7 @@ class SlackBot:
         if name == "reset" and not is_dm:
             await respond(text=RESET_IN_CHANNEL.format(bot=bot), response_type="ephemeral")
             return
-        # /help, /reset in a DM, and anything else the core knows how to refuse.
+        # /help, and /reset in a DM: the core answers them as inline commands.
         text = f"/{name} {to_question_text(raw_text, bot_user_id)}".strip()
         message = IncomingMessage(rolling, message_id, user, text, is_dm)
         await self._assistant.handle(message, EphemeralSink(respond=respond))

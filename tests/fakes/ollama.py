@@ -87,7 +87,7 @@ class FakeOllama:
         return f"http://127.0.0.1:{self._port}"
 
     async def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and begin serving."""
+        """Bind a free port on 127.0.0.1 (the same one again after ``stop()``) and serve."""
         app = web.Application()
         app.router.add_post("/api/chat", self._chat)
         app.router.add_get("/api/tags", self._tags)
@@ -98,7 +98,7 @@ class FakeOllama:
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self._port or 0))
         self._port = sock.getsockname()[1]
         site = web.SockSite(runner, sock)
         await site.start()
