@@ -1,0 +1,502 @@
+"""The deployment files agree with the code and the contract: docker compose, the Dockerfile,
+the Slack app manifests and the README's deploy instructions.
+
+No Docker engine is needed: the files are parsed, and their promises are checked against what
+the code really does (settings, routes, Slack listeners).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+import yaml
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.server import build_web_app
+from adapters.settings import Settings
+from adapters.slack.app import BOT_EVENTS, SLASH_COMMANDS, SlackBot
+from bot.tasks import TaskTracker
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+OVERRIDES = sorted(ROOT.glob("docker-compose.*.yml"))
+MANIFESTS = {"socket": ROOT / "slack/manifest.socket.yml", "http": ROOT / "slack/manifest.http.yml"}
+SPEC_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
+BOT_SERVICES = ("bot", "migrate")  # the services running the bot's image with .env
+# ${VAR}, ${VAR:-default}, ${VAR:?error}, $VAR; `$$` is a literal dollar for the container.
+_INTERPOLATION = re.compile(r"(?<!\$)(?:\$\$)*\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_]\w*))")
+_CHANNEL_TYPE = {"im": "im", "channels": "channel", "groups": "group", "mpim": "mpim"}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), path
+    return data
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _variables(node: Any) -> set[str]:
+    """Every variable compose interpolates into this part of a compose file."""
+    return {a or b for text in _strings(node) for a, b in _INTERPOLATION.findall(text)}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _load(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def one_shot(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Services others wait for to finish: they run once and exit."""
+    return {
+        name
+        for service in services.values()
+        for name, condition in _depends_on(service).items()
+        if condition == "service_completed_successfully"
+    }
+
+
+# --- docker compose -------------------------------------------------------------------------
+
+
+def test_the_compose_file_has_the_whole_stack(services: dict[str, dict[str, Any]]) -> None:
+    assert {"bot", "migrate", "redis", "postgres", "ollama", "ollama-pull"} <= set(services)
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), f"{name} has no image or build"
+    assert services["bot"]["build"] and services["bot"]["image"] == services["migrate"]["image"]
+
+
+def test_every_long_running_service_has_a_health_check(
+    services: dict[str, dict[str, Any]], one_shot: set[str]
+) -> None:
+    assert one_shot == {"migrate", "ollama-pull"}
+    for name, service in services.items():
+        if name in one_shot:
+            assert service.get("restart") == "no", f"{name} runs once and must not restart"
+            continue
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name} has no health check"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_health_checks_use_what_each_image_has(services: dict[str, dict[str, Any]]) -> None:
+    def command(name: str) -> str:
+        return " ".join(services[name]["healthcheck"]["test"][1:])
+
+    assert command("redis").startswith("redis-cli ping")
+    assert command("postgres").startswith("pg_isready")
+    assert command("ollama") == "ollama list"
+    # The slim Python image has no curl: the bot's check is Python's urllib on /healthz.
+    assert command("bot").startswith("python -c") and "urllib" in command("bot")
+    assert "/healthz" in command("bot")
+
+
+def test_depends_on_conditions_are_satisfiable(
+    services: dict[str, dict[str, Any]], one_shot: set[str]
+) -> None:
+    for name, service in services.items():
+        for dependency, condition in _depends_on(service).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition == "service_healthy":
+                assert services[dependency].get("healthcheck"), f"{dependency} has no check"
+            else:
+                assert condition == "service_completed_successfully", (name, dependency)
+                assert dependency in one_shot
+    # The bot serves only after migrations ran and the model is pulled, with its stores up.
+    assert _depends_on(services["bot"]) == {
+        "migrate": "service_completed_successfully",
+        "ollama-pull": "service_completed_successfully",
+        "redis": "service_healthy",
+        "postgres": "service_healthy",
+        "ollama": "service_healthy",
+    }
+    assert _depends_on(services["migrate"]) == {"postgres": "service_healthy"}
+    assert _depends_on(services["ollama-pull"]) == {"ollama": "service_healthy"}
+
+
+def test_one_shot_services_migrate_and_pull_the_configured_model(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["migrate"]["command"] == ["chatbot", "db", "upgrade"]
+    assert services["bot"]["command"] == ["chatbot", "serve"]
+    pull = services["ollama-pull"]
+    assert pull["image"] == services["ollama"]["image"]  # it has the `ollama` CLI
+    env = _environment(pull)
+    assert urlsplit(env["OLLAMA_HOST"]).hostname == "ollama"
+    assert env["OLLAMA_MODEL"] == "${OLLAMA_MODEL:-codellama:7b}"
+    script = " ".join([*pull.get("entrypoint", []), *pull["command"]])
+    assert 'ollama pull "$$OLLAMA_MODEL"' in script
+
+
+def test_the_bot_is_given_only_variables_the_contract_names(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    files = [_load(COMPOSE), *map(_load, OVERRIDES)]
+    for data in files:
+        for name in BOT_SERVICES:
+            service = (data.get("services") or {}).get(name) or {}
+            unknown = set(_environment(service)) - SPEC_VARIABLES
+            assert not unknown, f"{name} is given variables SPEC does not name: {unknown}"
+        # .env is handed to the bot whole (env_file), so a variable compose reads from it
+        # must be a contract variable too, in any service.
+        unknown = _variables(data) - SPEC_VARIABLES
+        assert not unknown, f"compose reads variables SPEC does not name: {unknown}"
+    for name in BOT_SERVICES:
+        assert services[name]["env_file"] in (".env", [".env"])
+
+
+def test_the_bot_is_pointed_at_this_stacks_services(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(services["bot"])
+    assert env == _environment(services["migrate"])
+    redis = urlsplit(env["REDIS_URL"])
+    assert (redis.scheme, redis.hostname, redis.port) == ("redis", "redis", 6379)
+    assert urlsplit(env["OLLAMA_BASE_URL"]).hostname == "ollama"
+    db = urlsplit(env["DATABASE_URL"])
+    pg = _environment(services["postgres"])
+    assert db.scheme == "postgresql" and (db.hostname, db.port) == ("postgres", 5432)
+    assert (db.username, db.password, db.path.lstrip("/")) == (
+        pg["POSTGRES_USER"],
+        pg["POSTGRES_PASSWORD"],
+        pg["POSTGRES_DB"],
+    )
+    health = " ".join(services["postgres"]["healthcheck"]["test"])
+    assert f"-U {pg['POSTGRES_USER']}" in health and f"-d {pg['POSTGRES_DB']}" in health
+    # The published port is the one the bot listens on.
+    assert services["bot"]["ports"] == ["${PORT:-3000}:${PORT:-3000}"]
+
+
+def test_models_and_data_live_in_named_volumes(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    mounts: dict[str, set[str]] = {}
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} mounts undeclared volume {source}"
+                mounts.setdefault(name, set()).add(target)
+    assert "/root/.ollama" in mounts["ollama"]
+    assert "/var/lib/postgresql/data" in mounts["postgres"]
+    assert "/data" in mounts["redis"]
+
+
+def test_overrides_only_touch_existing_services(services: dict[str, dict[str, Any]]) -> None:
+    assert {p.name for p in OVERRIDES} == {"docker-compose.gpu.yml", "docker-compose.spot.yml"}
+    for path in OVERRIDES:
+        data = _load(path)
+        assert set(data) == {"services"}, path.name
+        assert set(data["services"]) <= set(services), path.name
+
+
+def test_gpu_override_gives_ollama_the_nvidia_gpus() -> None:
+    data = _load(ROOT / "docker-compose.gpu.yml")
+    assert set(data["services"]) == {"ollama"}
+    devices = data["services"]["ollama"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+
+
+def test_spot_override_takes_the_failover_order_from_env() -> None:
+    data = _load(ROOT / "docker-compose.spot.yml")
+    assert set(data["services"]) == {"bot"}
+    value = _environment(data["services"]["bot"])["OLLAMA_BASE_URL"]
+    # Required (`:?`): an unset variable stops `docker compose up` with the message.
+    assert value.startswith("${OLLAMA_BASE_URL:?")
+    assert "http://ollama:11434" in value
+
+
+def test_compose_interpolation_pattern() -> None:
+    """The variable finder the contract check relies on sees every form compose accepts."""
+    text = "${A} ${B:-x} ${C:?msg} $D $$E $$$F ${G-x}"
+    assert _variables(text) == {"A", "B", "C", "D", "F", "G"}
+
+
+# --- Dockerfile -----------------------------------------------------------------------------
+
+
+def _script(name: str) -> ModuleType:
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def install_check() -> ModuleType:
+    return _script("docker_install_check")
+
+
+@pytest.fixture(scope="module")
+def dockerfile(install_check: ModuleType) -> list[tuple[str, str]]:
+    instructions: list[tuple[str, str]] = install_check.instructions(
+        (ROOT / "Dockerfile").read_text()
+    )
+    return instructions
+
+
+def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def test_the_image_runs_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
+    users = [args for keyword, args in _final_stage(dockerfile) if keyword == "USER"]
+    assert users, "the final stage never leaves root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_the_image_checks_healthz_and_serves_on_3000(dockerfile: list[tuple[str, str]]) -> None:
+    final = dict(_final_stage(dockerfile))
+    assert "/healthz" in final["HEALTHCHECK"] and "urllib" in final["HEALTHCHECK"]
+    assert final["EXPOSE"] == "3000"
+    assert json.loads(final["CMD"]) == ["chatbot", "serve"]
+    bases = [args for keyword, args in dockerfile if keyword == "ARG" and "PYTHON_IMAGE" in args]
+    assert bases == ["PYTHON_IMAGE=python:3.11-slim"]
+
+
+def test_the_image_installs_the_package_from_pyproject(install_check: ModuleType) -> None:
+    stage = install_check.build_stage((ROOT / "Dockerfile").read_text())
+    copied = {source for sources, _, _ in stage.copies for source in sources}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    assert {"pyproject.toml", pyproject["project"]["readme"], "scripts/install.sh"} <= copied
+    assert packages <= copied, "every package pyproject installs must be copied into the image"
+    assert stage.run.split()[-2:] == ["scripts/install.sh", "/opt/venv"]
+    install = (ROOT / "scripts/install.sh").read_text()
+    pip_lines = [line for line in install.splitlines() if "pip install" in line]
+    assert pip_lines and all(line.rstrip().endswith(" .") for line in pip_lines)
+    assert not re.search(r"pip install\b.*\s(-e|--editable)\b", install)
+
+
+def test_dockerignore_keeps_secrets_and_clutter_out(install_check: ModuleType) -> None:
+    ignore = install_check.DockerIgnore((ROOT / ".dockerignore").read_text())
+    for path in (".env", ".git/config", ".venv/bin/python", "chatbot.db", "tests/test_deploy.py"):
+        assert ignore.ignored(path), path
+    for path in ("bot/__pycache__/memory.cpython-311.pyc", "adapters/x.pyc", "bot/local.db"):
+        assert ignore.ignored(path), path
+    for path in ("pyproject.toml", "README.md", "scripts/install.sh", "bot/migrations/env.py"):
+        assert not ignore.ignored(path), path
+
+
+# --- Slack app manifests --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=sorted(MANIFESTS))
+def manifest(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param, _load(MANIFESTS[request.param])
+
+
+def test_manifest_declares_exactly_what_the_code_handles(
+    manifest: tuple[str, dict[str, Any]],
+) -> None:
+    _, data = manifest
+    commands = [c["command"] for c in data["features"]["slash_commands"]]
+    assert sorted(commands) == sorted(SLASH_COMMANDS)
+    events = data["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == sorted(BOT_EVENTS)
+    assert "user_events" not in data["settings"]["event_subscriptions"]
+
+
+def test_manifest_settings_the_bot_needs(manifest: tuple[str, dict[str, Any]]) -> None:
+    mode, data = manifest
+    features, settings = data["features"], data["settings"]
+    assert set(data) == {"_metadata", "display_information", "features", "oauth_config", "settings"}
+    assert features["app_home"]["messages_tab_enabled"] is True  # people can DM the bot
+    assert features["app_home"]["messages_tab_read_only_enabled"] is False
+    assert features["bot_user"]["always_online"] is True
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",
+        "chat:write",
+        "chat:write.public",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "mpim:history",
+        "commands",
+    }
+    assert settings["org_deploy_enabled"] is False
+    assert settings["token_rotation_enabled"] is False
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is (mode == "socket")
+
+
+def test_manifest_fits_slacks_limits(manifest: tuple[str, dict[str, Any]]) -> None:
+    _, data = manifest
+    info = data["display_information"]
+    assert 1 <= len(info["name"]) <= 35
+    assert 1 <= len(info["description"]) <= 140
+    assert 175 <= len(info["long_description"]) <= 4000
+    assert re.fullmatch(r"#[0-9a-fA-F]{6}", info["background_color"])
+    assert 1 <= len(data["features"]["bot_user"]["display_name"]) <= 80
+    for command in data["features"]["slash_commands"]:
+        assert re.fullmatch(r"/[a-z0-9_-]{1,31}", command["command"])
+        assert 1 <= len(command["description"]) <= 2000
+        assert command["should_escape"] is False  # the bot reposts the text as typed
+    hints = {c["command"]: c.get("usage_hint") for c in data["features"]["slash_commands"]}
+    assert hints["/ask"] and hints["/premium"], "commands that take a question show a hint"
+
+
+def _urls(data: dict[str, Any]) -> list[str]:
+    settings = data["settings"]
+    found = [c.get("url") for c in data["features"]["slash_commands"]]
+    found += [settings["event_subscriptions"].get("request_url")]
+    found += [settings["interactivity"].get("request_url")]
+    return [url for url in found if url is not None]
+
+
+def test_http_manifest_sends_everything_to_the_slack_route() -> None:
+    data = _load(MANIFESTS["http"])
+    urls = _urls(data)
+    assert len(urls) == len(SLASH_COMMANDS) + 2  # every command, events, interactivity
+    assert set(urls) == {"https://YOUR-HOST/slack/events"}
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in build_web_app(runtime=None).router.routes()  # type: ignore[arg-type]
+        if route.resource is not None
+    }
+    assert ("POST", urlsplit(urls[0]).path) in routes
+
+
+def test_socket_manifest_has_no_request_urls() -> None:
+    assert _urls(_load(MANIFESTS["socket"])) == []
+
+
+def test_both_manifests_differ_only_in_how_slack_reaches_the_bot() -> None:
+    def without_transport(data: dict[str, Any]) -> dict[str, Any]:
+        data = json.loads(json.dumps(data))
+        for command in data["features"]["slash_commands"]:
+            command.pop("url", None)
+        data["settings"]["event_subscriptions"].pop("request_url", None)
+        data["settings"]["interactivity"].pop("request_url", None)
+        data["settings"].pop("socket_mode_enabled")
+        return data
+
+    socket, http = (without_transport(_load(MANIFESTS[m])) for m in ("socket", "http"))
+    assert socket == http
+
+
+# --- the code's listeners -------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack_listeners() -> list[Any]:
+    bot = SlackBot(
+        client=AsyncWebClient(token="xoxb-test"),
+        assistant=None,  # type: ignore[arg-type]  # never called: only the listeners are read
+        dispatcher=None,  # type: ignore[arg-type]
+        tracker=TaskTracker(),
+    )
+    listeners: list[Any] = bot.app._async_listeners
+    return listeners
+
+
+async def _handled(listeners: list[Any], body: str) -> bool:
+    request = AsyncBoltRequest(body=body, headers={})
+    for listener in listeners:
+        if await listener.async_matches(req=request, resp=BoltResponse(status=200)):
+            return True
+    return False
+
+
+def _command_body(command: str) -> str:
+    return urlencode({"command": command, "text": "hi", "team_id": "T1", "user_id": "U1"})
+
+
+def _event_body(subscription: str) -> str:
+    event_type, _, conversation = subscription.partition(".")
+    event: dict[str, Any] = {"type": event_type, "user": "U1", "text": "hi", "ts": "1.2"}
+    if conversation:
+        event["channel_type"] = _CHANNEL_TYPE[conversation]
+    return json.dumps({"type": "event_callback", "team_id": "T1", "event": event})
+
+
+async def test_the_app_listens_to_every_manifest_command_and_event(
+    slack_listeners: list[Any],
+) -> None:
+    data = _load(MANIFESTS["socket"])
+    for command in data["features"]["slash_commands"]:
+        assert await _handled(slack_listeners, _command_body(command["command"])), command
+    for subscription in data["settings"]["event_subscriptions"]["bot_events"]:
+        assert await _handled(slack_listeners, _event_body(subscription)), subscription
+
+
+async def test_the_app_listens_to_nothing_the_manifest_leaves_out(
+    slack_listeners: list[Any],
+) -> None:
+    assert not await _handled(slack_listeners, _command_body("/deploy"))
+    assert not await _handled(slack_listeners, _event_body("reaction_added"))
+    assert not await _handled(slack_listeners, _event_body("app_home_opened"))
+
+
+# --- README ---------------------------------------------------------------------------------
+
+
+def _readme_section(heading: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_readme_connect_slack_lists_the_manifest_scopes() -> None:
+    section = _readme_section("Connect Slack")
+    step = section[section.index("Bot Token Scopes") :]
+    step = step[: step.index("\n3. ")]
+    listed = set(re.findall(r"`([a-z_]+:[a-z_.]+|commands)`", step))
+    for mode, path in MANIFESTS.items():
+        assert listed == set(_load(path)["oauth_config"]["scopes"]["bot"]), mode
+
+
+def test_readme_deploy_section_covers_every_deploy_file() -> None:
+    section = _readme_section("Deploy with docker compose")
+    for name in ("docker-compose.gpu.yml", "docker-compose.spot.yml", *MANIFESTS.values()):
+        assert str(name).removeprefix(f"{ROOT}/") in section, name
+    for words in ("pg_dump", "pg_restore", "git pull", "docker compose build", "OLLAMA_BASE_URL"):
+        assert words in section, words
