@@ -1,0 +1,206 @@
+"""Teams wiring: `POST /api/messages` through botbuilder's CloudAdapter, answered in the
+background with proactive messages."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from botbuilder.core import TurnContext
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
+)
+from botbuilder.schema import Activity
+
+from adapters.settings import Settings
+from adapters.teams.auth import AsyncTokenCredentialFactory, install_signing_keys
+from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
+from adapters.teams.events import TeamsInbound, to_inbound
+from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_connector
+from bot.assistant import Assistant
+from bot.tasks import TaskTracker
+
+log = logging.getLogger(__name__)
+
+UNAUTHENTICATED_WARNING = (
+    "TEAMS_ALLOW_UNAUTHENTICATED=true and no MICROSOFT_APP_ID: /api/messages accepts UNSIGNED "
+    "activities and replies only to loopback service URLs. For local testing only."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BotFrameworkConfig:
+    """The configuration object botbuilder's Configuration* classes read."""
+
+    APP_ID: str
+    APP_PASSWORD: str
+    APP_TYPE: str
+    APP_TENANTID: str
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether a service URL points at this machine (127.0.0.0/8, ::1, localhost)."""
+    try:
+        host = urlsplit(url or "").hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refused(reason: str, status: int = 401) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+class TeamsBot:
+    """Authenticates Bot Framework activities and turns Teams messages into calls to the core."""
+
+    def __init__(
+        self,
+        *,
+        adapter: CloudAdapter,
+        app_id: str,
+        assistant: Assistant,
+        tracker: TaskTracker,
+        options: ReplyOptions | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.options = options or ReplyOptions()
+        self._auth = adapter.bot_framework_authentication
+        self._app_id = app_id
+        self._assistant = assistant
+        self._tracker = tracker
+
+    @property
+    def authenticated(self) -> bool:
+        """False only in the local-testing mode without an app id."""
+        return bool(self._app_id)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Authenticate, validate and acknowledge one activity; answer in the background."""
+        header = request.headers.get("Authorization", "")
+        if self.authenticated and not header:
+            return _refused("missing bearer token")
+        try:
+            # The token is checked before the body is read: signature, issuer, audience
+            # (this bot's app id) and expiry; the body-bound claims are checked below.
+            await self._auth.authenticate_request(Activity(), header)
+        except SigningKeysUnavailable:
+            log.error("cannot check Teams requests: Bot Framework signing keys are unreachable")
+            return _refused("signing keys unavailable", 503)
+        except Exception as exc:  # botbuilder raises anything from PermissionError to IndexError
+            log.info("refused a Teams request: %s", type(exc).__name__)
+            return _refused("invalid bearer token")
+        body = await request.read()  # over the server's size limit: 413
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("not an activity")
+            activity = Activity().deserialize(data)
+            if not isinstance(activity.type, str) or not activity.type:
+                raise ValueError("activity without a type")
+        except Exception:
+            return _refused("malformed activity", 400)
+        try:
+            # Again with the activity: its channel must be among the key's endorsements and
+            # its serviceUrl must be the one the token was issued for.
+            await self._auth.authenticate_request(activity, header)
+        except Exception as exc:
+            log.info("refused a Teams activity: %s", type(exc).__name__)
+            return _refused("token does not match the activity")
+        if not self.authenticated and not is_loopback(activity.service_url):
+            log.warning("refused an unsigned activity whose serviceUrl is not on this machine")
+            return _refused("unsigned activities may only come from loopback service URLs")
+        inbound = to_inbound(activity)
+        if inbound is None:
+            return web.Response(status=200)
+        self._tracker.spawn(self._answer(inbound), name="teams-answer")
+        return web.Response(status=202)
+
+    async def _answer(self, inbound: TeamsInbound) -> None:
+        async def turn(context: TurnContext) -> None:
+            # The continuation activity has a fresh id: reply to the message that asked.
+            context.activity.id = inbound.activity_id
+            tune_connector(context.turn_state.get(self.adapter.BOT_CONNECTOR_CLIENT_KEY))
+            sink = TeamsReplySink(
+                outbox=Outbox(context, self.options),
+                streaming=inbound.streams,
+                options=self.options,
+            )
+            await sink.begin()
+            try:
+                await self._assistant.handle(inbound.message, sink)
+            finally:
+                await sink.stop()
+
+        try:
+            await self.adapter.continue_conversation(
+                inbound.reference, turn, bot_app_id=self._app_id
+            )
+        except CredentialsError as exc:
+            log.error("cannot answer in Teams: %s", exc)
+        except Exception:
+            log.exception("cannot answer in Teams")
+
+
+def bot_framework_config(settings: Settings) -> BotFrameworkConfig:
+    """botbuilder's view of the MICROSOFT_APP_* settings."""
+    password = settings.microsoft_app_password
+    return BotFrameworkConfig(
+        APP_ID=settings.microsoft_app_id,
+        APP_PASSWORD=password.get_secret_value() if password is not None else "",
+        APP_TYPE=settings.microsoft_app_type,
+        APP_TENANTID=settings.microsoft_app_tenant_id,
+    )
+
+
+def configuration_problem(settings: Settings) -> str | None:
+    """What is missing for the configured app type, if anything."""
+    if not settings.microsoft_app_id:
+        return None
+    app_type = settings.microsoft_app_type
+    if app_type == "SingleTenant" and settings.microsoft_app_password is None:
+        return "MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_PASSWORD (a client secret)"
+    if app_type in ("SingleTenant", "UserAssignedMSI") and not settings.microsoft_app_tenant_id:
+        return f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID"
+    return None
+
+
+def build_teams_bot(
+    settings: Settings,
+    *,
+    assistant: Assistant,
+    tracker: TaskTracker,
+) -> TeamsBot | None:
+    """The Teams adapter, or None when Teams is off (no app id and no local-testing flag)
+    or misconfigured (logged); `/api/messages` then answers 401."""
+    if not settings.microsoft_app_id and not settings.teams_allow_unauthenticated:
+        return None
+    problem = configuration_problem(settings)
+    if problem is not None:
+        log.error("Teams is off: %s", problem)
+        return None
+    if not settings.microsoft_app_id:
+        log.warning(UNAUTHENTICATED_WARNING)
+    elif settings.microsoft_app_type == "MultiTenant" and settings.microsoft_app_password is None:
+        log.warning("MICROSOFT_APP_PASSWORD is not set: the bot cannot reply in Teams")
+    config = bot_framework_config(settings)
+    install_signing_keys()
+    credentials = AsyncTokenCredentialFactory(ConfigurationServiceClientCredentialFactory(config))
+    auth = ConfigurationBotFrameworkAuthentication(config, credentials_factory=credentials)
+    return TeamsBot(
+        adapter=CloudAdapter(auth),
+        app_id=settings.microsoft_app_id,
+        assistant=assistant,
+        tracker=tracker,
+    )
