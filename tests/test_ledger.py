@@ -88,7 +88,7 @@ def test_upgrade_creates_the_table_and_a_second_upgrade_changes_nothing(
     upgrade(database_url)
 
     assert {"requests", "alembic_version"} <= table_names(database_url)
-    assert current_revision(database_url) == head_revision() == "0001"
+    assert current_revision(database_url) == head_revision() == "0002"
 
     with sync_connection(database_url) as connection:
         connection.execute(
@@ -103,7 +103,7 @@ def test_upgrade_creates_the_table_and_a_second_upgrade_changes_nothing(
 
     upgrade(database_url)
 
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == head_revision()
     with sync_connection(database_url) as connection:
         count = connection.execute(sqlalchemy.text("SELECT count(*) FROM requests")).scalar()
     assert count == 1
@@ -161,7 +161,7 @@ async def test_concurrent_upgrades_from_several_processes_all_succeed(database_u
 
     for process, (_, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr.decode()
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == head_revision()
 
 
 async def test_concurrent_upgrades_in_one_process_both_succeed(database_url: str) -> None:
@@ -172,7 +172,7 @@ async def test_concurrent_upgrades_in_one_process_both_succeed(database_url: str
         timeout=60,
     )
 
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == head_revision()
 
 
 def test_upgrade_of_an_unreachable_database_raises_database_error(tmp_path: Path) -> None:

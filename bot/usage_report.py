@@ -1,0 +1,177 @@
+"""The usage report (`chatbot usage`): requests, tokens, cost and latency from the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import InstrumentedAttribute
+
+from bot.budget import format_usd
+from bot.database import DatabaseError, describe_error
+from bot.ledger import RequestRow
+
+GroupBy = Literal["user", "workspace", "model"]
+GROUPINGS: tuple[GroupBy, ...] = ("user", "workspace", "model")
+QUERY_TIMEOUT_SECONDS = 60.0
+
+_SPAN = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
+_SPAN_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """The start of the window ``text`` names: ``30d``, ``24h``, ``2w``, ``90m`` back from
+    ``now``, or a UTC date ``2025-11-01``. Raises ValueError for anything else."""
+    match = _SPAN.match(text)
+    if match is not None:
+        amount, unit = int(match.group(1)), match.group(2).lower()
+        return now - timedelta(**{_SPAN_UNITS[unit]: amount})
+    try:
+        day = datetime.strptime(text.strip(), "%Y-%m-%d")
+    except ValueError:
+        raise ValueError(
+            f"cannot read {text!r} as a time span: use e.g. 30d, 24h, 2w or 2025-11-01"
+        ) from None
+    return day.replace(tzinfo=UTC)
+
+
+def percentile(values: Sequence[int], pct: float) -> int | None:
+    """The nearest-rank percentile of ``values`` (None when there are none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One group's totals over the window."""
+
+    key: str
+    requests: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    p50_ms: int | None
+    p95_ms: int | None
+
+
+@dataclass
+class _Totals:
+    requests: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latencies: list[int] = field(default_factory=list)
+
+
+def _group_column(by: GroupBy) -> tuple[InstrumentedAttribute[str], InstrumentedAttribute[str]]:
+    if by == "user":
+        return (RequestRow.platform, RequestRow.user)
+    if by == "workspace":
+        return (RequestRow.platform, RequestRow.workspace)
+    return (RequestRow.route, RequestRow.model)
+
+
+async def usage_report(engine: AsyncEngine, *, since: datetime, by: GroupBy) -> list[ReportLine]:
+    """Totals per user, workspace or model of the requests recorded since ``since``,
+    dearest first. Percentiles are computed here, the same on SQLite and PostgreSQL."""
+    first, second = _group_column(by)
+    query = select(
+        first,
+        second,
+        RequestRow.outcome,
+        RequestRow.prompt_tokens,
+        RequestRow.completion_tokens,
+        RequestRow.cost_usd,
+        RequestRow.latency_ms,
+    ).where(RequestRow.created_at >= since)
+    totals: dict[str, _Totals] = {}
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT_SECONDS), engine.connect() as connection:
+            result = await connection.stream(query)
+            async for a, b, outcome, prompt, completion, cost, latency in result:
+                key = f"{a}:{b}" if by != "model" else f"{b} ({a})"
+                group = totals.setdefault(key, _Totals())
+                group.requests += 1
+                group.failed += outcome != "ok"
+                group.prompt_tokens += prompt
+                group.completion_tokens += completion
+                group.cost_usd += float(cost or 0)
+                group.latencies.append(latency)
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseError(f"could not read usage: {describe_error(exc)}") from exc
+    except TimeoutError as exc:
+        raise DatabaseError(
+            f"could not read usage: no answer within {QUERY_TIMEOUT_SECONDS:g} s"
+        ) from exc
+    lines = [
+        ReportLine(
+            key=key,
+            requests=t.requests,
+            failed=t.failed,
+            prompt_tokens=t.prompt_tokens,
+            completion_tokens=t.completion_tokens,
+            cost_usd=t.cost_usd,
+            p50_ms=percentile(t.latencies, 50),
+            p95_ms=percentile(t.latencies, 95),
+        )
+        for key, t in totals.items()
+    ]
+    return sorted(lines, key=lambda line: (-line.cost_usd, -line.requests, line.key))
+
+
+def _seconds(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.2f}"
+
+
+def format_report(lines: Sequence[ReportLine], *, by: GroupBy) -> str:
+    """A plain-text table with a total row, for a terminal."""
+    header = (by, "requests", "failed", "prompt tok", "compl. tok", "cost", "p50 s", "p95 s")
+    rows = [
+        (
+            line.key,
+            f"{line.requests:,}",
+            f"{line.failed:,}",
+            f"{line.prompt_tokens:,}",
+            f"{line.completion_tokens:,}",
+            format_usd(line.cost_usd),
+            _seconds(line.p50_ms),
+            _seconds(line.p95_ms),
+        )
+        for line in lines
+    ]
+    rows.append(
+        (
+            "total",
+            f"{sum(x.requests for x in lines):,}",
+            f"{sum(x.failed for x in lines):,}",
+            f"{sum(x.prompt_tokens for x in lines):,}",
+            f"{sum(x.completion_tokens for x in lines):,}",
+            format_usd(sum(x.cost_usd for x in lines)),
+            "",
+            "",
+        )
+    )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def render(row: Sequence[str]) -> str:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join(
+        [render(header), rule, *(render(r) for r in rows[:-1]), rule, render(rows[-1])]
+    )
