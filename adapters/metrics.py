@@ -1,0 +1,195 @@
+"""Prometheus metrics: the core's telemetry as counters and histograms, the model server
+pool read at scrape time, all in one registry per runtime (served at `GET /metrics`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.ledger import UsageRecord
+from bot.telemetry import EventName
+from inference.pool import ModelPool
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Answers take 2-90 s on a model server; the default buckets (max 10 s) would put most of
+# them in +Inf.
+LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0)
+FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+# Messages that asked no model, as (route, outcome) labels of chatbot_requests_total.
+NO_MODEL_LABELS: dict[str, tuple[str, str]] = {
+    "command": ("command", "ok"),
+    "refused": ("none", "refused"),
+    "store_unavailable": ("none", "store_unavailable"),
+    "error": ("none", "error"),
+}
+
+
+def public_url(url: str) -> str:
+    """The URL without user name and password, for labels and output."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PoolCollector(Collector):
+    """Queue depth and backend health of the Ollama pool, read when Prometheus scrapes."""
+
+    def __init__(self, pool: ModelPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "chatbot_queue_depth",
+            "Questions waiting for a free generation slot, over all Ollama servers.",
+            value=self._pool.queue_depth(),
+        )
+        up = GaugeMetricFamily(
+            "chatbot_backend_up",
+            "1 while questions are sent to this Ollama server, 0 while its circuit "
+            "breaker keeps it out (it failed; health checks bring it back).",
+            labels=["url"],
+        )
+        for url, available in self._pool.health().items():
+            up.add_metric([public_url(url)], 1.0 if available else 0.0)
+        return [depth, up]
+
+    def describe(self) -> Iterable[Metric]:
+        # Without this the registry would call collect() at registration, before the
+        # pool is in use; the names are fixed, so describe them without reading it.
+        return [
+            GaugeMetricFamily("chatbot_queue_depth", "queue depth"),
+            GaugeMetricFamily("chatbot_backend_up", "backend up", labels=["url"]),
+        ]
+
+
+class Metrics:
+    """The bot's Prometheus metrics in a registry of their own (several runtimes in one
+    process, as in tests, never clash). Implements ``bot.telemetry.Telemetry``."""
+
+    def __init__(self, *, pool: ModelPool | None = None, process: bool = True) -> None:
+        # A `*_created` gauge beside every counter and histogram doubles the series for
+        # nothing Prometheus' text format uses; the switch is process-wide.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "chatbot_requests",
+            "Messages handled, by platform, route (local, premium; command or none when no "
+            "model was asked) and outcome.",
+            ["platform", "route", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "chatbot_answer_latency_seconds",
+            "From receiving a question to the end of its answer.",
+            ["platform", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._first_token = Histogram(
+            "chatbot_time_to_first_token_seconds",
+            "From receiving a question to the first text of its answer.",
+            ["platform", "route"],
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self._prompt_tokens = Counter(
+            "chatbot_prompt_tokens",
+            "Prompt tokens sent to models, as the model servers counted them.",
+            ["route", "model"],
+            registry=self.registry,
+        )
+        self._completion_tokens = Counter(
+            "chatbot_completion_tokens",
+            "Completion tokens generated by models, as the model servers counted them.",
+            ["route", "model"],
+            registry=self.registry,
+        )
+        self._cost = Counter(
+            "chatbot_premium_cost_usd",
+            "What premium answers cost, in US dollars (tokens times the model's price).",
+            ["model"],
+            registry=self.registry,
+        )
+        self._rate_limited = Counter(
+            "chatbot_rate_limited",
+            "Questions refused by the per-user rate limits.",
+            ["platform"],
+            registry=self.registry,
+        )
+        self._dedupe_hits = Counter(
+            "chatbot_dedupe_hits",
+            "Messages not answered again: redelivered events, or one mention sent twice.",
+            ["platform"],
+            registry=self.registry,
+        )
+        self._reclaimed = Counter(
+            "chatbot_reclaimed_work",
+            "Questions another replica accepted but did not finish, answered here.",
+            registry=self.registry,
+        )
+        if process:
+            ProcessCollector(registry=self.registry)
+        if pool is not None:
+            self.registry.register(PoolCollector(pool))
+
+    # -- bot.telemetry.Telemetry ------------------------------------------------------
+
+    def usage(self, record: UsageRecord) -> None:
+        """Count one model request: outcome, latency, tokens and cost."""
+        self._requests.labels(record.platform, record.route, record.outcome).inc()
+        self._latency.labels(record.platform, record.route).observe(record.latency_ms / 1000)
+        if record.first_token_ms is not None:
+            self._first_token.labels(record.platform, record.route).observe(
+                record.first_token_ms / 1000
+            )
+        self._prompt_tokens.labels(record.route, record.model).inc(record.prompt_tokens)
+        self._completion_tokens.labels(record.route, record.model).inc(record.completion_tokens)
+        if record.cost_usd > 0:
+            self._cost.labels(record.model).inc(record.cost_usd)
+
+    def event(self, name: EventName, platform: str) -> None:
+        """Count what happened to a message that asked no model, or on the way."""
+        if name == "dedupe_hit":
+            self._dedupe_hits.labels(platform).inc()
+        elif name == "rate_limited":
+            self._rate_limited.labels(platform).inc()
+        elif name == "reclaimed":
+            self._reclaimed.inc()
+        else:
+            route, outcome = NO_MODEL_LABELS.get(name, ("none", name))
+            self._requests.labels(platform, route, outcome).inc()
+
+    # -- crash recovery -----------------------------------------------------------------
+
+    def reclaimed(self, count: int = 1) -> None:
+        """Count questions taken over from a replica that stopped answering them."""
+        self._reclaimed.inc(count)
+
+    # -- exposition -----------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
