@@ -38,3 +38,7 @@ fmt: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+bench: install  ## load benchmark (needs Redis on 127.0.0.1:6379): figures for the README
+	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300
+	$(BIN)/python -m bench.load --levels 1,20,50 --answers 100 --first-token-delay 0.3 --token-delay 0.03

@@ -9,8 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from adapters.settings import Settings
-from adapters.wiring import HEALTH_CHECK_INTERVAL_SECONDS, Runtime, build_runtime
+from adapters.wiring import Runtime, build_runtime
 from bot import database
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[RUNTIME].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def _slack_events(request: web.Request) -> web.Response:
     endpoint = request.app[RUNTIME].slack_endpoint
     if endpoint is None:
@@ -37,7 +43,10 @@ async def _slack_events(request: web.Request) -> web.Response:
 
 
 async def _teams_messages(request: web.Request) -> web.Response:
-    return web.json_response({"error": "Teams is not configured on this bot"}, status=401)
+    teams = request.app[RUNTIME].teams
+    if teams is None:
+        return web.json_response({"error": "Teams is not configured on this bot"}, status=401)
+    return await teams.handle(request)
 
 
 def build_web_app(runtime: Runtime) -> web.Application:
@@ -48,6 +57,7 @@ def build_web_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/messages", _teams_messages)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -63,9 +73,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     """Run the bot until SIGTERM or SIGINT, then drain answers in flight and close."""
     await migrate(settings)
     runtime = await build_runtime(settings)
-    health_checks = asyncio.create_task(
-        runtime.pool.run_health_checks(HEALTH_CHECK_INTERVAL_SECONDS), name="ollama-health"
-    )
+    runtime.start()
     runner = web.AppRunner(build_web_app(runtime), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -96,7 +104,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
         if socket_mode is not None:
             await socket_mode.close_async()
         await site.stop()
+        runtime.stop_taking_work()
         await runtime.tracker.drain(settings.shutdown_grace_seconds)
-        health_checks.cancel()
         await runner.cleanup()
         await runtime.close()

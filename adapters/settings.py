@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -16,6 +16,18 @@ DEFAULT_SYSTEM_PROMPT = (
     "fenced code blocks with a language tag. Say so when you are not sure."
 )
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# OpenAI list prices in US dollars per million (input, output) tokens, 2025. A dated
+# snapshot (gpt-4o-2024-08-06) is priced as its family. PREMIUM_PRICES_USD overrides or
+# adds entries, e.g. for an OpenAI-compatible endpoint's own model names.
+DEFAULT_PREMIUM_PRICES_USD: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4": (30.00, 60.00),
+}
 
 
 class Settings(BaseSettings):
@@ -47,6 +59,10 @@ class Settings(BaseSettings):
     premium_users: str = "*"
     premium_monthly_budget_usd: float = Field(default=20.0, ge=0)
     premium_workspace_monthly_budget_usd: float = Field(default=0.0, ge=0)
+    # Not in the contract: JSON {"model": [input, output]} in USD per million tokens.
+    premium_prices_usd: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        default_factory=dict
+    )
 
     redis_url: str | None = None
     database_url: str = "sqlite:///chatbot.db"
@@ -57,6 +73,10 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(default=8000, ge=1)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    # Not in the contract: how long accepted work of a dead replica waits before another
+    # replica takes it over (also the conversation lock's time to live).
+    work_reclaim_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -88,6 +108,17 @@ class Settings(BaseSettings):
     def ollama_urls(self) -> list[str]:
         """The Ollama servers in failover order."""
         return [u.strip().rstrip("/") for u in self.ollama_base_url.split(",") if u.strip()]
+
+    @property
+    def premium_allowlist(self) -> frozenset[str] | None:
+        """The user ids allowed `/premium`; None means everyone (`*`, or left blank)."""
+        ids = {u.strip() for u in self.premium_users.split(",") if u.strip()}
+        return None if not ids or "*" in ids else frozenset(ids)
+
+    @property
+    def premium_prices(self) -> dict[str, tuple[float, float]]:
+        """USD per million (input, output) tokens per model: the defaults plus overrides."""
+        return {**DEFAULT_PREMIUM_PRICES_USD, **self.premium_prices_usd}
 
     @property
     def slack_enabled(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 from redis.asyncio import Redis
@@ -16,19 +16,28 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
 from bot import database
 from bot.assistant import Assistant, Premium
+from bot.budget import Budgets, Price, price_for
 from bot.database import DatabaseError
+from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from bot.state import ConversationState, LocalState, RedisState
 from bot.tasks import TaskTracker
+from bot.usage_writer import UsageWriter
+from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
+from inference.openai import OpenAIChatModel
 from inference.pool import ModelPool
+
+if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
+    from adapters.teams.app import TeamsBot
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +73,42 @@ class Runtime:
     http: aiohttp.ClientSession
     slack: SlackBot | None = None
     slack_endpoint: SlackHttpEndpoint | None = None
+    teams: TeamsBot | None = None
     closers: list[object] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    router: JobRouter = field(default_factory=JobRouter)
+    rate_limiter: RateLimiter | None = None
+    work_queue: WorkQueue | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the background loops: Ollama health checks and the work queue consumer."""
+        self.background.append(
+            asyncio.create_task(
+                self.pool.run_health_checks(HEALTH_CHECK_INTERVAL_SECONDS), name="ollama-health"
+            )
+        )
+        if self.work_queue is not None:
+            self.background.append(asyncio.create_task(self.work_queue.run(), name="work-queue"))
+
+    def stop_taking_work(self) -> None:
+        """Read no more work; what is left stays queued for other replicas."""
+        if self.work_queue is not None:
+            self.work_queue.stop()
+
+    async def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until queued work is answered and no background answer runs (tests, drain)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or not await self.tracker.wait_idle(remaining):
+                return False
+            if self.work_queue is None or await self.work_queue.backlog() == 0:
+                await asyncio.sleep(0)
+                if not len(self.tracker):
+                    return True
+            else:
+                await asyncio.sleep(0.01)
 
     async def readiness(self) -> dict[str, object]:
         """Check Redis, the database and every Ollama server concurrently."""
@@ -89,6 +133,10 @@ class Runtime:
 
     async def close(self) -> None:
         """Release connections (after the answers in flight were drained)."""
+        self.stop_taking_work()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.http.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -103,7 +151,11 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
         socket_timeout=10,
         health_check_interval=30,
     )
-    state = RedisState(redis=redis, ttl_seconds=settings.memory_ttl_seconds)
+    state = RedisState(
+        redis=redis,
+        ttl_seconds=settings.memory_ttl_seconds,
+        lock_ttl_seconds=settings.work_reclaim_seconds,
+    )
     if settings.redis_url is not None:
         return state, redis  # required: an outage shows in /readyz, never silently local
     try:
@@ -128,6 +180,38 @@ def build_ollama(settings: Settings) -> list[OllamaChatModel]:
     ]
 
 
+def build_premium(settings: Settings) -> Premium | None:
+    """The premium route (OpenAI, built once), or None without OPENAI_API_KEY."""
+    if settings.openai_api_key is None:
+        return None
+    table = {name: Price(*prices) for name, prices in settings.premium_prices.items()}
+    price = price_for(settings.premium_model, table)
+    if price is None:
+        # Budgets must hold for a model we know no price of: assume the dearest known one.
+        price = max(table.values(), key=lambda p: p.input_per_mtok + p.output_per_mtok)
+        log.warning(
+            "no price known for PREMIUM_MODEL=%s; costing it at $%g/$%g per million tokens "
+            "(set PREMIUM_PRICES_USD to the real price)",
+            settings.premium_model,
+            price.input_per_mtok,
+            price.output_per_mtok,
+        )
+    model = OpenAIChatModel(
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.premium_model,
+        base_url=settings.openai_base_url,
+    )
+    return Premium(
+        model=model,
+        allowed_users=settings.premium_allowlist,
+        price=price,
+        budgets=Budgets(
+            user_usd=settings.premium_monthly_budget_usd,
+            workspace_usd=settings.premium_workspace_monthly_budget_usd,
+        ),
+    )
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     """Build the bot from settings: stores, models, core and the enabled adapters."""
     state, redis = await connect_state(settings)
@@ -140,7 +224,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
     )
-    premium: Premium | None = None  # the OpenAI route arrives with /premium support
+    premium = build_premium(settings)
     rate_limiter: RateLimiter = (
         RedisRateLimiter(
             redis=redis,
@@ -152,6 +236,8 @@ async def build_runtime(settings: Settings) -> Runtime:
             per_minute=settings.rate_limit_per_minute, per_day=settings.rate_limit_per_day
         )
     )
+    tracker = TaskTracker()
+    metrics = Metrics(pool=pool)
     assistant = Assistant(
         state=state,
         local_model=pool,
@@ -161,8 +247,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         system_prompt=settings.system_prompt,
         max_input_chars=settings.max_input_chars,
         rate_limiter=rate_limiter,
+        usage_writer=UsageWriter(ledger=ledger, tracker=tracker),
+        telemetry=metrics,
     )
-    tracker = TaskTracker()
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     runtime = Runtime(
         settings=settings,
@@ -176,7 +263,26 @@ async def build_runtime(settings: Settings) -> Runtime:
         assistant=assistant,
         tracker=tracker,
         http=http,
+        metrics=metrics,
+        rate_limiter=rate_limiter,
     )
+    # Accepted work goes into a Redis Stream (crash-safe, shared by replicas); without Redis
+    # it is answered in this process.
+    dispatcher: Dispatcher
+    if redis is not None:
+        runtime.work_queue = WorkQueue(
+            redis=redis,
+            tracker=tracker,
+            handler=runtime.router,
+            telemetry=metrics,
+            reclaim_idle_seconds=settings.work_reclaim_seconds,
+            heartbeat_seconds=settings.work_reclaim_seconds / 4,
+        )
+        dispatcher = runtime.work_queue
+    else:
+        dispatcher = LocalDispatcher(
+            state=state, tracker=tracker, handler=runtime.router, telemetry=metrics
+        )
     if settings.slack_bot_token is not None:
         base_url = (
             settings.slack_api_url
@@ -193,11 +299,18 @@ async def build_runtime(settings: Settings) -> Runtime:
                 AsyncConnectionErrorRetryHandler(max_retry_count=2),
             ],
         )
-        runtime.slack = SlackBot(client=client, assistant=assistant, tracker=tracker)
+        runtime.slack = SlackBot(
+            client=client, assistant=assistant, dispatcher=dispatcher, tracker=tracker
+        )
+        runtime.router.register("slack", runtime.slack.handle_job)
         secret = settings.slack_signing_secret
         runtime.slack_endpoint = SlackHttpEndpoint(
             app=runtime.slack.app, signing_secret=secret.get_secret_value() if secret else None
         )
         if secret is None and settings.slack_app_token is None:
             log.warning("SLACK_SIGNING_SECRET is not set: every request to /slack/events gets 401")
+    if settings.microsoft_app_id or settings.teams_allow_unauthenticated:
+        from adapters.teams.app import build_teams_bot
+
+        runtime.teams = build_teams_bot(settings, assistant=assistant, tracker=tracker)
     return runtime

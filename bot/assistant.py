@@ -8,6 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot import replies
+from bot.budget import (
+    FREE,
+    NO_BUDGETS,
+    Budgets,
+    Price,
+    Spend,
+    format_usd,
+    month_start,
+    next_month_start,
+    over_budget,
+)
 from bot.commands import HELP_TEXT, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
@@ -15,13 +26,17 @@ from bot.errors import StateUnavailable, UserFacingError
 from bot.ledger import Ledger, UsageRecord
 from bot.prompt import build_prompt, prompt_budget
 from bot.ratelimit import RateLimiter, describe_wait
+from bot.redact import describe_kinds, redact
 from bot.state import ConversationState
+from bot.telemetry import EventName, NullTelemetry, Telemetry, request_scope
+from bot.usage_writer import UsageWriter
 from inference.base import (
     ChatModel,
     GenerationFailed,
     ModelNotFound,
     ModelUnavailable,
     Overloaded,
+    ProviderAuthFailed,
     Queued,
     StreamEvent,
     TextDelta,
@@ -34,10 +49,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Premium:
-    """The premium route: a model and who may use it (``None`` users = everyone)."""
+    """The premium route: a model, who may use it (``None`` users = everyone), what its
+    tokens cost and the monthly budgets checked before each call."""
 
     model: ChatModel
     allowed_users: Collection[str] | None
+    price: Price = FREE
+    budgets: Budgets = NO_BUDGETS
+
+    def allows(self, user: str) -> bool:
+        """Whether ``user`` is on the allowlist."""
+        return self.allowed_users is None or user in self.allowed_users
 
 
 class Assistant:
@@ -54,6 +76,8 @@ class Assistant:
         system_prompt: str,
         max_input_chars: int,
         rate_limiter: RateLimiter | None = None,
+        usage_writer: UsageWriter | None = None,
+        telemetry: Telemetry | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._state = state
@@ -64,6 +88,8 @@ class Assistant:
         self._system_prompt = system_prompt
         self._max_input = max_input_chars
         self._rate_limiter = rate_limiter
+        self._usage = usage_writer
+        self._telemetry: Telemetry = telemetry or NullTelemetry()
         self._now = now
 
     async def is_engaged(self, key: ConversationKey) -> bool:
@@ -81,28 +107,52 @@ class Assistant:
         except StateUnavailable:
             log.warning("state store unavailable; thread not marked engaged")
 
-    async def handle(self, message: IncomingMessage, sink: ReplySink) -> None:
-        """Answer ``message`` exactly once (across replicas); always writes something."""
+    async def handle(
+        self, message: IncomingMessage, sink: ReplySink, *, dedupe: bool = True
+    ) -> None:
+        """Answer ``message`` exactly once (across replicas); always writes something.
+
+        ``dedupe=False`` when the caller already made sure (the work queue dedupes on
+        submission, and a replica taking over abandoned work must answer it).
+        Every log line written meanwhile carries one request id (``bot.telemetry``).
+        """
+        with request_scope():
+            await self._handle(message, sink, dedupe)
+
+    async def _handle(self, message: IncomingMessage, sink: ReplySink, dedupe: bool) -> None:
+        platform = message.key.platform
         try:
-            if not await self._state.claim(message.key.platform, message.message_id):
+            if dedupe and not await self._state.claim(platform, message.message_id):
                 log.debug("duplicate message %s ignored", message.message_id)
+                self._telemetry.event("dedupe_hit", platform)
                 return
         except StateUnavailable:
             log.warning("state store unavailable; answering without dedupe")
         record: UsageRecord | None = None
+        outcome: EventName = "command"
         try:
             record = await self._respond(message, sink)
         except UserFacingError as exc:
+            outcome = "refused"
             await _try(sink.write(exc.text))
         except StateUnavailable:
+            outcome = "store_unavailable"
             log.warning("state store unavailable while answering")
             await _try(sink.write(replies.STORE_UNAVAILABLE))
         except Exception:
+            outcome = "error"
             log.exception("unexpected error while answering")
             await _try(sink.write(replies.INTERNAL_ERROR))
         finally:
             await _try(sink.close())
-        if record is not None and self._ledger is not None:
+        _log_handled(message, record, outcome)
+        if record is None:
+            self._telemetry.event(outcome, platform)
+        else:
+            self._telemetry.usage(record)
+        if record is not None and self._usage is not None:
+            self._usage.add(record)
+        elif record is not None and self._ledger is not None:
             try:
                 await self._ledger.record(record)
             except DatabaseError:
@@ -122,23 +172,18 @@ class Assistant:
             await self._state.forget(message.key)
             await sink.write(replies.RESET_DONE)
         elif command.name == "model":
-            premium = (
-                f"`{self._premium_name}` (OpenAI; use `/premium <question>`)"
-                if self._premium is not None
-                else "not configured on this bot"
-            )
-            await sink.write(
-                replies.MODEL_INFO.format(local_model=self._local.name, premium=premium)
-            )
+            await sink.write(await self._model_info(message))
         elif command.name == "premium":
-            if self._premium is None:
+            premium = self._premium
+            if premium is None:
                 raise UserFacingError(replies.PREMIUM_OFF.format(local_model=self._local.name))
-            allowed = self._premium.allowed_users
-            if allowed is not None and message.sender not in allowed:
+            if not premium.allows(message.sender):
                 raise UserFacingError(
                     replies.PREMIUM_NOT_ALLOWED.format(local_model=self._local.name)
                 )
-            return await self._chat(message, command.argument, self._premium.model, "premium", sink)
+            return await self._chat(
+                message, command.argument, premium.model, "premium", sink, premium=premium
+            )
         else:
             await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
         return None
@@ -150,6 +195,8 @@ class Assistant:
         model: ChatModel,
         route: str,
         sink: ReplySink,
+        *,
+        premium: Premium | None = None,
     ) -> UsageRecord:
         question = question.strip()
         if not question:
@@ -159,11 +206,14 @@ class Assistant:
                 replies.TOO_LONG.format(length=len(question), limit=self._max_input)
             )
         key = message.key
+        if premium is not None:
+            await self._check_budget(message, premium)
         if self._rate_limiter is not None:
             decision = await self._rate_limiter.acquire(
                 f"{key.platform}:{key.workspace}:{message.sender}"
             )
             if not decision.allowed:
+                self._telemetry.event("rate_limited", key.platform)
                 at, wait = describe_wait(decision, self._now().timestamp())
                 raise UserFacingError(
                     replies.RATE_LIMITED.format(
@@ -182,6 +232,14 @@ class Assistant:
                 question=question,
                 budget_tokens=prompt_budget(model.context_tokens),
             )
+            if premium is not None:
+                # Text leaves the company here: secrets are replaced in what is sent (only
+                # the turns that fit the prompt are scanned); memory keeps the original and
+                # the local model sees it unchanged.
+                turns, kinds = _redact_for_premium(turns)
+                if kinds:
+                    log.info("redacted %s before a premium call", ", ".join(kinds))
+                    await sink.write(replies.PREMIUM_REDACTED.format(kinds=describe_kinds(kinds)))
             stream = model.stream(turns)
             try:
                 async for event in stream:
@@ -194,15 +252,24 @@ class Assistant:
                         await sink.status(replies.QUEUED.format(position=event.position))
                     else:
                         usage = event
+            except ProviderAuthFailed:
+                outcome = "auth_failed"
+                log.error("%s refused the API key: check OPENAI_API_KEY", model.name)
+                await sink.write(replies.PREMIUM_AUTH_FAILED.format(local_model=self._local.name))
             except ModelNotFound:
                 outcome = "model_not_found"
-                await sink.write(replies.MODEL_NOT_FOUND.format(model=model.name))
+                not_found = replies.PREMIUM_MODEL_NOT_FOUND if premium else replies.MODEL_NOT_FOUND
+                await sink.write(not_found.format(model=model.name))
             except Overloaded:
                 outcome = "overloaded"
                 await sink.write(replies.OVERLOADED)
             except ModelUnavailable:
                 outcome = "model_unavailable"
-                await sink.write(replies.MODEL_UNAVAILABLE)
+                await sink.write(
+                    replies.PREMIUM_UNAVAILABLE.format(local_model=self._local.name)
+                    if premium is not None
+                    else replies.MODEL_UNAVAILABLE
+                )
             except GenerationFailed:
                 outcome = "generation_failed"
                 await sink.write(
@@ -232,7 +299,127 @@ class Assistant:
             first_token_ms=_ms(message.received_at, first_token_at) if first_token_at else None,
             outcome=outcome,
             created_at=done,
+            cost_usd=premium.price.cost(usage) if premium is not None else 0.0,
         )
+
+    async def _spend(self, message: IncomingMessage) -> Spend:
+        """This month's premium spend of the sender and of their workspace."""
+        if self._ledger is None:
+            raise DatabaseError("no usage ledger configured")
+        return await self._ledger.spend_since(
+            user=message.sender,
+            workspace=message.key.workspace,
+            since=month_start(self._now()),
+        )
+
+    async def _check_budget(self, message: IncomingMessage, premium: Premium) -> None:
+        """Refuse a premium call over budget, or when the budget cannot be checked."""
+        budgets = premium.budgets
+        if not budgets.limited:
+            return
+        local = self._local.name
+        try:
+            spend = await self._spend(message)
+        except DatabaseError:
+            # Never spend without knowing the budget.
+            log.warning("usage ledger unavailable; premium refused", exc_info=True)
+            raise UserFacingError(
+                replies.PREMIUM_BUDGET_UNKNOWN.format(local_model=local)
+            ) from None
+        exceeded = over_budget(budgets, spend)
+        if exceeded is None:
+            return
+        if exceeded == "user":
+            text, spent, budget = (
+                replies.PREMIUM_OVER_USER_BUDGET,
+                spend.user_usd,
+                budgets.user_usd,
+            )
+        else:
+            text, spent, budget = (
+                replies.PREMIUM_OVER_WORKSPACE_BUDGET,
+                spend.workspace_usd,
+                budgets.workspace_usd,
+            )
+        reset = next_month_start(self._now())
+        raise UserFacingError(
+            text.format(
+                spent=format_usd(spent),
+                budget=format_usd(budget),
+                reset=f"{reset:%B} {reset.day}",
+                local_model=local,
+            )
+        )
+
+    async def _model_info(self, message: IncomingMessage) -> str:
+        """`/model`: the models here, and the sender's premium spend and budget this month."""
+        premium = self._premium
+        line = (
+            f"`{self._premium_name}` (OpenAI; use `/premium <question>`)"
+            if premium is not None
+            else "not configured on this bot"
+        )
+        text = replies.MODEL_INFO.format(local_model=self._local.name, premium=line)
+        if premium is None:
+            return text
+        if not premium.allows(message.sender):
+            return f"{text}\n{replies.PREMIUM_SPEND_NOT_ALLOWED}"
+        try:
+            spend = await self._spend(message)
+        except DatabaseError:
+            log.warning("usage ledger unavailable; spend not shown", exc_info=True)
+            return f"{text}\n{replies.PREMIUM_SPEND_UNKNOWN}"
+        budgets = premium.budgets
+        lines = [
+            replies.PREMIUM_SPEND.format(
+                spent=format_usd(spend.user_usd), budget=format_usd(budgets.user_usd)
+            )
+            if budgets.user_usd > 0
+            else replies.PREMIUM_SPEND_NO_LIMIT.format(spent=format_usd(spend.user_usd))
+        ]
+        if budgets.workspace_usd > 0:
+            lines.append(
+                replies.PREMIUM_WORKSPACE_SPEND.format(
+                    spent=format_usd(spend.workspace_usd),
+                    budget=format_usd(budgets.workspace_usd),
+                )
+            )
+        return "\n".join([text, *lines])
+
+
+def _redact_for_premium(turns: list[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
+    """The turns with secrets replaced in the conversation (the operator's system prompt is
+    left as configured), and the kinds that were replaced."""
+    kinds: list[str] = []
+    sent: list[Turn] = []
+    for turn in turns:
+        if turn.role == "system":
+            sent.append(turn)
+            continue
+        redacted = redact(turn.content)
+        kinds.extend(redacted.kinds)
+        sent.append(Turn(turn.role, redacted.text) if redacted.changed else turn)
+    return sent, tuple(dict.fromkeys(kinds))
+
+
+def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: str) -> None:
+    """One INFO line per handled message: what happened, never what was said."""
+    if record is None:
+        log.info("handled %s message %s: %s", message.key.platform, message.message_id, outcome)
+        return
+    log.info(
+        "answered %s message %s: route=%s model=%s outcome=%s latency_ms=%d "
+        "first_token_ms=%s prompt_tokens=%d completion_tokens=%d",
+        record.platform,
+        message.message_id,
+        record.route,
+        record.model,
+        record.outcome,
+        record.latency_ms,
+        record.first_token_ms,
+        record.prompt_tokens,
+        record.completion_tokens,
+    )
 
 
 async def _close(events: AsyncIterator[StreamEvent]) -> None:

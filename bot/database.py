@@ -118,11 +118,23 @@ def create_engine(url: str) -> AsyncEngine:
     """The application's async engine for DATABASE_URL; build it once and share it."""
     async_url = to_async_url(url)
     try:
-        return create_async_engine(
+        engine = create_async_engine(
             async_url, pool_pre_ping=True, connect_args=_connect_args(async_url)
         )
     except (ArgumentError, ImportError) as exc:
         raise DatabaseError(f"unsupported DATABASE_URL: {redact_url(url)}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_write_ahead_log)
+    return engine
+
+
+def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    # One fsync per checkpoint instead of per commit: a ledger row per answer stays cheap,
+    # and readers (reports) never block the writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def alembic_config() -> Config:

@@ -35,3 +35,13 @@ def rate_minute(user: str, minute: int) -> str:
 def rate_day(user: str, day: int) -> str:
     """A user's question count in one UTC day (epoch days)."""
     return f"{PREFIX}:rl:d:{user}:{day}"
+
+
+def work_stream() -> str:
+    """The Redis Stream of accepted work, shared by every replica."""
+    return f"{PREFIX}:work"
+
+
+def job_posted(job_id: str) -> str:
+    """Platform message ids a job has shown so far."""
+    return f"{PREFIX}:job:{job_id}:posted"

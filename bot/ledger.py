@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, String, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    case,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from bot.budget import Spend
 from bot.database import Base, DatabaseError, describe_error
 
 PING_TIMEOUT_SECONDS = 3.0
@@ -35,6 +50,7 @@ class UsageRecord:
     first_token_ms: int | None
     outcome: str  # "ok", "model_unavailable", "model_not_found", "generation_failed", "error"
     created_at: datetime  # timezone-aware
+    cost_usd: float = 0.0  # tokens x the model's price; 0 for local models
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
@@ -90,6 +106,10 @@ class RequestRow(Base):
     first_token_ms: Mapped[int | None] = mapped_column(Integer())
     outcome: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Exact decimal storage on every backend, read back as float (dollars).
+    cost_usd: Mapped[float] = mapped_column(
+        Numeric(14, 8, asdecimal=False), server_default=text("0")
+    )
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
@@ -113,6 +133,7 @@ def _to_row(record: UsageRecord) -> RequestRow:
         first_token_ms=record.first_token_ms,
         outcome=record.outcome,
         created_at=record.created_at,
+        cost_usd=record.cost_usd,
     )
 
 
@@ -130,6 +151,7 @@ def _to_record(row: RequestRow) -> UsageRecord:
         first_token_ms=row.first_token_ms,
         outcome=row.outcome,
         created_at=row.created_at,
+        cost_usd=float(row.cost_usd or 0),
     )
 
 
@@ -145,9 +167,13 @@ class Ledger:
 
     async def record(self, record: UsageRecord) -> None:
         """Store one usage record."""
+        await self.record_many([record])
+
+    async def record_many(self, records: Sequence[UsageRecord]) -> None:
+        """Store several usage records in one transaction."""
         try:
             async with asyncio.timeout(self._timeout), self._sessions.begin() as session:
-                session.add(_to_row(record))
+                session.add_all([_to_row(record) for record in records])
         except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(f"could not record usage: {describe_error(exc)}") from exc
         except TimeoutError as exc:
@@ -187,3 +213,25 @@ class Ledger:
                 f"could not read usage: no answer within {self._timeout:g} s"
             ) from exc
         return [_to_record(row) for row in rows]
+
+    async def spend_since(self, *, user: str, workspace: str, since: datetime) -> Spend:
+        """What ``user`` (anywhere) and ``workspace`` (anyone in it) spent since ``since``."""
+        query = select(
+            func.coalesce(func.sum(case((RequestRow.user == user, RequestRow.cost_usd))), 0),
+            func.coalesce(
+                func.sum(case((RequestRow.workspace == workspace, RequestRow.cost_usd))), 0
+            ),
+        ).where(
+            RequestRow.created_at >= since,
+            or_(RequestRow.user == user, RequestRow.workspace == workspace),
+        )
+        try:
+            async with asyncio.timeout(self._timeout), self._sessions() as session:
+                user_usd, workspace_usd = (await session.execute(query)).one()
+        except (SQLAlchemyError, OSError) as exc:
+            raise DatabaseError(f"could not read spend: {describe_error(exc)}") from exc
+        except TimeoutError as exc:
+            raise DatabaseError(
+                f"could not read spend: no answer within {self._timeout:g} s"
+            ) from exc
+        return Spend(user_usd=float(user_usd), workspace_usd=float(workspace_usd))

@@ -78,14 +78,14 @@ class RedisRateLimiter:
         self._redis = redis
         self._per_minute = per_minute
         self._per_day = per_day
-        self._clock = clock
+        self.clock = clock
         self._script = redis.register_script(_CHECK_AND_COUNT)
 
     async def acquire(self, user: str) -> RateDecision:
         """Count one question if both limits allow it."""
         if self._per_minute <= 0 and self._per_day <= 0:
             return RateDecision(True)
-        now = self._clock()
+        now = self.clock()
         minute, day, _, _ = _windows(now)
         try:
             code = await self._script(
@@ -107,12 +107,12 @@ class LocalRateLimiter:
     ) -> None:
         self._per_minute = per_minute
         self._per_day = per_day
-        self._clock = clock
+        self.clock = clock
         self._counts: dict[tuple[str, str, int], int] = {}
 
     async def acquire(self, user: str) -> RateDecision:
         """Count one question if both limits allow it."""
-        now = self._clock()
+        now = self.clock()
         minute, day, _, _ = _windows(now)
         m_key, d_key = (user, "m", minute), (user, "d", day)
         if 0 < self._per_minute <= self._counts.get(m_key, 0):

@@ -59,3 +59,43 @@ RATE_LIMITED = (
 )
 QUEUED = "Queued — #{position} in line. I'll start answering as soon as the model is free."
 OVERLOADED = "Too many questions are waiting for the model right now. Please try again in a minute."
+PREMIUM_REDACTED = (
+    "_Before sending this to OpenAI I replaced {kinds} with placeholders; "
+    "the values were not sent._\n\n"
+)
+PREMIUM_OVER_USER_BUDGET = (
+    "You've used {spent} of your {budget} monthly premium budget, so nothing was sent to "
+    "OpenAI. It resets on {reset} (UTC). Ask without `/premium` to use the local model "
+    "({local_model}), or ask the bot's admin about `PREMIUM_MONTHLY_BUDGET_USD`."
+)
+PREMIUM_OVER_WORKSPACE_BUDGET = (
+    "This workspace has used {spent} of its {budget} monthly premium budget, so nothing was "
+    "sent to OpenAI. It resets on {reset} (UTC). Ask without `/premium` to use the local model "
+    "({local_model}), or ask the bot's admin about `PREMIUM_WORKSPACE_MONTHLY_BUDGET_USD`."
+)
+PREMIUM_BUDGET_UNKNOWN = (
+    "I can't check the premium budget right now (the usage database is not reachable), "
+    "so nothing was sent to OpenAI. Please try again in a few minutes, or ask without "
+    "`/premium` to use the local model ({local_model})."
+)
+PREMIUM_AUTH_FAILED = (
+    "OpenAI refused this bot's API key, so the premium model can't answer. Please tell the "
+    "bot's admin (`OPENAI_API_KEY` needs fixing). Meanwhile, ask without `/premium` to use "
+    "the local model ({local_model})."
+)
+PREMIUM_UNAVAILABLE = (
+    "The premium model (OpenAI) is not answering right now (unreachable, overloaded or "
+    "rate-limited). Please try again in a few minutes, or ask without `/premium` to use the "
+    "local model ({local_model})."
+)
+PREMIUM_MODEL_NOT_FOUND = (
+    "The premium model `{model}` is not available to this bot's OpenAI account. "
+    "An admin can check `PREMIUM_MODEL` (and `OPENAI_BASE_URL`)."
+)
+PREMIUM_SPEND = "*Your premium spend this month:* {spent} of your {budget} budget"
+PREMIUM_SPEND_NO_LIMIT = "*Your premium spend this month:* {spent} (no monthly limit)"
+PREMIUM_WORKSPACE_SPEND = "*This workspace's premium spend this month:* {spent} of {budget}"
+PREMIUM_SPEND_UNKNOWN = (
+    "*Your premium spend this month:* unknown right now (the usage database is not reachable)"
+)
+PREMIUM_SPEND_NOT_ALLOWED = "_You are not on the list of people allowed to use `/premium` here._"

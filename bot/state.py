@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,10 +22,13 @@ from bot.conversation import ConversationKey
 from bot.errors import StateUnavailable, UserFacingError
 from inference.base import Turn
 
+log = logging.getLogger(__name__)
+
 MAX_STORED_TURNS = 200
 DEDUPE_TTL_SECONDS = 24 * 3600
 # An answer holds its conversation's lock at most this long (a crashed holder frees it).
-LOCK_TTL_SECONDS = 300
+# A held lock is renewed while its answer runs; a crashed holder's lock expires after this.
+LOCK_TTL_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 300
 
 BUSY_TEXT = "I'm still answering an earlier message in this thread. Please ask again in a minute."
@@ -84,10 +88,18 @@ def _decode(raw: str | bytes) -> Turn | None:
 class RedisState:
     """Conversation state in Redis (redis.asyncio), shared by every replica."""
 
-    def __init__(self, *, redis: Redis, ttl_seconds: int, max_turns: int = MAX_STORED_TURNS):
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        ttl_seconds: int,
+        max_turns: int = MAX_STORED_TURNS,
+        lock_ttl_seconds: float = LOCK_TTL_SECONDS,
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._max_turns = max_turns
+        self._lock_ttl = lock_ttl_seconds
 
     async def history(self, key: ConversationKey) -> list[Turn]:
         """The stored turns of a conversation, oldest first."""
@@ -143,10 +155,11 @@ class RedisState:
 
     @asynccontextmanager
     async def lock(self, key: ConversationKey) -> AsyncIterator[None]:
-        """A Redis lock with a TTL, so a crashed holder cannot block the thread forever."""
+        """A Redis lock with a short TTL renewed while held: a crashed holder frees the
+        conversation within the TTL, a long answer keeps it."""
         lock = self._redis.lock(
             keys.lock(key),
-            timeout=LOCK_TTL_SECONDS,
+            timeout=self._lock_ttl,
             sleep=0.05,
             blocking_timeout=LOCK_WAIT_SECONDS,
         )
@@ -156,9 +169,20 @@ class RedisState:
             raise StateUnavailable("redis lock failed") from exc
         if not acquired:
             raise UserFacingError(BUSY_TEXT)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lock_ttl / 3)
+                try:
+                    await lock.reacquire()
+                except (LockError, RedisError):
+                    log.warning("could not renew a conversation lock")
+
+        renewal = asyncio.get_running_loop().create_task(renew())
         try:
             yield
         finally:
+            renewal.cancel()
             try:
                 await lock.release()
             except (LockError, RedisError):

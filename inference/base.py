@@ -62,6 +62,10 @@ class GenerationFailed(InferenceError):
     """The server failed after generation began (mid-stream error or disconnect)."""
 
 
+class ProviderAuthFailed(ModelUnavailable):
+    """The provider refused the configured credentials (HTTP 401/403: a wrong or revoked key)."""
+
+
 class ChatModel(Protocol):
     """A streaming chat model."""
 

@@ -120,6 +120,7 @@ class _Server:
     slots: FifoSlots
     open_until: float = 0.0
     failures: int = 0
+    missing_model: bool = False  # the last failure was the model not being on this server
 
     def available(self, now: float) -> bool:
         return self.open_until <= now
@@ -203,7 +204,8 @@ class ModelPool:
         """Requests waiting for a slot, over all servers."""
         return sum(s.slots.waiting for s in self._servers)
 
-    def _trip(self, server: _Server, reason: str) -> None:
+    def _trip(self, server: _Server, reason: str, *, missing_model: bool = False) -> None:
+        server.missing_model = missing_model
         server.failures += 1
         server.open_until = self._clock() + self._cooldown
         log.warning(
@@ -217,7 +219,11 @@ class ModelPool:
             try:
                 await server.model.ping()
             except InferenceError as exc:
-                self._trip(server, f"health check failed ({type(exc).__name__})")
+                self._trip(
+                    server,
+                    f"health check failed ({type(exc).__name__})",
+                    missing_model=isinstance(exc, ModelNotFound),
+                )
             else:
                 if server.open_until > self._clock():
                     log.info("model server %s is back", server.model.base_url)
@@ -269,6 +275,8 @@ class ModelPool:
         now = self._clock()
         candidates = [s for s in self._servers if s.available(now)]
         if not candidates:
+            if all(s.missing_model for s in self._servers):
+                raise ModelNotFound("no server has the model")
             raise ModelUnavailable("every model server is failing")
         last: InferenceError = ModelUnavailable("no server answered")
         for server in candidates:
@@ -286,7 +294,9 @@ class ModelPool:
                         last = ModelUnavailable("first token timed out")
                         continue
                     except (ModelUnavailable, ModelNotFound) as exc:
-                        self._trip(server, type(exc).__name__)
+                        self._trip(
+                            server, type(exc).__name__, missing_model=isinstance(exc, ModelNotFound)
+                        )
                         last = exc
                         continue
                     server.failures = 0

@@ -79,8 +79,8 @@ class SlackBotUnderTest:
             return resp
 
     async def settle(self, timeout: float = 10) -> None:
-        """Wait until every background answer is finished."""
-        assert await self.runtime.tracker.wait_idle(timeout), "answers still running"
+        """Wait until every queued or running answer is finished."""
+        assert await self.runtime.settle(timeout), "answers still running"
 
 
 def bot_settings(**overrides: Any) -> Settings:
@@ -103,8 +103,18 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
+def bot_overrides() -> dict[str, Any]:
+    """Extra settings for `slack_bot`; a test module redefines this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
 async def slack_bot(
-    fake_slack: FakeSlack, fake_ollama: FakeOllama, redis_url: str, database_url: str
+    fake_slack: FakeSlack,
+    fake_ollama: FakeOllama,
+    redis_url: str,
+    database_url: str,
+    bot_overrides: dict[str, Any],
 ) -> AsyncIterator[SlackBotUnderTest]:
     """The bot serving HTTP on a free port, Slack in HTTP mode."""
     settings = bot_settings(
@@ -115,9 +125,14 @@ async def slack_bot(
         ollama_model="codellama:7b",
         redis_url=redis_url,
         database_url=database_url,
+        **bot_overrides,
     )
     await migrate(settings)
     runtime = await build_runtime(settings)
+    # Rate limits count per clock minute: a test must not straddle two minutes.
+    frozen = time.time() // 60 * 60 + 1
+    runtime.rate_limiter.clock = lambda: frozen  # type: ignore[union-attr]
+    runtime.start()
     server = TestServer(build_web_app(runtime), host="127.0.0.1")
     await server.start_server()
     http = aiohttp.ClientSession()

@@ -213,3 +213,26 @@ async def test_serve_answers_a_mention_and_stops_cleanly_on_sigterm(
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, out.decode()
     assert "Traceback" not in out.decode()
+
+
+async def test_sigterm_lets_an_answer_in_flight_finish(
+    serve_process: tuple[str, asyncio.subprocess.Process, FakeSlack], fake_ollama: FakeOllama
+) -> None:
+    url, proc, fake = serve_process
+    fake_ollama.reply = "one two three four five six seven eight nine ten"
+    fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.15  # about 2 s of streaming
+    ts = "1500000000.000100"
+    raw = json.dumps(mention("a long one please", ts))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{url}/slack/events",
+            data=raw,
+            headers={"Content-Type": "application/json", **sign(raw)},
+        ) as r:
+            assert r.status == 200
+    await fake.wait_for(lambda f: bool(f.thread_text(CHANNEL, ts)), timeout=10)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, out.decode()
+    assert fake.thread_text(CHANNEL, ts) == fake_ollama.reply
+    assert not any(m.streaming for m in fake.messages(CHANNEL, ts))

@@ -333,7 +333,9 @@ async def test_a_restarted_bot_continues_the_conversation(slack_bot: SlackBotUnd
     await slack_bot.post_event(mention("my name is Ada", TS))
     await slack_bot.settle()
     # A second process on the same Redis and database.
+    slack_bot.runtime.stop_taking_work()  # the first process stops answering
     runtime = await build_runtime(slack_bot.runtime.settings)
+    runtime.start()
     server = TestServer(build_web_app(runtime), host="127.0.0.1")
     await server.start_server()
     first = slack_bot.runtime, slack_bot.server

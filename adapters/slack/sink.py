@@ -50,13 +50,17 @@ def _fence_state(text: str) -> str | None:
 def cut_for_limit(current: str, text: str, room: int) -> tuple[str, str]:
     """Split ``text`` so ``current + head`` stays within a message; prefers paragraph, then
     line, then word boundaries, and closes and reopens a code fence cut in two."""
-    room = max(1, room - 4)  # room for a closing fence
+    room = max(0, room - 4)  # room for a closing fence
     window = text[:room]
     cut = window.rfind("\n\n")
     if cut > 0:
         cut += 2
     else:
-        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1 or len(window)
+        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1
+    if cut == 0 and current:
+        return "", text  # no boundary fits: end the current message where it is
+    if cut == 0:
+        cut = max(1, len(window))
     head, tail = text[:cut], text[cut:]
     lang = _fence_state(current + head)
     if lang is not None:
@@ -78,6 +82,7 @@ class SlackReplySink:
         user_id: str,
         streaming: StreamingSupport,
         limit: int = MESSAGE_LIMIT,
+        on_posted: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -86,6 +91,7 @@ class SlackReplySink:
         self._user_id = user_id
         self._streaming = streaming
         self._limit = limit
+        self._on_posted = on_posted
         self._pending = ""
         self._current = ""  # markdown of the message being written
         self._ts: str | None = None
@@ -109,6 +115,7 @@ class SlackReplySink:
                         channel=self._channel, thread_ts=self._thread_ts, text=shown
                     )
                     self._status_ts = str(response["ts"])
+                    await self._posted(self._status_ts)
                 else:
                     await self._client.chat_update(
                         channel=self._channel, ts=self._status_ts, text=shown
@@ -152,13 +159,20 @@ class SlackReplySink:
 
     async def _flush(self) -> None:
         text, self._pending = self._pending, ""
+        if not self._closing.is_set() and len(self._current) + len(text) > self._limit // 2:
+            # Near the end of a message, send whole words only: the message may have to end
+            # after this piece, and text already streamed cannot be taken back.
+            boundary = max(text.rfind(" "), text.rfind("\n")) + 1
+            if boundary:
+                text, self._pending = text[:boundary], text[boundary:]
         while text:
             room = self._limit - len(self._current)
             if len(text) <= room:
                 await self._send(text)
                 return
             head, text = cut_for_limit(self._current, text, room)
-            await self._send(head)
+            if head:
+                await self._send(head)
             await self._end_message()
 
     async def _send(self, piece: str) -> None:
@@ -199,7 +213,7 @@ class SlackReplySink:
                     markdown_text=piece,
                 )
                 self._ts, self._native, self._current = str(response["ts"]), True, piece
-                self.posted.append(self._ts)
+                await self._posted(self._ts)
                 if status_ts is not None:
                     await self._delete(status_ts)
                 return
@@ -221,8 +235,13 @@ class SlackReplySink:
                 channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
             )
             self._ts = str(response["ts"])
+            await self._posted(self._ts)
         self._native, self._current = False, piece
-        self.posted.append(self._ts)
+
+    async def _posted(self, ts: str) -> None:
+        self.posted.append(ts)
+        if self._on_posted is not None:
+            await self._on_posted(ts)
 
     async def _delete(self, ts: str) -> None:
         try:

@@ -43,6 +43,7 @@ class Call:
     at: float  # time.monotonic() when the request arrived
     status: int = 200  # HTTP status answered
     error: str | None = None  # Slack error code answered, None when ok
+    response: dict[str, Any] | None = None  # the JSON body answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +136,15 @@ class FakeSlack:
         team_name: str = "Fake Workspace",
         bot_name: str = "assistant",
         app_id: str = "AFAKEAPP",
+        app_token: str = "xapp-1-AFAKEAPP-1-test",
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        # Socket Mode: open WebSocket connections, envelopes sent and the acks received.
+        self.sockets: list[web.WebSocketResponse] = []
+        self.socket_connected = asyncio.Event()
+        self.acks: dict[str, dict[str, Any]] = {}
+        self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -146,6 +154,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []
         self.refuse_streaming = False
+        self.on_call: Callable[[Call], None] | None = None  # observer of every API call
         # Bot tokens must name the stream's recipient (Slack answers missing_recipient_*).
         self.stream_requires_recipient = True
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
@@ -179,6 +188,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{name}", self._handle_response_url)
+        app.router.add_get("/link", self._handle_socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -188,6 +198,8 @@ class FakeSlack:
 
     async def stop(self) -> None:
         """Stop serving."""
+        for ws in list(self.sockets):
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -345,7 +357,9 @@ class FakeSlack:
         args, token, bad_body = await _read_args(request)
         failure = self._failures[method].popleft() if self._failures.get(method) else None
         status, headers = 200, {}
-        if method not in self._methods or (self.refuse_streaming and method in STREAM_METHODS):
+        if (method not in self._methods and method != "apps.connections.open") or (
+            self.refuse_streaming and method in STREAM_METHODS
+        ):
             body: dict[str, Any] = {"ok": False, "error": "unknown_method", "req_method": method}
         elif failure is not None:
             status = failure.status
@@ -356,6 +370,11 @@ class FakeSlack:
             body = {"ok": False, "error": bad_body}
         elif not token:
             body = {"ok": False, "error": "not_authed"}
+        elif method == "apps.connections.open":
+            if token != self.app_token:
+                body = {"ok": False, "error": "invalid_auth"}
+            else:
+                body = {"ok": True, "url": f"ws://127.0.0.1:{self._port}/link?ticket=t1"}
         elif token != self.bot_token:
             body = {"ok": False, "error": "invalid_auth"}
         else:
@@ -364,8 +383,61 @@ class FakeSlack:
             except _SlackError as exc:
                 body = {"ok": False, "error": exc.error, **exc.extra}
         error = None if body["ok"] else str(body["error"])
-        self.calls.append(Call(method, args, arrived, status, error))
+        call = Call(method, args, arrived, status, error, body)
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
         return web.json_response(body, status=status, headers=headers)
+
+    # ------------------------------------------------------------------ Socket Mode
+
+    async def _handle_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.sockets),
+                "debug_info": {"host": "fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+        self.socket_connected.set()
+        try:
+            async for message in ws:
+                if message.type != web.WSMsgType.TEXT:
+                    continue
+                data = json.loads(message.data)
+                envelope_id = str(data.get("envelope_id", ""))
+                self.acks[envelope_id] = data
+                waiter = self._ack_waiters.pop(envelope_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(data)
+        finally:
+            self.sockets.remove(ws)
+        return ws
+
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Deliver one Socket Mode envelope ("events_api", "slash_commands", "interactive")
+        to the connected app and return its acknowledgement."""
+        await asyncio.wait_for(self.socket_connected.wait(), timeout)
+        envelope_id = f"env-{len(self.acks) + len(self._ack_waiters) + 1}-{time.monotonic_ns()}"
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._ack_waiters[envelope_id] = waiter
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "payload": payload,
+                "type": kind,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return await asyncio.wait_for(waiter, timeout)
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

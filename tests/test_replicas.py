@@ -1,0 +1,150 @@
+"""Several `chatbot serve` processes on one Redis: every event answered exactly once, and a
+replica killed mid-answer loses no question."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, channel_message, mention
+from tests.test_server import CHATBOT, free_port
+
+Replica = tuple[str, asyncio.subprocess.Process]
+
+
+@pytest.fixture
+async def fake_slack_api() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def replicas(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama, fake_slack_api: FakeSlack
+) -> AsyncIterator[Callable[[], asyncio.Future[Replica]]]:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start() -> Replica:
+        port = free_port()
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake_slack_api.api_url,
+            "OLLAMA_BASE_URL": fake_ollama.url,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+            "PORT": str(port),
+            "WORK_RECLAIM_SECONDS": "2",
+            "SHUTDOWN_GRACE_SECONDS": "10",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            CHATBOT,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"{url}/healthz") as resp:
+                        if resp.status == 200:
+                            return url, proc
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        pytest.fail("a replica did not come up")
+
+    yield start  # type: ignore[misc]
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def post(url: str, body: dict) -> int:
+    raw = json.dumps(body)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{url}/slack/events",
+            data=raw,
+            headers={"Content-Type": "application/json", **sign(raw)},
+        ) as resp,
+    ):
+        return resp.status
+
+
+async def test_two_replicas_answer_each_event_exactly_once(
+    replicas: Callable[[], asyncio.Future[Replica]],
+    fake_slack_api: FakeSlack,
+    fake_ollama: FakeOllama,
+) -> None:
+    (a, _), (b, _) = await asyncio.gather(replicas(), replicas())
+    fake_ollama.reply_fn = lambda messages: f"re: {messages[-1]['content']}"
+    threads = [f"1500000000.0001{i:02d}" for i in range(8)]
+    sends = []
+    for i, ts in enumerate(threads):
+        body = mention(f"q{i}", ts)
+        # Every event reaches both replicas (Slack redelivers), and as app_mention + message.
+        sends += [
+            post(a, body),
+            post(b, body),
+            post(b if i % 2 else a, channel_message(f"<@{BOT_USER}> q{i}", ts)),
+        ]
+    assert set(await asyncio.gather(*sends)) == {200}
+    await fake_slack_api.wait_for(
+        lambda f: all(f.messages(CHANNEL, ts) for ts in threads), timeout=15
+    )
+    await asyncio.sleep(0.5)  # a duplicate answer would show up by now
+    for i, ts in enumerate(threads):
+        assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [f"re: q{i}"]
+    assert len(fake_ollama.requests) == len(threads)
+    # A follow-up in a thread, through the other replica, sees the conversation.
+    await post(b, channel_message("and then?", "1500000000.000900", thread_ts=threads[0]))
+    await fake_slack_api.wait_for(lambda f: len(f.messages(CHANNEL, threads[0])) == 2, 15)
+    assert {"role": "user", "content": "q0"} in fake_ollama.requests[-1]["messages"]
+
+
+async def test_a_replica_killed_mid_answer_loses_no_question(
+    replicas: Callable[[], asyncio.Future[Replica]],
+    fake_slack_api: FakeSlack,
+    fake_ollama: FakeOllama,
+) -> None:
+    fake_ollama.reply = "one two three four five six seven eight nine ten eleven twelve"
+    fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.25  # about 4 s of streaming
+    a, proc_a = await replicas()
+    ts = "1500000000.000100"
+    assert await post(a, mention("tell me slowly", ts)) == 200
+    await fake_slack_api.wait_for(lambda f: bool(f.thread_text(CHANNEL, ts)), timeout=10)
+    await replicas()  # a second replica is running when the first dies
+    proc_a.send_signal(signal.SIGKILL)
+    await proc_a.wait()
+    fake_ollama.token_delay = 0.0
+    await fake_slack_api.wait_for(
+        lambda f: (
+            f.thread_text(CHANNEL, ts) == fake_ollama.reply
+            and not any(m.streaming for m in f.messages(CHANNEL, ts))
+        ),
+        timeout=20,
+    )
+    # The partial answer was replaced, not followed by a second one.
+    assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [fake_ollama.reply]
+    assert len(fake_ollama.requests) == 2

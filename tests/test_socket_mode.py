@@ -1,0 +1,78 @@
+"""Socket Mode: with SLACK_APP_TOKEN set, `chatbot serve` takes events over Slack's WebSocket
+(a fake Socket Mode server) instead of the HTTP route."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.harness import BOT_TOKEN
+from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention, slash
+from tests.test_server import CHATBOT, free_port
+
+APP_TOKEN = "xapp-1-A123ABC456-1234567890-abcdef"
+
+
+async def test_socket_mode_answers_events_and_slash_commands(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> None:
+    fake = FakeSlack(
+        bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID, app_token=APP_TOKEN
+    )
+    await fake.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
+        "PORT": str(port),
+    }
+    env.pop("SLACK_SIGNING_SECRET", None)
+    proc = await asyncio.create_subprocess_exec(
+        CHATBOT,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        ts = "1500000000.000100"
+        ack = await fake.send_envelope("events_api", mention("over the socket", ts), timeout=20)
+        assert "envelope_id" in ack
+        await fake.wait_for(lambda f: bool(f.thread_text(CHANNEL, ts)), timeout=10)
+        assert fake.thread_text(CHANNEL, ts) == "Hello **world**"
+        ack = await fake.send_envelope(
+            "slash_commands", slash("/help", "", response_url=fake.response_url())
+        )
+        await fake.wait_for(lambda f: bool(f.responses), timeout=10)
+        assert "/premium" in fake.responses[-1]["text"]
+        # Without a signing secret the HTTP route accepts nothing.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/slack/events", json={"type": "event_callback"}
+            ) as resp,
+        ):
+            assert resp.status == 401
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0, out.decode()
+        assert "Socket Mode connected" in out.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await fake.stop()

@@ -1,0 +1,136 @@
+"""The Redis Stream work queue: exactly-once across replicas, takeover of abandoned work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.tasks import TaskTracker
+from bot.workqueue import Job, JobProgress, WorkQueue
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def replica(
+    redis: Redis, handled: list[tuple[str, Job]], name: str, **kwargs: float
+) -> tuple[WorkQueue, TaskTracker]:
+    tracker = TaskTracker()
+
+    async def handle(job: Job, progress: JobProgress) -> None:
+        handled.append((name, job))
+        await progress.shown(f"{name}-msg")
+
+    queue = WorkQueue(
+        redis=redis, tracker=tracker, handler=handle, consumer=name, block_seconds=0.05, **kwargs
+    )
+    return queue, tracker
+
+
+async def test_submit_dedupes_across_replicas(redis: Redis) -> None:
+    a, _ = replica(redis, [], "a")
+    b, _ = replica(redis, [], "b")
+    results = await asyncio.gather(*(q.submit("evt-1", {"n": 1}) for q in (a, b, a, b)))
+    assert results.count(True) == 1
+
+
+async def test_each_entry_is_handled_once_by_one_of_several_replicas(redis: Redis) -> None:
+    handled: list[tuple[str, Job]] = []
+    replicas = [replica(redis, handled, name) for name in ("a", "b", "c")]
+    runs = [asyncio.create_task(q.run()) for q, _ in replicas]
+    for i in range(30):
+        assert await replicas[i % 3][0].submit(f"evt-{i}", {"n": i})
+    for _ in range(200):
+        if len(handled) == 30:
+            break
+        await asyncio.sleep(0.02)
+    for q, tracker in replicas:
+        q.stop()
+        await tracker.wait_idle(5)
+    await asyncio.gather(*runs)
+    assert sorted(job.payload["n"] for _, job in handled) == list(range(30))
+    assert len({name for name, _ in handled}) > 1  # the work was shared
+    assert await redis.xlen("chatbot:work") == 0  # acknowledged and removed
+
+
+async def test_work_of_a_dead_replica_is_taken_over_with_what_it_had_shown(redis: Redis) -> None:
+    started = asyncio.Event()
+
+    async def hang(job: Job, progress: JobProgress) -> None:
+        await progress.shown("partial-ts")
+        started.set()
+        await asyncio.sleep(3600)
+
+    dead_tracker = TaskTracker()
+    dead = WorkQueue(
+        redis=redis,
+        tracker=dead_tracker,
+        handler=hang,
+        consumer="dead",
+        block_seconds=0.05,
+        heartbeat_seconds=0.1,
+    )
+    dead_run = asyncio.create_task(dead.run())
+    await dead.submit("evt-1", {"question": "q"})
+    await asyncio.wait_for(started.wait(), 5)
+    # The replica dies: its loops stop without acknowledging anything.
+    dead_run.cancel()
+    await dead_tracker.drain(0)
+
+    handled: list[tuple[str, Job]] = []
+    survivor, tracker = replica(redis, handled, "survivor", reclaim_idle_seconds=0.3)
+    run = asyncio.create_task(survivor.run())
+    for _ in range(200):
+        if handled:
+            break
+        await asyncio.sleep(0.02)
+    survivor.stop()
+    await tracker.wait_idle(5)
+    await run
+    ((_, job),) = handled
+    assert job.reclaimed and job.posted == ("partial-ts",)
+    assert job.payload == {"question": "q"}
+    assert survivor.reclaimed == 1
+
+
+async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: Redis) -> None:
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def slow(job: Job, progress: JobProgress) -> None:
+        handled.append("owner")
+        await release.wait()
+
+    owner_tracker = TaskTracker()
+    owner = WorkQueue(
+        redis=redis,
+        tracker=owner_tracker,
+        handler=slow,
+        consumer="owner",
+        block_seconds=0.05,
+        heartbeat_seconds=0.05,
+    )
+    other_handled: list[tuple[str, Job]] = []
+    other, other_tracker = replica(redis, other_handled, "other", reclaim_idle_seconds=0.3)
+    runs = [asyncio.create_task(owner.run())]
+    await owner.submit("evt-1", {})
+    for _ in range(100):
+        if handled:
+            break
+        await asyncio.sleep(0.02)
+    runs.append(asyncio.create_task(other.run()))
+    await asyncio.sleep(1.0)  # well past the reclaim threshold
+    assert other_handled == []
+    release.set()
+    owner.stop()
+    other.stop()
+    await owner_tracker.wait_idle(5)
+    await other_tracker.wait_idle(5)
+    await asyncio.gather(*runs)
