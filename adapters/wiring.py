@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -103,7 +107,11 @@ class Runtime:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or not await self.tracker.wait_idle(remaining):
                 return False
-            if self.work_queue is None or await self.work_queue.backlog() == 0:
+            try:
+                backlog = 0 if self.work_queue is None else await self.work_queue.backlog()
+            except StateUnavailable:
+                backlog = 0  # Redis is down: nothing can be queued
+            if backlog == 0:
                 await asyncio.sleep(0)
                 if not len(self.tracker):
                     return True
@@ -149,7 +157,11 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
         settings.effective_redis_url,
         socket_connect_timeout=3,
         socket_timeout=10,
-        health_check_interval=30,
+        # A restarted Redis leaves pooled connections dead: check idle ones before use and
+        # retry a command once on a fresh connection.
+        health_check_interval=2,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     state = RedisState(
         redis=redis,
@@ -312,5 +324,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     if settings.microsoft_app_id or settings.teams_allow_unauthenticated:
         from adapters.teams.app import build_teams_bot
 
-        runtime.teams = build_teams_bot(settings, assistant=assistant, tracker=tracker)
+        runtime.teams = build_teams_bot(
+            settings, assistant=assistant, tracker=tracker, dispatcher=dispatcher
+        )
+        if runtime.teams is not None:
+            runtime.router.register("teams", runtime.teams.handle_job)
     return runtime

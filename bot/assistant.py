@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,7 +26,7 @@ from bot.database import DatabaseError
 from bot.errors import StateUnavailable, UserFacingError
 from bot.ledger import Ledger, UsageRecord
 from bot.prompt import build_prompt, prompt_budget
-from bot.ratelimit import RateLimiter, describe_wait
+from bot.ratelimit import RateDecision, RateLimiter, describe_wait
 from bot.redact import describe_kinds, redact
 from bot.state import ConversationState
 from bot.telemetry import EventName, NullTelemetry, Telemetry, request_scope
@@ -88,6 +89,8 @@ class Assistant:
         self._system_prompt = system_prompt
         self._max_input = max_input_chars
         self._rate_limiter = rate_limiter
+        # Conversations already told that memory is down (until it is back).
+        self._told_memory_down: set[str] = set()
         self._usage = usage_writer
         self._telemetry: Telemetry = telemetry or NullTelemetry()
         self._now = now
@@ -208,10 +211,14 @@ class Assistant:
         key = message.key
         if premium is not None:
             await self._check_budget(message, premium)
+        memory_down = False  # Redis unreachable: answer anyway, without memory or limits
         if self._rate_limiter is not None:
-            decision = await self._rate_limiter.acquire(
-                f"{key.platform}:{key.workspace}:{message.sender}"
-            )
+            try:
+                decision = await self._rate_limiter.acquire(
+                    f"{key.platform}:{key.workspace}:{message.sender}"
+                )
+            except StateUnavailable:
+                memory_down, decision = True, RateDecision(True)
             if not decision.allowed:
                 self._telemetry.event("rate_limited", key.platform)
                 at, wait = describe_wait(decision, self._now().timestamp())
@@ -224,8 +231,12 @@ class Assistant:
         usage = Usage(0, 0)
         first_token_at: datetime | None = None
         outcome = "ok"
-        async with self._state.lock(key):
-            history = await self._state.history(key)
+        async with AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(self._state.lock(key))
+                history = await self._state.history(key)
+            except StateUnavailable:
+                memory_down, history = True, []
             turns = build_prompt(
                 system_prompt=self._system_prompt,
                 history=history,
@@ -284,7 +295,19 @@ class Assistant:
             if outcome == "ok":
                 if route == "premium":
                     await sink.write(replies.PREMIUM_SIGNATURE.format(model=model.name))
-                await self._state.append(key, [Turn("user", question), Turn("assistant", answer)])
+                try:
+                    await self._state.append(
+                        key, [Turn("user", question), Turn("assistant", answer)]
+                    )
+                except StateUnavailable:
+                    memory_down = True
+        if memory_down:
+            log.warning("conversation memory unavailable; answered without it")
+            if key.as_id() not in self._told_memory_down:
+                self._told_memory_down.add(key.as_id())
+                await sink.write("\n\n" + replies.MEMORY_DOWN)
+        else:
+            self._told_memory_down.clear()
         done = self._now()
         return UsageRecord(
             platform=key.platform,

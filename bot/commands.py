@@ -39,11 +39,11 @@ def parse_command(text: str) -> Command | None:
 HELP_TEXT = """\
 I answer questions with a self-hosted model ({local_model}); your code stays on company servers.
 
-*Commands* (type them after mentioning me, in a DM, or in a thread I'm part of):
-• `/premium <question>` — answer with the premium model ({premium_model}); text leaves the company
-• `/reset` — forget this conversation (only this thread)
-• `/model` — which models answer here
-• `/help` — this list
+**Commands** (type them after mentioning me, in a direct chat, or in a thread I'm part of):
+- `/premium <question>`: answer with the premium model ({premium_model}); text leaves the company
+- `/reset`: forget this conversation (only this one)
+- `/model`: which models answer here, and your premium spend this month
+- `/help`: this list
 
-In a channel, mention me and I answer in the message's thread; reply in that thread \
-and I keep the context, no new mention needed."""
+In a channel, mention me and I answer in the message's thread, keeping the context of that \
+thread."""

@@ -50,8 +50,8 @@ PREMIUM_NOT_ALLOWED = (
 )
 PREMIUM_SIGNATURE = "\n\n_Answered by {model} (premium)._"
 MODEL_INFO = (
-    "*Local model:* `{local_model}` (self-hosted Ollama; your text stays on company servers)\n"
-    "*Premium model:* {premium}"
+    "**Local model:** `{local_model}` (self-hosted Ollama; your text stays on company servers)\n"
+    "**Premium model:** {premium}"
 )
 RATE_LIMITED = (
     "You've reached the limit of {limit} questions per {window}. "
@@ -99,3 +99,7 @@ PREMIUM_SPEND_UNKNOWN = (
     "*Your premium spend this month:* unknown right now (the usage database is not reachable)"
 )
 PREMIUM_SPEND_NOT_ALLOWED = "_You are not on the list of people allowed to use `/premium` here._"
+MEMORY_DOWN = (
+    "_My conversation memory is unavailable right now, so I answered without the earlier "
+    "messages of this thread and won't remember this one. It recovers by itself._"
+)

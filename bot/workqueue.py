@@ -138,13 +138,24 @@ class WorkQueue:
 
     async def run(self) -> None:
         """Consume until `stop()`: new entries, then entries abandoned by other replicas."""
-        await self._ensure_group()
+        while not self._stopping.is_set():
+            try:
+                await self._ensure_group()
+                break
+            except RedisError:
+                log.warning("work queue: Redis unavailable; retrying")
+                await self._sleep(1.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="work-heartbeat")
         try:
             while not self._stopping.is_set():
                 try:
                     await self._reclaim()
                     await self._read_new()
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # Redis came back empty (restarted without persistence): start over.
+                    await self._ensure_group()
                 except RedisError:
                     log.warning("work queue: Redis unavailable; retrying", exc_info=True)
                     await self._sleep(1.0)

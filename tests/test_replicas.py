@@ -92,23 +92,23 @@ async def post(url: str, body: dict) -> int:
         return resp.status
 
 
-async def test_two_replicas_answer_each_event_exactly_once(
+@pytest.mark.parametrize("count", [2, 3])
+async def test_replicas_answer_each_event_exactly_once(
     replicas: Callable[[], asyncio.Future[Replica]],
     fake_slack_api: FakeSlack,
     fake_ollama: FakeOllama,
+    count: int,
 ) -> None:
-    (a, _), (b, _) = await asyncio.gather(replicas(), replicas())
+    urls = [url for url, _ in await asyncio.gather(*(replicas() for _ in range(count)))]
+    b = urls[-1]
     fake_ollama.reply_fn = lambda messages: f"re: {messages[-1]['content']}"
     threads = [f"1500000000.0001{i:02d}" for i in range(8)]
     sends = []
     for i, ts in enumerate(threads):
         body = mention(f"q{i}", ts)
-        # Every event reaches both replicas (Slack redelivers), and as app_mention + message.
-        sends += [
-            post(a, body),
-            post(b, body),
-            post(b if i % 2 else a, channel_message(f"<@{BOT_USER}> q{i}", ts)),
-        ]
+        # Every event reaches every replica (Slack redelivers), and as app_mention + message.
+        sends += [post(url, body) for url in urls]
+        sends.append(post(urls[i % count], channel_message(f"<@{BOT_USER}> q{i}", ts)))
     assert set(await asyncio.gather(*sends)) == {200}
     await fake_slack_api.wait_for(
         lambda f: all(f.messages(CHANNEL, ts) for ts in threads), timeout=15

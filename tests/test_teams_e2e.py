@@ -100,7 +100,7 @@ class TeamsBotUnderTest:
             return resp
 
     async def settle(self, timeout: float = 10) -> None:
-        assert await self.runtime.tracker.wait_idle(timeout), "answers still running"
+        assert await self.runtime.settle(timeout), "answers still running"
 
     def question(self, index: int = -1) -> str:
         """The last user turn the model received in one request."""
@@ -147,6 +147,7 @@ async def _bot(
     )
     await migrate(settings)
     runtime = await build_runtime(settings)
+    runtime.start()
     if runtime.teams is not None:
         runtime.teams.options = copy.copy(FAST)
     server = TestServer(build_web_app(runtime), host="127.0.0.1")

@@ -24,9 +24,13 @@ from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
 from adapters.teams.events import TeamsInbound, to_inbound
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_connector
 from bot.assistant import Assistant
+from bot.dispatch import Dispatcher
+from bot.errors import StateUnavailable
 from bot.tasks import TaskTracker
+from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)
+PLATFORM = "teams"
 
 UNAUTHENTICATED_WARNING = (
     "TEAMS_ALLOW_UNAUTHENTICATED=true and no MICROSOFT_APP_ID: /api/messages accepts UNSIGNED "
@@ -72,9 +76,11 @@ class TeamsBot:
         app_id: str,
         assistant: Assistant,
         tracker: TaskTracker,
+        dispatcher: Dispatcher | None = None,
         options: ReplyOptions | None = None,
     ) -> None:
         self.adapter = adapter
+        self.dispatcher = dispatcher
         self.options = options or ReplyOptions()
         self._auth = adapter.bot_framework_authentication
         self._app_id = app_id
@@ -124,8 +130,22 @@ class TeamsBot:
         inbound = to_inbound(activity)
         if inbound is None:
             return web.Response(status=200)
-        self._tracker.spawn(self._answer(inbound), name="teams-answer")
+        # Queued (crash-safe, deduplicated across replicas) before Teams gets its 202.
+        payload = {"platform": PLATFORM, "activity": data}
+        try:
+            if self.dispatcher is None:
+                raise StateUnavailable("no dispatcher")
+            await self.dispatcher.submit(f"teams:{inbound.message.message_id}", payload)
+        except StateUnavailable:
+            job = Job(inbound.message.message_id, payload)
+            self._tracker.spawn(self.handle_job(job, JobProgress(None, job.id)))
         return web.Response(status=202)
+
+    async def handle_job(self, job: Job, progress: JobProgress) -> None:
+        """Answer one queued Teams activity (already authenticated when it was queued)."""
+        inbound = to_inbound(Activity().deserialize(job.payload["activity"]))
+        if inbound is not None:
+            await self._answer(inbound)
 
     async def _answer(self, inbound: TeamsInbound) -> None:
         async def turn(context: TurnContext) -> None:
@@ -139,7 +159,8 @@ class TeamsBot:
             )
             await sink.begin()
             try:
-                await self._assistant.handle(inbound.message, sink)
+                # Deduplicated when queued (a replica taking over must answer).
+                await self._assistant.handle(inbound.message, sink, dedupe=False)
             finally:
                 await sink.stop()
 
@@ -181,6 +202,7 @@ def build_teams_bot(
     *,
     assistant: Assistant,
     tracker: TaskTracker,
+    dispatcher: Dispatcher | None = None,
 ) -> TeamsBot | None:
     """The Teams adapter, or None when Teams is off (no app id and no local-testing flag)
     or misconfigured (logged); `/api/messages` then answers 401."""
@@ -203,4 +225,5 @@ def build_teams_bot(
         app_id=settings.microsoft_app_id,
         assistant=assistant,
         tracker=tracker,
+        dispatcher=dispatcher,
     )
