@@ -270,6 +270,8 @@ async def _check_one_ollama(url: str, settings: Settings) -> Check:
             f"{shown} does not answer as an Ollama server",
             f"start Ollama on {shown} (`ollama serve`) or correct OLLAMA_BASE_URL",
         )
+    finally:
+        await server.aclose()
     return Check("OK", "ollama", f"{shown} answers and has {model}")
 
 

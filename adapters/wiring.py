@@ -145,6 +145,7 @@ class Runtime:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await asyncio.gather(*(m.aclose() for m in self.ollama), return_exceptions=True)
         await self.http.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_ollama import ChatOllama
 from ollama import ResponseError
@@ -80,12 +81,16 @@ class OllamaChatModel:
         """
         self._base_url = base_url
         self._model = model
+        self._transport = AiohttpTransport()
         self._num_ctx = num_ctx
         self._chat = ChatOllama(
             base_url=base_url,
             model=model,
             num_ctx=num_ctx,
             client_kwargs={"timeout": httpx.Timeout(request_timeout, connect=connect_timeout)},
+            # httpx's own connection pool costs more CPU per request than the whole rest of
+            # the bot; the same httpx API over aiohttp's pool is several times cheaper.
+            async_client_kwargs={"transport": self._transport},
         )
 
     @property
@@ -146,6 +151,10 @@ class OllamaChatModel:
             if isinstance(chunks, AsyncGenerator):
                 await chunks.aclose()
         yield usage
+
+    async def aclose(self) -> None:
+        """Close the connection pool (at shutdown)."""
+        await self._transport.aclose()
 
     async def ping(self) -> None:
         """Check that the server answers and has the model pulled.
