@@ -40,5 +40,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 bench: install  ## load benchmark (needs Redis on 127.0.0.1:6379): figures for the README
-	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300
+	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 200
+	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 6
 	$(BIN)/python -m bench.load --levels 1,20,50 --answers 100 --first-token-delay 0.3 --token-delay 0.03
+	$(BIN)/python -m bench.load --levels 50 --answers 100 --first-token-delay 0.3 --token-delay 0.03 --max-concurrency 2

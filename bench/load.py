@@ -150,6 +150,9 @@ async def main() -> None:
     parser.add_argument("--reply-chars", type=int, default=120)
     parser.add_argument("--chunk-chars", type=int, default=6, help="answer characters per chunk")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/8")
+    parser.add_argument(
+        "--max-concurrency", default="1000", help="OLLAMA_MAX_CONCURRENCY of the bot"
+    )
     parser.add_argument("--profile", help="write py-spy collapsed stacks of the bot here")
     args = parser.parse_args()
 
@@ -170,7 +173,7 @@ async def main() -> None:
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.api_url,
         "OLLAMA_BASE_URL": ollama.url,
-        "OLLAMA_MAX_CONCURRENCY": "1000",
+        "OLLAMA_MAX_CONCURRENCY": args.max_concurrency,
         "REDIS_URL": args.redis,
         "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
         "RATE_LIMIT_PER_MINUTE": "1000000",
@@ -236,7 +239,7 @@ async def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; model: first token {args.first_token_delay * 1000:.0f} ms,"
         f" {args.token_delay * 1000:.0f} ms per chunk, {args.reply_chars} chars in chunks of "
-        f"{args.chunk_chars}"
+        f"{args.chunk_chars}; OLLAMA_MAX_CONCURRENCY={args.max_concurrency}"
     )
     print(
         "| concurrent | answers | added p50 ms | added p99 ms | ack p50 ms | ack p99 ms | "

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 3500
 UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a second per message
 STREAM_INTERVAL = 0.5
+STATUS_INTERVAL = 5.0  # a queue position is updated at most this often
 # Errors meaning "this workspace/app cannot use chat.startStream": stop trying it.
 _STREAMING_REFUSED = {
     "unknown_method",
@@ -100,6 +101,7 @@ class SlackReplySink:
         self._closing = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
+        self._status_at = 0.0
         self._status_lock = asyncio.Lock()
         self.posted: list[str] = []  # ts of every message this reply created
 
@@ -108,6 +110,10 @@ class SlackReplySink:
         async with self._status_lock:
             if self._pump is not None:
                 return  # the answer is already on its way
+            now = asyncio.get_running_loop().time()
+            if self._status_ts is not None and now - self._status_at < STATUS_INTERVAL:
+                return  # the line moves fast when it is long: spare Slack's rate limits
+            self._status_at = now
             shown = to_mrkdwn(f"_{text}_")
             try:
                 if self._status_ts is None:
