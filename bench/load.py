@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -26,17 +25,11 @@ import redis
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import Call, FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.processes import start_serve
 from tests.slack_payloads import BOT_ID, BOT_USER, TEAM, mention
 
-CHATBOT = str(Path(sys.executable).with_name("chatbot"))
 FIRST_TEXT = ("chat.startStream", "chat.postMessage")
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -165,10 +158,8 @@ async def main() -> None:
     ollama.chunk_size = args.chunk_chars
     ollama.first_token_delay = args.first_token_delay
     ollama.token_delay = args.token_delay
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="chatbot-bench-")
+    workdir = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
     env = {
-        **os.environ,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.api_url,
@@ -179,21 +170,10 @@ async def main() -> None:
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "RATE_LIMIT_PER_DAY": "1000000",
         "LOG_LEVEL": "WARNING",
-        "PORT": str(port),
     }
-    proc = await asyncio.create_subprocess_exec(
-        CHATBOT, "serve", "--host", "127.0.0.1", env=env, cwd=workdir
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, proc = await start_serve(env, workdir, output=False)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        for _ in range(400):
-            try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
         # Warm-up: auth.test, connection pools, first-call imports.
         await run_level(url, http, slack, proc.pid, 5, 20, args.first_token_delay, 0)
         profiler = None

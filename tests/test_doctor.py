@@ -9,7 +9,6 @@ import io
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from tests.fakes.openai import API_KEY as OPENAI_KEY
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, bot_settings
+from tests.processes import CHATBOT
 
-CHATBOT = str(Path(sys.executable).with_name("chatbot"))
 SECRETS = (BOT_TOKEN, SIGNING_SECRET, OPENAI_KEY)
 
 

@@ -7,10 +7,7 @@ import asyncio
 import io
 import json
 import logging
-import os
 import signal
-import socket
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +19,9 @@ from bot.telemetry import REQUEST_ID, request_scope
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, SlackBotUnderTest, sign
+from tests.processes import start_serve, stop
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
 
-CHATBOT = str(Path(sys.executable).with_name("chatbot"))
 QUESTION = "how do I rotate the payroll database credentials quietly"
 
 Configure = Callable[..., io.StringIO]
@@ -139,53 +136,25 @@ def test_request_scope_keeps_an_outer_id_and_resets_after(capture_logs: Configur
     assert "request_id" not in outside
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_with_log_format_json(
     tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
 ) -> None:
     slack = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
     await slack.start()
-    port = free_port()
     env = {
-        **os.environ,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.api_url,
         "OLLAMA_BASE_URL": fake_ollama.url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/serve.db",
-        "PORT": str(port),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    proc = await asyncio.create_subprocess_exec(
-        CHATBOT,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, proc = await start_serve(env, tmp_path)
     ts = "1700000000.000100"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{url}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("chatbot serve did not come up")
             raw = json.dumps(mention(QUESTION, ts))
             headers = {"Content-Type": "application/json", **sign(raw)}
             async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
@@ -195,9 +164,7 @@ async def test_serve_with_log_format_json(
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 20)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
         await slack.stop()
     text = out.decode()
     records = [json.loads(line) for line in text.splitlines()]  # every line is JSON

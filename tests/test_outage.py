@@ -14,8 +14,9 @@ import redis as sync_redis
 
 from bot import replies
 from tests.harness import SlackBotUnderTest
+from tests.processes import free_port
 from tests.slack_payloads import CHANNEL, mention
-from tests.test_server import free_port, get_json
+from tests.test_server import get_json
 
 
 class RedisProcess:

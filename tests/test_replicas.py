@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.processes import start_serve, stop
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, channel_message, mention
-from tests.test_server import CHATBOT, free_port
 
 Replica = tuple[str, asyncio.subprocess.Process]
 
@@ -37,46 +36,23 @@ async def replicas(
     started: list[asyncio.subprocess.Process] = []
 
     async def start() -> Replica:
-        port = free_port()
         env = {
-            **os.environ,
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": fake_slack_api.api_url,
             "OLLAMA_BASE_URL": fake_ollama.url,
             "REDIS_URL": redis_url,
             "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
-            "PORT": str(port),
             "WORK_RECLAIM_SECONDS": "2",
             "SHUTDOWN_GRACE_SECONDS": "10",
         }
-        proc = await asyncio.create_subprocess_exec(
-            CHATBOT,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        url, proc = await start_serve(env, tmp_path, output=False)
         started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"{url}/healthz") as resp:
-                        if resp.status == 200:
-                            return url, proc
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-        pytest.fail("a replica did not come up")
+        return url, proc
 
     yield start  # type: ignore[misc]
     for proc in started:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
 
 
 async def post(url: str, body: dict) -> int:

@@ -8,8 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,15 +22,8 @@ from bot import database
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, SlackBotUnderTest, bot_settings, sign
+from tests.processes import CHATBOT, free_port, start_serve, stop
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
-
-CHATBOT = str(Path(sys.executable).with_name("chatbot"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def get_json(url: str) -> tuple[int, dict]:
@@ -153,45 +144,19 @@ async def serve_process(
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, FakeSlack]]:
     fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
     await fake.start()
-    port = free_port()
     env = {
-        **os.environ,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": fake.api_url,
         "OLLAMA_BASE_URL": fake_ollama.url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/serve.db",
-        "PORT": str(port),
     }
-    proc = await asyncio.create_subprocess_exec(
-        CHATBOT,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-        else:
-            proc.kill()
-            pytest.fail("chatbot serve did not come up")
+    url, proc = await start_serve(env, tmp_path)
     try:
         yield url, proc, fake
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
         await fake.stop()
 
 

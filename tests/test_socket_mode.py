@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import aiohttp
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN
+from tests.processes import start_serve, stop
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention, slash
-from tests.test_server import CHATBOT, free_port
 
 APP_TOKEN = "xapp-1-A123ABC456-1234567890-abcdef"
 
@@ -26,28 +25,16 @@ async def test_socket_mode_answers_events_and_slash_commands(
         bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID, app_token=APP_TOKEN
     )
     await fake.start()
-    port = free_port()
     env = {
-        **os.environ,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_SIGNING_SECRET": "",  # Socket Mode needs none: the HTTP route refuses all
         "SLACK_API_URL": fake.api_url,
         "OLLAMA_BASE_URL": fake_ollama.url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
-        "PORT": str(port),
     }
-    env.pop("SLACK_SIGNING_SECRET", None)
-    proc = await asyncio.create_subprocess_exec(
-        CHATBOT,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    url, proc = await start_serve(env, tmp_path, wait=False)
     try:
         ts = "1500000000.000100"
         ack = await fake.send_envelope("events_api", mention("over the socket", ts), timeout=20)
@@ -62,9 +49,7 @@ async def test_socket_mode_answers_events_and_slash_commands(
         # Without a signing secret the HTTP route accepts nothing.
         async with (
             aiohttp.ClientSession() as http,
-            http.post(
-                f"http://127.0.0.1:{port}/slack/events", json={"type": "event_callback"}
-            ) as resp,
+            http.post(f"{url}/slack/events", json={"type": "event_callback"}) as resp,
         ):
             assert resp.status == 401
         proc.send_signal(signal.SIGTERM)
@@ -72,7 +57,5 @@ async def test_socket_mode_answers_events_and_slash_commands(
         assert proc.returncode == 0, out.decode()
         assert "Socket Mode connected" in out.decode()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
         await fake.stop()
