@@ -7,7 +7,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_ollama import ChatOllama
 from ollama import ResponseError
 
@@ -20,6 +19,7 @@ from inference.base import (
     Turn,
     Usage,
 )
+from inference.messages import to_langchain
 
 PING_TIMEOUT_SECONDS = 3.0
 
@@ -47,14 +47,6 @@ def _is_model_missing(exc: ResponseError) -> bool:
     """
     text = str(exc.error).lower()
     return "not found" in text and "model" in text
-
-
-def _to_message(turn: Turn) -> BaseMessage:
-    if turn.role == "system":
-        return SystemMessage(content=turn.content)
-    if turn.role == "assistant":
-        return AIMessage(content=turn.content)
-    return HumanMessage(content=turn.content)
 
 
 class OllamaChatModel:
@@ -118,7 +110,7 @@ class OllamaChatModel:
         for any failure before the first text arrived, and ``GenerationFailed`` for
         any failure after it.
         """
-        messages = [_to_message(turn) for turn in turns]
+        messages = to_langchain(turns)
         usage = Usage(prompt_tokens=0, completion_tokens=0)
         started = False
         chunks = self._chat.astream(messages)

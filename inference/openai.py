@@ -8,7 +8,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
 import openai
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -22,6 +21,7 @@ from inference.base import (
     Turn,
     Usage,
 )
+from inference.messages import to_langchain
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,6 @@ _EXCHANGE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     ValueError,
 )
-
-
-def _to_message(turn: Turn) -> BaseMessage:
-    if turn.role == "system":
-        return SystemMessage(content=turn.content)
-    if turn.role == "assistant":
-        return AIMessage(content=turn.content)
-    return HumanMessage(content=turn.content)
 
 
 def _estimate(text: str) -> int:
@@ -146,7 +138,7 @@ class OpenAIChatModel:
         first text and ``GenerationFailed`` after it (preceded by an estimated ``Usage``,
         since tokens generated before the failure are billed).
         """
-        messages = [_to_message(turn) for turn in turns]
+        messages = to_langchain(turns)
         usage: Usage | None = None
         parts: list[str] = []
         chunks = self._chat.astream(messages)

@@ -110,3 +110,22 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _close_model_clients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Close the connection pool of every Ollama client a test built (the runtime closes its
+    own; tests that build clients directly need not remember to)."""
+    from inference.ollama import OllamaChatModel
+
+    created: list[OllamaChatModel] = []
+    original = OllamaChatModel.__init__
+
+    def recording_init(self: OllamaChatModel, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        created.append(self)
+
+    monkeypatch.setattr(OllamaChatModel, "__init__", recording_init)
+    yield
+    for model in created:
+        await model.aclose()
