@@ -78,7 +78,6 @@ class Runtime:
     slack: SlackBot | None = None
     slack_endpoint: SlackHttpEndpoint | None = None
     teams: TeamsBot | None = None
-    closers: list[object] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     router: JobRouter = field(default_factory=JobRouter)
     rate_limiter: RateLimiter | None = None

@@ -103,7 +103,6 @@ class SlackReplySink:
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
         self._status_at = 0.0
         self._status_lock = asyncio.Lock()
-        self.posted: list[str] = []  # ts of every message this reply created
 
     async def status(self, text: str) -> None:
         """Show a placeholder (e.g. a queue position) until the answer's first text."""
@@ -245,7 +244,6 @@ class SlackReplySink:
         self._native, self._current = False, piece
 
     async def _posted(self, ts: str) -> None:
-        self.posted.append(ts)
         if self._on_posted is not None:
             await self._on_posted(ts)
 
