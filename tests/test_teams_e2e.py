@@ -717,3 +717,30 @@ def test_an_incomplete_configuration_turns_teams_off_and_says_why(
     bot = build_teams_bot(settings, assistant=None, tracker=TaskTracker())  # type: ignore[arg-type]
     assert bot is None
     assert any(problem in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+async def test_a_replica_taking_over_replaces_the_partial_answer_it_finds(
+    teams_bot: TeamsBotUnderTest, redis_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    from bot.workqueue import Job, JobProgress, WorkQueue
+
+    body = teams_bot.message("group_chat_mention", "what is a monad?")
+    teams_bot.ollama.reply = "A monoid in the category of endofunctors."
+    await teams_bot.post(body)
+    await teams_bot.settle()
+    (partial,) = teams_bot.connector.shown(GROUP)
+    # The replica that answered died before acknowledging: another one takes the job over
+    # with the message ids that were recorded as they were posted.
+    client = Redis.from_url(redis_url)
+    queue = WorkQueue(redis=client, tracker=teams_bot.runtime.tracker)
+    job = Job("1-0", {"platform": "teams", "activity": body}, True, (partial.id,))
+    await teams_bot.teams.handle_job(job, JobProgress(queue, job.id))
+    await client.aclose()
+    shown = teams_bot.connector.shown(GROUP)
+    assert [m.text for m in shown] == ["A monoid in the category of endofunctors."]
+    assert shown[0].id != partial.id
+    assert [c.activity_id for c in teams_bot.connector.calls if c.method == "DELETE"] == [
+        partial.id
+    ]

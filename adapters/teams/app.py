@@ -145,15 +145,32 @@ class TeamsBot:
         """Answer one queued Teams activity (already authenticated when it was queued)."""
         inbound = to_inbound(Activity().deserialize(job.payload["activity"]))
         if inbound is not None:
-            await self._answer(inbound)
+            await self._answer(inbound, progress, replace=job.posted if job.reclaimed else ())
 
-    async def _answer(self, inbound: TeamsInbound) -> None:
+    async def _answer(
+        self,
+        inbound: TeamsInbound,
+        progress: JobProgress | None = None,
+        replace: tuple[str, ...] = (),
+    ) -> None:
         async def turn(context: TurnContext) -> None:
+            tune_connector(context.turn_state.get(self.adapter.BOT_CONNECTOR_CLIENT_KEY))
+            for activity_id in replace:
+                # Another replica died mid-answer: remove what it showed, answer afresh.
+                try:
+                    await context.delete_activity(activity_id)
+                except Exception:
+                    log.warning("could not remove a partial answer in Teams")
+            if progress is not None:
+                progress.posted.clear()
             # The continuation activity has a fresh id: reply to the message that asked.
             context.activity.id = inbound.activity_id
-            tune_connector(context.turn_state.get(self.adapter.BOT_CONNECTOR_CLIENT_KEY))
             sink = TeamsReplySink(
-                outbox=Outbox(context, self.options),
+                outbox=Outbox(
+                    context,
+                    self.options,
+                    on_posted=progress.shown if progress is not None else None,
+                ),
                 streaming=inbound.streams,
                 options=self.options,
             )

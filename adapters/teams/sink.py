@@ -109,15 +109,29 @@ class Outbox:
     """Sends activities into one conversation through botbuilder's TurnContext, one at a
     time, retrying throttled and transient failures with backoff."""
 
-    def __init__(self, context: TurnContext, options: ReplyOptions) -> None:
+    def __init__(
+        self,
+        context: TurnContext,
+        options: ReplyOptions,
+        *,
+        on_posted: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._context = context
         self._options = options
         self._lock = asyncio.Lock()
+        self._on_posted = on_posted
+        self._noted: set[str] = set()
 
     async def send(self, activity: Activity, *, retry: bool = True) -> str | None:
         """Post an activity; returns the id Teams gave it."""
         response = await self._call(lambda: self._context.send_activity(activity), retry)
-        return getattr(response, "id", None) or None
+        posted = getattr(response, "id", None) or None
+        visible = activity.type != "typing" or bool(activity.entities)  # not a bare indicator
+        if posted and visible and self._on_posted is not None and posted not in self._noted:
+            # Recorded so that a replica taking over this answer can remove it.
+            self._noted.add(posted)
+            await self._on_posted(posted)
+        return posted
 
     async def update(self, activity: Activity) -> None:
         """Replace the text of an activity the bot posted (``activity.id``)."""

@@ -147,6 +147,7 @@ class FakeBotConnector:
         app.router.add_post(base, self._post)
         app.router.add_post(base + "/{activity_id}", self._post)
         app.router.add_put(base + "/{activity_id}", self._put)
+        app.router.add_delete(base + "/{activity_id}", self._delete)
         self._runner, self._port = await _start(app)
 
     async def stop(self) -> None:
@@ -236,6 +237,22 @@ class FakeBotConnector:
             call.status = 413
             return self._error(413, "MessageSizeTooBig", "Message size too large.")
         return call
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        """DELETE an activity the bot posted: it disappears from the conversation."""
+        call = ConnectorCall(
+            method="DELETE",
+            conversation_id=request.match_info["conversation_id"],
+            activity_id=request.match_info["activity_id"],
+            body={},
+            authorization=request.headers.get("Authorization", ""),
+        )
+        self.calls.append(call)
+        before = len(self._shown)
+        self._shown = [m for m in self._shown if m.id != call.activity_id]
+        if len(self._shown) == before:
+            return self._refuse(call, 404, "ActivityNotFound", "Unknown activity")
+        return web.Response(status=200)
 
     def _refuse(self, call: ConnectorCall, status: int, code: str, message: str) -> web.Response:
         call.status = status
