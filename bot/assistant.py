@@ -23,7 +23,7 @@ from bot.budget import (
 from bot.commands import HELP_TEXT, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
-from bot.errors import StateUnavailable, UserFacingError
+from bot.errors import ReplyCancelled, StateUnavailable, UserFacingError
 from bot.ledger import Ledger, UsageRecord
 from bot.prompt import build_prompt, prompt_budget
 from bot.ratelimit import RateDecision, RateLimiter, describe_wait
@@ -263,6 +263,9 @@ class Assistant:
                         await sink.status(replies.QUEUED.format(position=event.position))
                     else:
                         usage = event
+            except ReplyCancelled:
+                # The person stopped the answer: closing the stream (below) ends generation.
+                outcome = "cancelled"
             except ProviderAuthFailed:
                 outcome = "auth_failed"
                 log.error("%s refused the API key: check OPENAI_API_KEY", model.name)
@@ -292,16 +295,17 @@ class Assistant:
             if outcome == "ok" and not answer.strip():
                 outcome = "empty_answer"
                 await sink.write(replies.EMPTY_ANSWER)
-            if outcome == "ok":
-                if route == "premium":
-                    await sink.write(replies.PREMIUM_SIGNATURE.format(model=model.name))
+            if outcome == "ok" and route == "premium":
+                await sink.write(replies.PREMIUM_SIGNATURE.format(model=model.name))
+            # A stopped answer is remembered as far as it went: that is what was shown.
+            if outcome == "ok" or (outcome == "cancelled" and answer.strip()):
                 try:
                     await self._state.append(
                         key, [Turn("user", question), Turn("assistant", answer)]
                     )
                 except StateUnavailable:
                     memory_down = True
-        if memory_down:
+        if memory_down and outcome != "cancelled":
             log.warning("conversation memory unavailable; answered without it")
             if key.as_id() not in self._told_memory_down:
                 self._told_memory_down.add(key.as_id())

@@ -11,6 +11,11 @@ class StateUnavailable(BotError):
     """The conversation store (Redis) could not be reached."""
 
 
+class ReplyCancelled(BotError):
+    """Raised by a reply sink when the person stopped the answer (e.g. Teams' Stop button):
+    the core stops generating."""
+
+
 class UserFacingError(BotError):
     """An error whose text is safe and useful to show in the conversation."""
 

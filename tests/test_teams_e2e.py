@@ -487,6 +487,10 @@ async def test_the_users_stop_ends_the_stream_with_the_text_so_far(
     [shown] = teams_bot.connector.shown(PERSONAL)
     assert shown.text and LONG_ANSWER.startswith(shown.text) and shown.text != LONG_ANSWER
     assert "wrong" not in shown.text.lower()
+    # The model stopped generating too: the bot hung up on Ollama mid-answer.
+    assert teams_bot.ollama.client_disconnects == 1
+    rows = await teams_bot.runtime.ledger.recent()
+    assert [r.outcome for r in rows] == ["cancelled"]
 
 
 @SQLITE_ONLY

@@ -25,6 +25,7 @@ from msrest.exceptions import ClientRequestError
 
 from adapters.teams.errors import DeliveryFailed
 from adapters.teams.render import cut_for_limit, split_message, to_teams_markdown, utf16_len
+from bot.errors import ReplyCancelled
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +219,12 @@ class TeamsReplySink:
             log.warning("could not show a status in Teams: %s", exc)
 
     async def write(self, text: str) -> None:
-        """Queue text; streamed at Teams' pace in personal chats, else sent on close."""
-        if not text or self._cancelled:
+        """Queue text; streamed at Teams' pace in personal chats, else sent on close.
+
+        Raises ReplyCancelled once the user pressed Stop, so the model stops generating."""
+        if self._cancelled:
+            raise ReplyCancelled("the user stopped the answer")
+        if not text:
             return
         self._buffer += text
         if self._streaming and self._pump is None:
