@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from adapters import logs
@@ -88,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic's message names the bad variable and why
         print(f"chatbot: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    level = settings.log_level
+    if args.command == "chat" and "LOG_LEVEL" not in os.environ:
+        level = "WARNING"  # the terminal is the conversation: keep routine lines out of it
+    logs.configure(level, settings.log_format)
     if args.command == "serve":
         from adapters.server import serve
 

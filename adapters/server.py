@@ -91,6 +91,10 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
         log.info("Slack: HTTP mode at POST /slack/events")
     else:
         log.info("Slack is off (SLACK_BOT_TOKEN is not set)")
+    if runtime.teams is not None:
+        log.info("Teams: POST /api/messages")
+    else:
+        log.info("Teams is off (MICROSOFT_APP_ID is not set); /api/messages answers 401")
     log.info("listening on http://%s:%d (memory: %s)", host, port, runtime.memory)
 
     stop = asyncio.Event()
