@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,19 @@ def describe_error(exc: BaseException) -> str:
     lines = str(orig).strip().splitlines()
     first = lines[0] if lines else type(orig).__name__
     return first[:200]
+
+
+@asynccontextmanager
+async def translated_errors(what: str, timeout: float) -> AsyncIterator[None]:
+    """Bound a database operation by ``timeout`` and turn its failures into DatabaseError
+    saying ``what`` could not be done (without SQL or parameters)."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseError(f"{what}: {describe_error(exc)}") from exc
+    except TimeoutError as exc:
+        raise DatabaseError(f"{what}: no answer within {timeout:g} s") from exc
 
 
 def upgrade(url: str, revision: str = "head") -> None:

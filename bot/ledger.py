@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +21,12 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from bot.budget import Spend
-from bot.database import Base, DatabaseError, describe_error
+from bot.database import Base, translated_errors
 
 PING_TIMEOUT_SECONDS = 3.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -171,29 +169,18 @@ class Ledger:
 
     async def record_many(self, records: Sequence[UsageRecord]) -> None:
         """Store several usage records in one transaction."""
-        try:
-            async with asyncio.timeout(self._timeout), self._sessions.begin() as session:
-                session.add_all([_to_row(record) for record in records])
-        except (SQLAlchemyError, OSError) as exc:
-            raise DatabaseError(f"could not record usage: {describe_error(exc)}") from exc
-        except TimeoutError as exc:
-            raise DatabaseError(
-                f"could not record usage: no answer within {self._timeout:g} s"
-            ) from exc
+        async with (
+            translated_errors("could not record usage", self._timeout),
+            self._sessions.begin() as session,
+        ):
+            session.add_all([_to_row(record) for record in records])
 
     async def ping(self) -> None:
         """Check that the database answers; raise DatabaseError when it does not."""
-        try:
-            await asyncio.wait_for(self._select_one(), timeout=PING_TIMEOUT_SECONDS)
-        except (SQLAlchemyError, OSError) as exc:
-            raise DatabaseError(f"database is down: {describe_error(exc)}") from exc
-        except TimeoutError as exc:
-            raise DatabaseError(
-                f"database is down: no answer within {PING_TIMEOUT_SECONDS:g} s"
-            ) from exc
-
-    async def _select_one(self) -> None:
-        async with self._engine.connect() as connection:
+        async with (
+            translated_errors("database is down", PING_TIMEOUT_SECONDS),
+            self._engine.connect() as connection,
+        ):
             await connection.execute(text("SELECT 1"))
 
     async def recent(self, limit: int = 100) -> list[UsageRecord]:
@@ -203,15 +190,11 @@ class Ledger:
             .order_by(RequestRow.created_at.desc(), RequestRow.id.desc())
             .limit(limit)
         )
-        try:
-            async with asyncio.timeout(self._timeout), self._sessions() as session:
-                rows = (await session.scalars(query)).all()
-        except (SQLAlchemyError, OSError) as exc:
-            raise DatabaseError(f"could not read usage: {describe_error(exc)}") from exc
-        except TimeoutError as exc:
-            raise DatabaseError(
-                f"could not read usage: no answer within {self._timeout:g} s"
-            ) from exc
+        async with (
+            translated_errors("could not read usage", self._timeout),
+            self._sessions() as session,
+        ):
+            rows = (await session.scalars(query)).all()
         return [_to_record(row) for row in rows]
 
     async def spend_since(self, *, user: str, workspace: str, since: datetime) -> Spend:
@@ -225,13 +208,9 @@ class Ledger:
             RequestRow.created_at >= since,
             or_(RequestRow.user == user, RequestRow.workspace == workspace),
         )
-        try:
-            async with asyncio.timeout(self._timeout), self._sessions() as session:
-                user_usd, workspace_usd = (await session.execute(query)).one()
-        except (SQLAlchemyError, OSError) as exc:
-            raise DatabaseError(f"could not read spend: {describe_error(exc)}") from exc
-        except TimeoutError as exc:
-            raise DatabaseError(
-                f"could not read spend: no answer within {self._timeout:g} s"
-            ) from exc
+        async with (
+            translated_errors("could not read spend", self._timeout),
+            self._sessions() as session,
+        ):
+            user_usd, workspace_usd = (await session.execute(query)).one()
         return Spend(user_usd=float(user_usd), workspace_usd=float(workspace_usd))

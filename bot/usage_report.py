@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -11,12 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import InstrumentedAttribute
 
 from bot.budget import format_usd
-from bot.database import DatabaseError, describe_error
+from bot.database import translated_errors
 from bot.ledger import RequestRow
 
 GroupBy = Literal["user", "workspace", "model"]
@@ -98,24 +96,20 @@ async def usage_report(engine: AsyncEngine, *, since: datetime, by: GroupBy) -> 
         RequestRow.latency_ms,
     ).where(RequestRow.created_at >= since)
     totals: dict[str, _Totals] = {}
-    try:
-        async with asyncio.timeout(QUERY_TIMEOUT_SECONDS), engine.connect() as connection:
-            result = await connection.stream(query)
-            async for a, b, outcome, prompt, completion, cost, latency in result:
-                key = f"{a}:{b}" if by != "model" else f"{b} ({a})"
-                group = totals.setdefault(key, _Totals())
-                group.requests += 1
-                group.failed += outcome != "ok"
-                group.prompt_tokens += prompt
-                group.completion_tokens += completion
-                group.cost_usd += float(cost or 0)
-                group.latencies.append(latency)
-    except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseError(f"could not read usage: {describe_error(exc)}") from exc
-    except TimeoutError as exc:
-        raise DatabaseError(
-            f"could not read usage: no answer within {QUERY_TIMEOUT_SECONDS:g} s"
-        ) from exc
+    async with (
+        translated_errors("could not read usage", QUERY_TIMEOUT_SECONDS),
+        engine.connect() as connection,
+    ):
+        result = await connection.stream(query)
+        async for a, b, outcome, prompt, completion, cost, latency in result:
+            key = f"{a}:{b}" if by != "model" else f"{b} ({a})"
+            group = totals.setdefault(key, _Totals())
+            group.requests += 1
+            group.failed += outcome != "ok"
+            group.prompt_tokens += prompt
+            group.completion_tokens += completion
+            group.cost_usd += float(cost or 0)
+            group.latencies.append(latency)
     lines = [
         ReportLine(
             key=key,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -127,6 +128,15 @@ async def slack_bot(
         database_url=database_url,
         **bot_overrides,
     )
+    async with running_bot(settings, fake_slack, fake_ollama) as bot:
+        yield bot
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: Settings, slack: FakeSlack, ollama: FakeOllama
+) -> AsyncIterator[SlackBotUnderTest]:
+    """Migrate, build and start the bot from ``settings`` and serve it on a free port."""
     await migrate(settings)
     runtime = await build_runtime(settings)
     # Rate limits count per clock minute: a test must not straddle two minutes.
@@ -137,7 +147,7 @@ async def slack_bot(
     await server.start_server()
     http = aiohttp.ClientSession()
     try:
-        yield SlackBotUnderTest(runtime, server, http, fake_slack, fake_ollama)
+        yield SlackBotUnderTest(runtime, server, http, slack, ollama)
     finally:
         await http.close()
         await runtime.tracker.drain(5)

@@ -6,15 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from adapters.server import build_web_app, migrate
-from adapters.wiring import build_runtime
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, SlackBotUnderTest, bot_settings
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, SlackBotUnderTest, bot_settings, running_bot
 from tests.processes import free_port
 from tests.slack_payloads import BOT_USER, CHANNEL, channel_message, mention
 
@@ -34,20 +30,9 @@ async def laptop_bot(
         ollama_base_url=fake_ollama.url,
         database_url=f"sqlite:///{tmp_path}/laptop.db",
     )
-    await migrate(settings)
-    runtime = await build_runtime(settings)
-    assert runtime.memory == "local" and runtime.work_queue is None
-    runtime.start()
-    server = TestServer(build_web_app(runtime), host="127.0.0.1")
-    await server.start_server()
-    http = aiohttp.ClientSession()
-    try:
-        yield SlackBotUnderTest(runtime, server, http, fake_slack, fake_ollama)
-    finally:
-        await http.close()
-        await runtime.tracker.drain(5)
-        await server.close()
-        await runtime.close()
+    async with running_bot(settings, fake_slack, fake_ollama) as bot:
+        assert bot.runtime.memory == "local" and bot.runtime.work_queue is None
+        yield bot
 
 
 async def test_slack_works_without_redis(laptop_bot: SlackBotUnderTest) -> None:
