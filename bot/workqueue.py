@@ -108,10 +108,6 @@ class WorkQueue:
         self._stopping = asyncio.Event()
         self.reclaimed = 0  # entries this replica took over from another
 
-    def set_handler(self, handler: Handler) -> None:
-        """The adapter's function that answers one job."""
-        self._handler = handler
-
     async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
         """Queue work once per dedupe id (across replicas); False for a duplicate."""
         try:

@@ -55,11 +55,6 @@ class FifoSlots:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
-    def active(self) -> int:
-        """Slots in use."""
-        return self._active
-
-    @property
     def waiting(self) -> int:
         """Requests in line."""
         return len(self._waiters)
@@ -189,11 +184,6 @@ class ModelPool:
     def context_tokens(self) -> int:
         """The smallest context window among the servers."""
         return min(s.model.context_tokens for s in self._servers)
-
-    @property
-    def members(self) -> list[ServerModel]:
-        """The servers' models in failover order."""
-        return [s.model for s in self._servers]
 
     def health(self) -> dict[str, bool]:
         """Per server URL: whether requests are currently sent to it."""

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from tests.processes import free_port, start_redis_server
+
 pytest_plugins = ["tests.fixtures_db", "tests.harness"]
 
 TEST_REDIS_DB = 9
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(url: str) -> bool:
@@ -42,32 +35,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary:
-        port = _free_port()
-        workdir = tmp_path_factory.mktemp("redis")
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        port = free_port()
+        proc = start_redis_server(port, tmp_path_factory.mktemp("redis"))
         url = f"redis://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while not _answers(url):
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("a throwaway redis-server did not start within 10 s")
-            time.sleep(0.05)
         try:
             yield url
         finally:
@@ -83,7 +53,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "Install redis-server for real tests. !!!\n",
         file=sys.stderr,
     )
-    port = _free_port()
+    port = free_port()
     server = fakeredis.TcpFakeServer(("127.0.0.1", port), server_type="redis")
     import threading
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +21,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_redis_server(port: int, workdir: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """A throwaway `redis-server` on 127.0.0.1:``port`` keeping nothing on disk, once it
+    answers PING."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.ping():
+                client.close()
+                return proc
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"redis-server did not start within {timeout:g} s")
+        time.sleep(0.02)
 
 
 async def wait_healthy(url: str, timeout: float = 15.0) -> None:

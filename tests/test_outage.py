@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
 
 from bot import replies
 from tests.harness import SlackBotUnderTest
-from tests.processes import free_port
+from tests.processes import free_port, start_redis_server
 from tests.slack_payloads import CHANNEL, mention
 from tests.test_server import get_json
 
@@ -26,31 +25,7 @@ class RedisProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                str(shutil.which("redis-server")),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = sync_redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                if client.ping():
-                    return
-            except sync_redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis_server(self.port, self.workdir)
 
     def stop(self) -> None:
         assert self.proc is not None
