@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -15,7 +16,10 @@ from tests.processes import free_port, start_redis_server
 
 pytest_plugins = ["tests.fixtures_db", "tests.harness"]
 
-TEST_REDIS_DB = 9
+# Redis databases a test run may take (0 is left to the bot run by hand).
+_TEST_REDIS_DBS = range(1, 16)
+_CLAIM_KEY = "chatbot-tests:claimed-by"
+_CLAIM_TTL_SECONDS = 3 * 3600
 
 
 def _answers(url: str) -> bool:
@@ -63,15 +67,44 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.fixture(scope="session")
+def redis_test_db(redis_server: str) -> Iterator[int]:
+    """A Redis database number this test run holds alone: two runs on one machine (two
+    checkouts, a developer and CI) never flush each other's keys. Taken with SET NX on a
+    claim key in the database; a crashed run's claim expires."""
+    owner = f"{os.getpid()}:{uuid.uuid4().hex}"
+    for db in _TEST_REDIS_DBS:
+        client = sync_redis.Redis.from_url(f"{redis_server}/{db}")
+        try:
+            if client.set(_CLAIM_KEY, owner, nx=True, ex=_CLAIM_TTL_SECONDS):
+                try:
+                    yield db
+                finally:
+                    if client.get(_CLAIM_KEY) == owner.encode():
+                        client.delete(_CLAIM_KEY)
+                return
+        finally:
+            client.close()
+    pytest.fail("Every Redis test database (1-15) is held by another test run.")
+
+
 @pytest.fixture
-def redis_url(redis_server: str) -> Iterator[str]:
-    """An empty Redis database for one test."""
-    url = f"{redis_server}/{TEST_REDIS_DB}"
+def redis_url(redis_server: str, redis_test_db: int) -> Iterator[str]:
+    """An empty Redis database for one test (the run's own database)."""
+    url = f"{redis_server}/{redis_test_db}"
     client = sync_redis.Redis.from_url(url)
-    client.flushdb()
+    _empty(client)
     yield url
-    client.flushdb()
+    _empty(client)
     client.close()
+
+
+def _empty(client: sync_redis.Redis) -> None:
+    """Delete every key but the run's claim on the database."""
+    claim = client.get(_CLAIM_KEY)
+    client.flushdb()
+    if claim is not None:
+        client.set(_CLAIM_KEY, claim, ex=_CLAIM_TTL_SECONDS)
 
 
 @pytest.fixture
