@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -33,6 +34,16 @@ class IncomingMessage:
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source shown under an answer; ``number`` is its ``[n]`` marker in the text."""
+
+    number: int
+    title: str
+    url: str
+    excerpt: str
+
+
 class ReplySink(Protocol):
     """Where the core writes one reply; bound by the adapter to one conversation."""
 
@@ -42,6 +53,12 @@ class ReplySink(Protocol):
 
     async def write(self, text: str) -> None:
         """Append text to the reply; the sink decides how and when it is shown."""
+        ...
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """Show sources under the answer, after its text: the cited ones, or with
+        ``searched=True`` the ones the answer drew on without citing (so the reader can check).
+        Called at most once, before ``close``."""
         ...
 
     async def close(self) -> None:
