@@ -292,9 +292,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
         dispatcher = runtime.work_queue
     else:
-        dispatcher = LocalDispatcher(
-            state=state, tracker=tracker, handler=runtime.router, telemetry=metrics
-        )
+        dispatcher = LocalDispatcher(tracker=tracker, handler=runtime.router, telemetry=metrics)
     if settings.slack_bot_token is not None:
         base_url = (
             settings.slack_api_url

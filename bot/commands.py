@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-CommandName = Literal["premium", "reset", "help", "model", "ask", "unknown"]
+CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "unknown"]
 KNOWN: dict[str, CommandName] = {
     "premium": "premium",
     "reset": "reset",
     "help": "help",
     "model": "model",
     "ask": "ask",
+    "search": "search",
 }
 # `/word` followed by whitespace or the end; `/usr/bin/env` and `/tmp/x` are not commands.
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z_-]{0,30})(?=\s|$)\s*(.*)$", re.DOTALL)
@@ -42,6 +43,7 @@ I answer questions with a self-hosted model ({local_model}); your code stays on 
 **Commands** (type them after mentioning me, in a direct chat, or in a thread I'm part of):
 - `/premium <question>`: answer with the premium model ({premium_model}); text leaves the company
 - `/reset`: forget this conversation (only this one)
+- `/search <words>`: list the indexed team documents that match, without asking a model
 - `/model`: which models answer here, and your premium spend this month
 - `/help`: this list
 

@@ -34,8 +34,8 @@ STORE_UNAVAILABLE = (
 )
 RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
 UNKNOWN_COMMAND = (
-    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/reset`, "
-    "`/model`, `/help`. (To ask about something that starts with a slash, "
+    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/search <words>`, "
+    "`/reset`, `/model`, `/help`. (To ask about something that starts with a slash, "
     "put a word before it.)"
 )
 PREMIUM_OFF = (
@@ -102,4 +102,20 @@ PREMIUM_SPEND_NOT_ALLOWED = "_You are not on the list of people allowed to use `
 MEMORY_DOWN = (
     "_My conversation memory is unavailable right now, so I answered without the earlier "
     "messages of this thread and won't remember this one. It recovers by itself._"
+)
+# Team knowledge (indexed sources).
+NO_SOURCE_MATCHED = (
+    "_No indexed source matched this question; this answer is from the model alone._"
+)
+KNOWLEDGE_UNAVAILABLE = (
+    "_The team knowledge index is not reachable right now, so this answer does not draw on it._"
+)
+SEARCH_HEADER = "**Best matches in the indexed sources for “{words}”:**"
+SEARCH_NOTHING = "No indexed document matches “{words}”. Try other words, or ask me directly."
+SEARCH_NOT_CONFIGURED = (
+    "Team knowledge is not set up on this bot, so there is nothing to search. "
+    "An admin can add sources with `KNOWLEDGE_SOURCES` and run `chatbot index`."
+)
+SEARCH_UNAVAILABLE = (
+    "The team knowledge index is not reachable right now. Please try again in a few minutes."
 )

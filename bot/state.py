@@ -1,4 +1,4 @@
-"""Conversation state shared by every replica: memory, dedupe markers, engaged threads, locks.
+"""Conversation state shared by every replica: memory, engaged threads, locks.
 
 `RedisState` is the real store; `LocalState` keeps the same contract inside one process
 for trying the bot on a laptop without Redis.
@@ -25,7 +25,6 @@ from inference.base import Turn
 log = logging.getLogger(__name__)
 
 MAX_STORED_TURNS = 200
-DEDUPE_TTL_SECONDS = 24 * 3600
 # An answer holds its conversation's lock at most this long (a crashed holder frees it).
 # A held lock is renewed while its answer runs; a crashed holder's lock expires after this.
 LOCK_TTL_SECONDS = 30.0
@@ -47,10 +46,6 @@ class ConversationState(Protocol):
 
     async def forget(self, key: ConversationKey) -> None:
         """Delete a conversation's memory."""
-        ...
-
-    async def claim(self, platform: str, message_id: str) -> bool:
-        """True the first time a message id is seen (by any replica), False after."""
         ...
 
     async def engage(self, key: ConversationKey) -> None:
@@ -129,16 +124,6 @@ class RedisState:
         except RedisError as exc:
             raise StateUnavailable("redis delete failed") from exc
 
-    async def claim(self, platform: str, message_id: str) -> bool:
-        """SET NX with a TTL: atomic across replicas."""
-        try:
-            ok = await self._redis.set(
-                keys.seen(platform, message_id), b"1", nx=True, ex=DEDUPE_TTL_SECONDS
-            )
-        except RedisError as exc:
-            raise StateUnavailable("redis set failed") from exc
-        return bool(ok)
-
     async def engage(self, key: ConversationKey) -> None:
         """Mark a thread as the bot's for as long as its memory lives."""
         try:
@@ -204,7 +189,6 @@ class LocalState:
         self._ttl = ttl_seconds
         self._max_turns = max_turns
         self._turns: dict[ConversationKey, tuple[float, list[Turn]]] = {}
-        self._seen: dict[str, float] = {}
         self._engaged: dict[ConversationKey, float] = {}
         self._locks: dict[ConversationKey, tuple[asyncio.Lock, int]] = {}
 
@@ -231,17 +215,6 @@ class LocalState:
     async def forget(self, key: ConversationKey) -> None:
         """Delete a conversation's memory."""
         self._turns.pop(key, None)
-
-    async def claim(self, platform: str, message_id: str) -> bool:
-        """True the first time a message id is seen in this process."""
-        now = time.monotonic()
-        if len(self._seen) > 100_000:
-            self._seen = {k: v for k, v in self._seen.items() if v > now}
-        marker = f"{platform}:{message_id}"
-        if self._seen.get(marker, 0.0) > now:
-            return False
-        self._seen[marker] = now + DEDUPE_TTL_SECONDS
-        return True
 
     async def engage(self, key: ConversationKey) -> None:
         """Mark a thread as the bot's."""

@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from bot.database import DatabaseError
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
 from bot.tasks import TaskTracker
+from bot.usage import UsageRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,11 @@ from redis.asyncio import Redis
 from bot import replies
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
+from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
 from bot.state import RedisState
+from bot.tasks import TaskTracker
+from bot.workqueue import Job, JobProgress
 from inference.base import GenerationFailed, ModelNotFound, ModelUnavailable
 from tests.fakes.core import RecordingSink, ScriptedModel
 
@@ -70,15 +73,20 @@ async def test_answer_streams_and_follow_up_sees_history(state: RedisState) -> N
     assert [t.role for t in model.calls[2]] == ["system", "user"]
 
 
-async def test_same_message_id_is_answered_once(state: RedisState) -> None:
-    model = ScriptedModel()
-    bot = make(state, model)
-    message = msg("hi")
-    first, second = RecordingSink(), RecordingSink()
-    await bot.handle(message, first)
-    await bot.handle(message, second)
-    assert first.text and second.writes == [] and second.closed == 0
-    assert len(model.calls) == 1
+async def test_same_message_id_is_answered_once_without_redis() -> None:
+    """Without Redis the local dispatcher dedupes where work is submitted."""
+    answered: list[str] = []
+
+    async def handler(job: Job, progress: JobProgress) -> None:
+        answered.append(job.payload["text"])
+
+    tracker = TaskTracker()
+    dispatcher = LocalDispatcher(tracker=tracker, handler=handler)
+    assert await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
+    assert not await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
+    assert await dispatcher.submit("C1:1.2", {"platform": "slack", "text": "again"})
+    assert await tracker.wait_idle(5)
+    assert sorted(answered) == ["again", "hi"]
 
 
 async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:

@@ -18,9 +18,10 @@ from bot.assistant import Assistant, Premium
 from bot.budget import NO_BUDGETS, Budgets, Price
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import create_engine
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter
 from bot.state import RedisState
+from bot.usage import UsageRecord
 from inference.openai import OpenAIChatModel
 from tests.fakes.core import RecordingSink, ScriptedModel
 from tests.fakes.openai import API_KEY, FakeOpenAI

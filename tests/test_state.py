@@ -49,17 +49,6 @@ async def test_forget_clears_only_that_conversation(state: ConversationState) ->
     assert len(await state.history(OTHER)) == 2
 
 
-async def test_claim_is_true_once(state: ConversationState) -> None:
-    assert await state.claim("slack", "C1:1.1")
-    assert not await state.claim("slack", "C1:1.1")
-    assert await state.claim("teams", "C1:1.1")
-
-
-async def test_concurrent_claims_let_exactly_one_win(state: ConversationState) -> None:
-    results = await asyncio.gather(*(state.claim("slack", "C1:2.2") for _ in range(20)))
-    assert results.count(True) == 1
-
-
 async def test_engaged_threads(state: ConversationState) -> None:
     assert not await state.is_engaged(KEY)
     await state.engage(KEY)

@@ -172,7 +172,7 @@ class SlackBot:
             inbound.message.sender,
             progress,
         )
-        await self._assistant.handle(inbound.message, sink, dedupe=False)
+        await self._assistant.handle(inbound.message, sink)
 
     async def _command(
         self, command: dict[str, Any], bot_user_id: str, respond: Any, progress: JobProgress
@@ -202,7 +202,7 @@ class SlackBot:
         # /help, and /reset in a DM: the core answers them as inline commands.
         text = f"/{name} {to_question_text(raw_text, bot_user_id)}".strip()
         message = IncomingMessage(rolling, message_id, user, text, is_dm)
-        await self._assistant.handle(message, EphemeralSink(respond=respond), dedupe=False)
+        await self._assistant.handle(message, EphemeralSink(respond=respond))
 
     async def _ask(
         self,
@@ -235,9 +235,7 @@ class SlackBot:
         await self._assistant.engage(key)
         text = f"/premium {question}" if name == "premium" else question
         sink = self._sink(channel, root, team, user, progress)
-        await self._assistant.handle(
-            IncomingMessage(key, message_id, user, text), sink, dedupe=False
-        )
+        await self._assistant.handle(IncomingMessage(key, message_id, user, text), sink)
 
 
 def _responder(response_url: str) -> Callable[..., Awaitable[Any]]:
