@@ -31,7 +31,7 @@ from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.state import ConversationState, LocalState, RedisState
+from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
 from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
@@ -163,7 +163,7 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    state = RedisState(
+    state = redis_state(
         redis=redis,
         ttl_seconds=settings.memory_ttl_seconds,
         lock_ttl_seconds=settings.work_reclaim_seconds,
@@ -175,7 +175,7 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
     except Exception:
         await redis.aclose()
         log.warning(LOCAL_MEMORY_NOTICE)
-        return LocalState(ttl_seconds=settings.memory_ttl_seconds), None
+        return local_state(ttl_seconds=settings.memory_ttl_seconds), None
     return state, redis
 
 

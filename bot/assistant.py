@@ -20,7 +20,7 @@ from bot.citations import MarkerFilter, searched, to_citations
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
-from bot.errors import ReplyCancelled, StateUnavailable, UserFacingError
+from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
 from bot.outcome import Outcome
@@ -119,7 +119,7 @@ class Assistant:
     async def is_engaged(self, key: ConversationKey) -> bool:
         """Whether replies in this thread reach the bot without a mention."""
         try:
-            return await self._state.is_engaged(key)
+            return await self._state.engagement.is_engaged(key)
         except StateUnavailable:
             log.warning("state store unavailable; treating thread as not engaged")
             return False
@@ -127,7 +127,7 @@ class Assistant:
     async def engage(self, key: ConversationKey) -> None:
         """Make the bot own a thread it started or was mentioned at the top of."""
         try:
-            await self._state.engage(key)
+            await self._state.engagement.engage(key)
         except StateUnavailable:
             log.warning("state store unavailable; thread not marked engaged")
 
@@ -146,6 +146,9 @@ class Assistant:
         except UserFacingError as exc:
             outcome = Outcome.REFUSED
             await _try(sink.write(exc.text))
+        except ConversationBusy:
+            outcome = Outcome.REFUSED
+            await _try(sink.write(replies.BUSY))
         except StateUnavailable:
             outcome = Outcome.STORE_UNAVAILABLE
             log.warning("state store unavailable while answering")
@@ -210,7 +213,7 @@ class Assistant:
         )
 
     async def _reset(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
-        await self._state.forget(message.key)
+        await self._state.memory.forget(message.key)
         await sink.write(replies.RESET_DONE)
 
     async def _model_info(
@@ -277,8 +280,8 @@ class Assistant:
         recalled = Recalled()
         async with AsyncExitStack() as held:
             try:
-                await held.enter_async_context(self._state.lock(key))
-                recalled.history = await self._state.history(key)
+                await held.enter_async_context(self._state.locks.lock(key))
+                recalled.history = await self._state.memory.history(key)
             except StateUnavailable:
                 recalled.down = True
             yield recalled
@@ -334,7 +337,7 @@ class Assistant:
         ):
             return True
         try:
-            await self._state.append(
+            await self._state.memory.append(
                 key, [Turn("user", question), Turn("assistant", generation.text)]
             )
         except StateUnavailable:

@@ -32,6 +32,7 @@ STORE_UNAVAILABLE = (
     "My conversation memory (Redis) is not reachable right now, so I can't answer in context. "
     "Please try again in a minute."
 )
+BUSY = "I'm still answering an earlier message in this thread. Please ask again in a minute."
 RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
 UNKNOWN_COMMAND = (
     "I don't know the command `/{word}`. Commands: `/premium <question>`, `/search <words>`, "

@@ -25,8 +25,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot import keys
 from bot.dedupe import DEDUPE_TTL_SECONDS
-from bot.errors import StateUnavailable
 from bot.outcome import Event
+from bot.redis_errors import translated_redis_errors
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
 
@@ -112,13 +112,11 @@ class WorkQueue:
 
     async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
         """Queue work once per dedupe id (across replicas); False for a duplicate."""
-        try:
+        with translated_redis_errors("queueing work"):
             entry = await self._submit(
                 keys=[self._stream, keys.seen("work", dedupe_id or "")],
                 args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, json.dumps(payload)],
             )
-        except RedisError as exc:
-            raise StateUnavailable("could not queue work") from exc
         if entry is None:
             self._telemetry.event(Event.DEDUPE_HIT, str(payload.get("platform", "")))
         return entry is not None
@@ -162,10 +160,8 @@ class WorkQueue:
 
     async def backlog(self) -> int:
         """Entries queued or in flight (acknowledged entries are deleted)."""
-        try:
+        with translated_redis_errors("reading the work queue"):
             return int(await self._redis.xlen(self._stream))
-        except RedisError as exc:
-            raise StateUnavailable("could not read the work queue") from exc
 
     def stop(self) -> None:
         """Take no new work; entries in flight finish (or are reclaimed by others)."""

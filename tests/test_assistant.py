@@ -12,7 +12,7 @@ from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
-from bot.state import RedisState
+from bot.state import ConversationState, redis_state
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 from inference.base import GenerationFailed, ModelNotFound, ModelUnavailable
@@ -23,13 +23,13 @@ OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
 
 
 @pytest.fixture
-async def state(redis_url: str) -> AsyncIterator[RedisState]:
+async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     client = Redis.from_url(redis_url)
-    yield RedisState(redis=client, ttl_seconds=600)
+    yield redis_state(redis=client, ttl_seconds=600)
     await client.aclose()
 
 
-def make(state: RedisState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
+def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
     return Assistant(
         state=state,
         local_model=model,
@@ -55,7 +55,7 @@ async def ask(bot: Assistant, text: str, key: ConversationKey = KEY) -> str:
     return sink.text
 
 
-async def test_answer_streams_and_follow_up_sees_history(state: RedisState) -> None:
+async def test_answer_streams_and_follow_up_sees_history(state: ConversationState) -> None:
     model = ScriptedModel(reply="A monad is a monoid.")
     bot = make(state, model)
     sink = RecordingSink()
@@ -89,7 +89,7 @@ async def test_same_message_id_is_answered_once_without_redis() -> None:
     assert sorted(answered) == ["again", "hi"]
 
 
-async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:
+async def test_reset_forgets_only_this_conversation(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     await ask(bot, "one")
@@ -101,7 +101,7 @@ async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:
     assert len(model.calls[3]) == 4  # OTHER kept its history
 
 
-async def test_help_model_unknown_and_premium_off(state: RedisState) -> None:
+async def test_help_model_unknown_and_premium_off(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     help_text = await ask(bot, "/help")
@@ -114,7 +114,7 @@ async def test_help_model_unknown_and_premium_off(state: RedisState) -> None:
     assert model.calls == []
 
 
-async def test_empty_and_oversized_questions_are_refused(state: RedisState) -> None:
+async def test_empty_and_oversized_questions_are_refused(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     assert await ask(bot, "   ") == replies.EMPTY_QUESTION
@@ -132,7 +132,7 @@ async def test_empty_and_oversized_questions_are_refused(state: RedisState) -> N
     ],
 )
 async def test_model_failures_become_clear_messages(
-    state: RedisState, error: Exception, fail_after: int, expected: str
+    state: ConversationState, error: Exception, fail_after: int, expected: str
 ) -> None:
     model = ScriptedModel(reply="0123456789abcdef", error=error, fail_after=fail_after)  # type: ignore[arg-type]
     bot = make(state, model)
@@ -148,7 +148,7 @@ async def test_model_failures_become_clear_messages(
     assert [t.content for t in model.calls[-1]] == ["be brief", "again"]
 
 
-async def test_unexpected_errors_never_leak(state: RedisState) -> None:
+async def test_unexpected_errors_never_leak(state: ConversationState) -> None:
     class Exploding(ScriptedModel):
         async def stream(self, turns):  # type: ignore[no-untyped-def, override]
             raise RuntimeError("secret-token-xyz at /internal/path")
@@ -158,7 +158,9 @@ async def test_unexpected_errors_never_leak(state: RedisState) -> None:
     assert text == replies.INTERNAL_ERROR
 
 
-async def test_each_answer_is_recorded_in_the_ledger(state: RedisState, ledger: Ledger) -> None:
+async def test_each_answer_is_recorded_in_the_ledger(
+    state: ConversationState, ledger: Ledger
+) -> None:
     model = ScriptedModel(reply="0123456789")
     bot = make(state, model, ledger)
     await ask(bot, "hi")

@@ -11,7 +11,7 @@ from bot.assistant import Assistant, Premium
 from bot.citations import MarkerFilter
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.retrieval import Retriever, query_for, scope_of
-from bot.state import LocalState
+from bot.state import ConversationState, local_state
 from inference.base import Turn
 from inference.knowledge import KnowledgeUnavailable, Passage
 from tests.fakes.core import FixedKnowledge, RecordingSink, ScriptedModel
@@ -42,8 +42,8 @@ def make(
     model: ScriptedModel,
     knowledge: FixedKnowledge | None,
     premium: Premium | None = None,
-) -> tuple[Assistant, LocalState]:
-    state = LocalState(ttl_seconds=600)
+) -> tuple[Assistant, ConversationState]:
+    state = local_state(ttl_seconds=600)
     bot = Assistant(
         state=state,
         local_model=model,
@@ -136,7 +136,7 @@ async def test_memory_keeps_question_and_answer_not_passages() -> None:
     model = ScriptedModel(reply="Use rollback [1].")
     bot, state = make(model, FixedKnowledge([DEPLOY]))
     await ask(bot, "how do I roll back?")
-    assert await state.history(KEY) == [
+    assert await state.memory.history(KEY) == [
         Turn("user", "how do I roll back?"),
         Turn("assistant", "Use rollback [1]."),
     ]
