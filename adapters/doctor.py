@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import IO, Literal
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError
 from slack_sdk.errors import SlackApiError
@@ -30,7 +28,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from adapters.metrics import public_url
-from adapters.settings import Settings
+from adapters.settings import Settings, describe_errors, is_guid, settings_source
 from bot import database
 from bot.redact import redact
 from inference.base import ModelNotFound, ModelUnavailable
@@ -42,7 +40,6 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TIMEOUT_SECONDS = 3.0
 # However a check goes wrong, doctor answers within this long.
 CHECK_DEADLINE_SECONDS = 20.0
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _SLACK_AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
@@ -68,33 +65,25 @@ def _safe(text: str) -> str:
 
 def load_settings(load: Callable[[], Settings]) -> tuple[Settings | None, list[Check]]:
     """Parse the settings; on failure, one FAIL line per bad variable (values not shown)."""
-    env_file = Path(".env")
-    source = f"environment and {env_file.resolve()}" if env_file.is_file() else "environment"
+    source = settings_source()
     try:
         settings = load()
-    except ValidationError as exc:
-        checks = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            checks.append(
-                Check(
-                    "FAIL",
-                    "settings",
-                    f"{name}: {error['msg']}",
-                    f"correct {name} in the {source} (see .env.example)",
-                )
-            )
-        return None, checks
-    except Exception as exc:  # pydantic-settings' SettingsError: a value is not valid JSON
+    except Exception as exc:  # ValidationError, or pydantic-settings' SettingsError
         return None, [
-            Check(
-                "FAIL",
-                "settings",
-                f"cannot read the settings: {_safe(str(exc))}",
-                f"correct it in the {source} (see .env.example)",
-            )
+            Check("FAIL", "settings", _safe(line), f"correct it in the {source} (see .env.example)")
+            for line in describe_errors(exc)
         ]
     checks = [Check("OK", "settings", f"valid (read from the {source})")]
+    if settings.placeholders:
+        checks.append(
+            Check(
+                "WARN",
+                "settings",
+                f"{', '.join(settings.placeholders)} still hold the example value from "
+                ".env.example: treated as unset",
+                "put the real value there, or leave it blank",
+            )
+        )
     if settings.log_level.upper() not in logging.getLevelNamesMapping():
         checks.append(
             Check(
@@ -191,8 +180,10 @@ def _known_revisions() -> set[str]:
 
 async def check_database(settings: Settings) -> list[Check]:
     """The database answers and its migrations are at the newest revision."""
-    url = settings.database_url
+    url = settings.effective_database_url
     shown = database.redact_url(url)
+    if settings.database_is_default:
+        shown = f"{shown} (DATABASE_URL not set: the default place)"
     upgrade = "run `chatbot db upgrade`"
     missing = _missing_sqlite_file(url)
     if missing is not None:
@@ -496,7 +487,7 @@ def check_teams(settings: Settings) -> list[Check]:
         return [Check("OK", "teams", "Teams is off (MICROSOFT_APP_ID is not set)")]
     app_type = settings.microsoft_app_type
     checks: list[Check] = []
-    if not _GUID.match(app_id):
+    if not is_guid(app_id):
         checks.append(
             Check(
                 "WARN",

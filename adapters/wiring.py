@@ -41,6 +41,7 @@ from inference.openai import OpenAIChatModel
 from inference.pool import ModelPool
 
 if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
+    from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Runtime:
     slack: SlackBot | None = None
     slack_endpoint: SlackHttpEndpoint | None = None
     teams: TeamsBot | None = None
+    socket_mode: SocketMode | None = None
     metrics: Metrics = field(default_factory=Metrics)
     router: JobRouter = field(default_factory=JobRouter)
     rate_limiter: RateLimiter | None = None
@@ -136,7 +138,14 @@ class Runtime:
         down = [name for name, r in (("redis", results[0]), ("database", results[1])) if r != "ok"]
         if not any(r == "ok" for r in ollama.values()):
             down.append("ollama")
-        return {"redis": results[0], "database": results[1], "ollama": ollama, "down": down}
+        report: dict[str, object] = {"redis": results[0], "database": results[1], "ollama": ollama}
+        if self.socket_mode is not None:
+            slack_up = await self.socket_mode.connected()
+            report["slack"] = "ok" if slack_up else "down: Socket Mode not connected"
+            if not slack_up:
+                down.append("slack")
+        report["down"] = down
+        return report
 
     async def close(self) -> None:
         """Release connections (after the answers in flight were drained)."""
@@ -311,13 +320,18 @@ async def build_runtime(settings: Settings) -> Runtime:
                 AsyncConnectionErrorRetryHandler(max_retry_count=2),
             ],
         )
+        secret = settings.slack_signing_secret
+        signing_secret = secret.get_secret_value() if secret else None
         runtime.slack = SlackBot(
-            client=client, assistant=assistant, dispatcher=dispatcher, tracker=tracker
+            client=client,
+            assistant=assistant,
+            dispatcher=dispatcher,
+            tracker=tracker,
+            signing_secret=signing_secret,
         )
         runtime.router.register("slack", runtime.slack.handle_job)
-        secret = settings.slack_signing_secret
         runtime.slack_endpoint = SlackHttpEndpoint(
-            app=runtime.slack.app, signing_secret=secret.get_secret_value() if secret else None
+            app=runtime.slack.app, signing_secret=signing_secret
         )
         if secret is None and settings.slack_app_token is None:
             log.warning("SLACK_SIGNING_SECRET is not set: every request to /slack/events gets 401")

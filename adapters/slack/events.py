@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 from bot.conversation import ConversationKey, IncomingMessage
 
@@ -95,3 +97,73 @@ def to_inbound(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> Slac
     if in_thread and not mentioned:
         return SlackInbound(message, "thread_reply", channel, root, starts_thread=False)
     return None
+
+
+# -- the shape of a request body, checked before bolt sees it ----------------------------
+
+# Fields without which a slash command cannot be answered (Slack always sends them).
+COMMAND_FIELDS = ("command", "team_id", "user_id", "channel_id", "response_url")
+# Fields without which a person's message cannot be answered or threaded.
+MESSAGE_FIELDS = ("user", "channel", "ts")
+
+
+class MalformedRequest(ValueError):
+    """A correctly signed body that is not a request Slack would send; the reason is safe
+    to return to the caller."""
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise MalformedRequest(f"{what} is not JSON") from exc
+    if not isinstance(data, dict):
+        raise MalformedRequest(f"{what} is not a JSON object")
+    return data
+
+
+def _check_event(event: object) -> None:
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise MalformedRequest("`event` is not an object with a type")
+    is_person = event["type"] == "app_mention" or (
+        event["type"] == "message" and event.get("subtype") is None
+    )
+    if is_person and not (event.get("bot_id") or event.get("bot_profile")):
+        missing = [name for name in MESSAGE_FIELDS if not isinstance(event.get(name), str)]
+        if missing:
+            raise MalformedRequest(f"{event['type']} event without {', '.join(missing)}")
+        if not isinstance(event.get("text", ""), str):
+            raise MalformedRequest("`event.text` is not a string")
+
+
+def check_body(body: bytes, content_type: str) -> str:
+    """The body as text when it is an Events API payload, a slash command or an interactive
+    payload of the shape Slack sends; else MalformedRequest (a 400, never a 500 later)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest("the body is not UTF-8") from exc
+    if content_type == "application/json" or text.lstrip().startswith("{"):
+        data = _json_object(text, "the body")
+        if not isinstance(data.get("type"), str):
+            raise MalformedRequest("not a Slack event payload (no type)")
+        if data["type"] == "event_callback":
+            _check_event(data.get("event"))
+        elif data["type"] == "url_verification" and not isinstance(data.get("challenge"), str):
+            raise MalformedRequest("url_verification without a challenge")
+        return text
+    try:
+        form = parse_qs(text, strict_parsing=True, errors="strict")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest("the body is neither JSON nor a form") from exc
+    if "payload" in form:
+        payload = _json_object(form["payload"][0], "payload")
+        if not isinstance(payload.get("type"), str):
+            raise MalformedRequest("payload without a type")
+        return text
+    if "command" not in form:
+        raise MalformedRequest("not a Slack form payload")
+    missing = [name for name in COMMAND_FIELDS if not form.get(name, [""])[0].strip()]
+    if missing:
+        raise MalformedRequest(f"slash command without {', '.join(missing)}")
+    return text
