@@ -7,9 +7,10 @@ import asyncio
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from adapters import logs
-from adapters.settings import Settings, describe_errors, settings_source
+from adapters.settings import Settings, data_dir, describe_errors, settings_source
 from adapters.teams import package as teams_package
 
 DESCRIPTIONS = {
@@ -78,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def chat_log_path() -> Path:
+    """Where `chatbot chat` logs while stderr is the chat's own terminal."""
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "chat.log"
+
+
 def load_settings() -> Settings | None:
     """The settings, or None after printing what is wrong the way `chatbot doctor` words it."""
     try:
@@ -91,15 +99,23 @@ def load_settings() -> Settings | None:
         return None
 
 
-async def _chat(settings: Settings) -> None:
+async def _chat(settings: Settings, *, log_path: Path | None) -> None:
     from adapters.console.chat import run_chat
     from adapters.server import migrate
     from adapters.wiring import build_runtime
 
     await migrate(settings)
     runtime = await build_runtime(settings)
+    notes = [
+        f"model: {settings.ollama_model} at {', '.join(settings.ollama_urls)}",
+        "memory: Redis"
+        if runtime.memory == "redis"
+        else "memory: in this process only (no Redis answers), lost when the chat ends",
+    ]
+    if log_path is not None:
+        notes.append(f"log: {log_path}")
     try:
-        await run_chat(runtime.assistant)
+        await run_chat(runtime.assistant, notes=notes)
     finally:
         # Drain what the answers left behind (usage rows) before the ledger closes.
         await runtime.settle(timeout=settings.shutdown_grace_seconds)
@@ -167,16 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
     level = settings.log_level
-    if args.command == "chat" and "LOG_LEVEL" not in os.environ:
-        level = "WARNING"  # the terminal is the conversation: keep routine lines out of it
-    logs.configure(level, settings.log_format)
+    log_path = None
+    if args.command == "chat":
+        if "LOG_LEVEL" not in os.environ:
+            level = "WARNING"  # the terminal is the conversation: keep routine lines out of it
+        if sys.stderr.isatty():  # stderr is that terminal too: log lines would cut answers
+            log_path = chat_log_path()
+    logs.configure(level, settings.log_format, path=log_path)
     if args.command == "serve":
         return _serve(settings, host=args.host, port=args.port or settings.port)
     if args.command == "chat":
         try:
-            asyncio.run(_chat(settings))
-        except KeyboardInterrupt:
-            pass
+            asyncio.run(_chat(settings, log_path=log_path))
+        except KeyboardInterrupt:  # Ctrl-C: the chat ends (the terminal already shows ^C)
+            print()
         return 0
     if args.command == "teams-package":
         return teams_package.run(args, app_id=settings.microsoft_app_id)

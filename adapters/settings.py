@@ -31,7 +31,8 @@ DEFAULT_DATABASE_URL = "sqlite:///chatbot.db"
 # Credentials that a copied `.env.example` (or a tutorial) leaves in place of a real value:
 # treated as unset, and `chatbot doctor` says so.
 _PLACEHOLDER_PREFIX = re.compile(r"^(?:xoxb|xoxp|xapp|sk(?:-proj)?)-", re.IGNORECASE)
-_PLACEHOLDER_BODY = re.compile(r"^[0x_\-.]*$", re.IGNORECASE)
+# What is left after the prefix: nothing, or at least 8 of 0/x (xoxb-0000-xxxx..., 000...).
+_PLACEHOLDER_BODY = re.compile(r"^(?:[0x_\-.]{8,})?$", re.IGNORECASE)
 _PLACEHOLDER_WORDS = re.compile(
     r"^(?:<.*>|\.\.\.|changeme|change-me|replace-?me|todo|your[-_ ].*|\$\{.*\})$", re.IGNORECASE
 )
@@ -51,7 +52,8 @@ def is_placeholder(value: str) -> bool:
     text = value.strip()
     body = _PLACEHOLDER_PREFIX.sub("", text)
     return bool(text) and (
-        _PLACEHOLDER_BODY.match(body) is not None or bool(_PLACEHOLDER_WORDS.match(text))
+        _PLACEHOLDER_BODY.match(body) is not None
+        or any(_PLACEHOLDER_WORDS.match(part) for part in (text, body))
     )
 
 
