@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install --progress-bar on --upgrade pip
 	$(PY) -m pip install --progress-bar on -c $(LOCK) -e '.[dev]'
 	@touch $@
-	@echo "==> installed; next: make run (the bot), make chat (this terminal), $(VENV)/bin/chatbot doctor"
+	@echo "==> installed; next: make doctor (checks the setup), make chat (this terminal), make run (the bot)"
 
 install: $(STAMP)  ## create .venv and install the bot with dev tools (repairs an interrupted one)
 
