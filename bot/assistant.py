@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from bot import replies
 from bot.admission import Admission
 from bot.citations import MarkerFilter, searched, to_citations
-from bot.commands import HELP_TEXT, Command, parse_command
+from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
@@ -209,7 +209,11 @@ class Assistant:
 
     async def _help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
         await sink.write(
-            HELP_TEXT.format(local_model=self._local.model.name, premium_model=self._premium_name)
+            help_text(
+                platform=message.key.platform,
+                local_model=self._local.model.name,
+                premium_model=self._premium_name if self._premium is not None else None,
+            )
         )
 
     async def _reset(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:

@@ -100,9 +100,10 @@ PREMIUM_SPEND_UNKNOWN = (
     "*Your premium spend this month:* unknown right now (the usage database is not reachable)"
 )
 PREMIUM_SPEND_NOT_ALLOWED = "_You are not on the list of people allowed to use `/premium` here._"
+# Appended (once per conversation) to an answer given while memory is down.
 MEMORY_DOWN = (
-    "_My conversation memory is unavailable right now, so I answered without the earlier "
-    "messages of this thread and won't remember this one. It recovers by itself._"
+    "_My conversation memory is unavailable right now: the earlier messages of this "
+    "conversation were not used, and this one won't be remembered. It recovers by itself._"
 )
 # Team knowledge (indexed sources).
 NO_SOURCE_MATCHED = (

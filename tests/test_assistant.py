@@ -105,8 +105,9 @@ async def test_help_model_unknown_and_premium_off(state: ConversationState) -> N
     model = ScriptedModel()
     bot = make(state, model)
     help_text = await ask(bot, "/help")
-    for command in ("/premium", "/reset", "/help", "/model"):
+    for command in ("/reset", "/help", "/model", "/search"):
         assert command in help_text
+    assert "/premium" not in help_text  # not configured here
     assert "scripted:1b" in await ask(bot, "/model")
     assert "/deploy" in await ask(bot, "/deploy now")
     premium = await ask(bot, "/premium what is love?")
