@@ -71,12 +71,10 @@ def postgres_bindir() -> Path | None:
     /usr/lib/postgresql/<version>/bin; None when PostgreSQL is not installed."""
     found = shutil.which("initdb")
     if found:
-        return Path(found).parent
-    dirs = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-    )
-    return Path(dirs[-1]).parent if dirs else None
+        return Path(found).resolve().parent
+    versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    versions.sort(key=lambda bindir: int(bindir.parent.name) if bindir.parent.name.isdigit() else 0)
+    return versions[-1] if versions else None
 
 
 class PostgresCluster:
