@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.render import to_mrkdwn
+from adapters.text_split import cut_for_limit
 
 log = logging.getLogger(__name__)
 
@@ -36,38 +37,6 @@ class StreamingSupport:
     """Whether Slack's native streaming works here; shared by every sink of one app."""
 
     native: bool = True
-
-
-def _fence_state(text: str) -> str | None:
-    """The language of the code fence left open at the end of ``text`` ('' if no tag)."""
-    open_lang: str | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            open_lang = None if open_lang is not None else stripped[3:].strip()
-    return open_lang
-
-
-def cut_for_limit(current: str, text: str, room: int) -> tuple[str, str]:
-    """Split ``text`` so ``current + head`` stays within a message; prefers paragraph, then
-    line, then word boundaries, and closes and reopens a code fence cut in two."""
-    room = max(0, room - 4)  # room for a closing fence
-    window = text[:room]
-    cut = window.rfind("\n\n")
-    if cut > 0:
-        cut += 2
-    else:
-        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1
-    if cut == 0 and current:
-        return "", text  # no boundary fits: end the current message where it is
-    if cut == 0:
-        cut = max(1, len(window))
-    head, tail = text[:cut], text[cut:]
-    lang = _fence_state(current + head)
-    if lang is not None:
-        head = head.rstrip("\n") + "\n```"
-        tail = f"```{lang}\n" + tail
-    return head, tail
 
 
 class SlackReplySink:

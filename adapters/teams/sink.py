@@ -24,7 +24,8 @@ from botbuilder.schema import Activity, Entity, ErrorResponseException
 from msrest.exceptions import ClientRequestError
 
 from adapters.teams.errors import DeliveryFailed
-from adapters.teams.render import cut_for_limit, split_message, to_teams_markdown, utf16_len
+from adapters.teams.render import to_teams_markdown
+from adapters.text_split import cut_for_limit, split_message, utf16_len
 from bot.errors import ReplyCancelled
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class TeamsReplySink:
             if utf16_len(text) <= room:
                 self._segment, text = self._segment + text, ""
                 break
-            head, text = cut_for_limit(self._segment, text, room)
+            head, text = cut_for_limit(self._segment, text, room, measure=utf16_len)
             self._segment += head
             await self._finish_segment()
         if not self._streaming:
@@ -388,7 +389,9 @@ class TeamsReplySink:
     # -- messages ----------------------------------------------------------------
 
     async def _post_answer(self, text: str) -> None:
-        chunks = split_message(to_teams_markdown(text), self._options.message_limit)
+        chunks = split_message(
+            to_teams_markdown(text), self._options.message_limit, measure=utf16_len
+        )
         for index, chunk in enumerate(chunks):
             if index == 0 and self._status_id is not None:
                 status_id, self._status_id = self._status_id, None
