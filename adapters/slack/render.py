@@ -9,10 +9,14 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["to_mrkdwn"]
+from bot.conversation import Citation
+
+__all__ = ["source_line", "sources_blocks", "to_mrkdwn"]
 
 # Slack's rule: only these three are escaped, everywhere, code included.
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -626,3 +630,31 @@ def _trim_bare_url(url: str) -> str:
 
 def _decode_entities(text: str) -> str:
     return _ENTITY.sub(lambda m: html.unescape(m.group()), text) if "&" in text else text
+
+
+# --------------------------------------------------------------------------- sources
+
+CONTEXT_ELEMENTS = 10  # Slack's limit of elements in one context block
+_TITLE_CHARS = 150
+
+
+def sources_blocks(citations: Sequence[Citation], *, searched: bool) -> list[dict[str, Any]]:
+    """Context blocks listing sources under an answer: ``[n] <url|title>`` each, after a
+    "Sources:" label ("Searched:" for sources the answer drew on without citing)."""
+    if not citations:
+        return []
+    label = "Searched:" if searched else "Sources:"
+    elements = [{"type": "mrkdwn", "text": f"*{label}*"}]
+    elements += [{"type": "mrkdwn", "text": source_line(c)} for c in citations]
+    return [
+        {"type": "context", "elements": elements[start : start + CONTEXT_ELEMENTS]}
+        for start in range(0, len(elements), CONTEXT_ELEMENTS)
+    ]
+
+
+def source_line(citation: Citation) -> str:
+    """``[n] <url|title>`` in mrkdwn (a title without a usable URL is shown as text)."""
+    title = " ".join(citation.title.split()) or citation.url or f"Source {citation.number}"
+    if len(title) > _TITLE_CHARS:
+        title = title[: _TITLE_CHARS - 1].rstrip() + "…"
+    return f"[{citation.number}] {_render_link(citation.url, title)}"
