@@ -136,7 +136,8 @@ def _best_cut(
 ) -> tuple[int, Fence | None]:
     """Where to cut ``text`` (an index, 0 for "nowhere") and the code block open there."""
     lines = text.split("\n")
-    best_rank, best = 99, (0, None)
+    best_rank = 99
+    best: tuple[int, Fence | None] = (0, None)
     used = 0  # measure of the text up to the start of the current line
     start = 0  # index of the current line's start
     state = fence

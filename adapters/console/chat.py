@@ -6,10 +6,11 @@ import asyncio
 import getpass
 import sys
 import uuid
+from collections.abc import Sequence
 from typing import TextIO
 
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
+from bot.conversation import Citation, ConversationKey, IncomingMessage
 
 PLATFORM = "console"
 
@@ -29,6 +30,14 @@ class ConsoleSink:
         """Print text at once."""
         self._out.write(text)
         self._out.flush()
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """Print the sources as a numbered list under the answer."""
+        if citations:
+            lines = [f"  [{c.number}] {c.title} <{c.url}>" for c in citations]
+            label = "Searched" if searched else "Sources"
+            self._out.write(f"\n\n{label}:\n" + "\n".join(lines))
+            self._out.flush()
 
     async def close(self) -> None:
         """End the reply with a blank line."""

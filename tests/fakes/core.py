@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from bot.conversation import Citation
 from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
 
 
@@ -37,6 +38,9 @@ class RecordingSink:
 
     writes: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    searched: bool | None = None  # how cite() was called, None if it was not
+    cites: int = 0
     closed: int = 0
 
     async def status(self, text: str) -> None:
@@ -44,6 +48,11 @@ class RecordingSink:
 
     async def write(self, text: str) -> None:
         self.writes.append(text)
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        assert not self.closed, "cite() after close()"
+        self.citations, self.searched = list(citations), searched
+        self.cites += 1
 
     async def close(self) -> None:
         self.closed += 1
