@@ -246,3 +246,15 @@ def test_a_typical_answer() -> None:
 def test_empty_and_plain() -> None:
     assert to_mrkdwn("") == ""
     assert to_mrkdwn("just words\nover lines") == "just words\nover lines"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        ("Deploy with make [1].", "Deploy with make [1]."),
+        ("Both agree [1][2], see **this** [3]", "Both agree [1][2], see *this* [3]"),
+        ("- a step [2]\n# Heading [1]", "• a step [2]\n*Heading [1]*"),
+    ],
+)
+def test_citation_markers_stay_as_written(markdown: str, mrkdwn: str) -> None:
+    assert to_mrkdwn(markdown) == mrkdwn

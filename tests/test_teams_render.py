@@ -50,3 +50,9 @@ def test_a_line_being_written_that_may_become_a_heading_is_held_back() -> None:
     assert to_teams_markdown("Intro\n# Ti", complete=False) == "Intro\n"
     assert to_teams_markdown("Intro\n--", complete=False) == "Intro\n"
     assert to_teams_markdown("Intro\n- item", complete=False) == "Intro\n- item"
+
+
+def test_citation_markers_stay_as_written() -> None:
+    assert to_teams_markdown("Deploy [1].\n# Steps [2]\n- one [1][3]") == (
+        "Deploy [1].\n**Steps [2]**\n- one [1][3]"
+    )
