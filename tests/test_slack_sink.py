@@ -152,3 +152,61 @@ async def test_an_answer_updated_in_several_steps_shows_each_piece_once(
     await sink.write(" world")
     await sink.close()
     assert [m.text for m in slack.messages(CHANNEL, THREAD)] == ["Hello world"]
+
+
+# -- the thread's status line while the answer is not there yet ------------------------------
+
+
+def _status_calls(slack: FakeSlack) -> list[dict]:
+    return [c.args for c in slack.calls_to("assistant.threads.setStatus")]
+
+
+async def test_a_slow_first_token_shows_thinking_until_the_answer_clears_it(
+    slack: FakeSlack,
+) -> None:
+    sink = _sink(slack, native=True)
+    await slack.wait_for(lambda f: f.status(CHANNEL, THREAD) == "is thinking…", timeout=5)
+    assert len(slack.loading_messages(CHANNEL, THREAD)) > 1  # rotating messages
+    await sink.write("Here it is.")
+    await sink.close()
+    assert slack.status(CHANNEL, THREAD) == ""
+    assert [m.text for m in slack.messages(CHANNEL, THREAD)] == ["Here it is."]
+
+
+async def test_a_quick_answer_sets_no_status(slack: FakeSlack) -> None:
+    sink = _sink(slack, native=True)
+    await sink.write("Quick.")
+    await sink.close()
+    assert _status_calls(slack) == []
+
+
+async def test_the_place_in_line_is_the_status_line_and_no_message(slack: FakeSlack) -> None:
+    sink = _sink(slack, native=False)
+    await sink.status("Queued — #2 in line.")
+    assert slack.loading_messages(CHANNEL, THREAD) == ["Queued — #2 in line."]
+    assert slack.messages(CHANNEL, THREAD) == []
+    await sink.write("Answer.")
+    await sink.close()
+    assert slack.status(CHANNEL, THREAD) == ""
+    assert [m.text for m in slack.messages(CHANNEL, THREAD)] == ["Answer."]
+    assert slack.calls_to("chat.delete") == []
+
+
+async def test_without_a_thread_status_the_place_in_line_is_a_message_the_answer_becomes(
+    slack: FakeSlack,
+) -> None:
+    slack.fail_next("assistant.threads.setStatus", error="missing_scope", status=200)
+    sink = _sink(slack, native=False)
+    await sink.status("Queued — #1 in line.")
+    assert [m.text for m in slack.messages(CHANNEL, THREAD)] == ["_Queued — #1 in line._"]
+    await sink.write("Answer.")
+    await sink.close()
+    assert [m.text for m in slack.messages(CHANNEL, THREAD)] == ["Answer."]
+
+
+async def test_a_status_left_without_an_answer_is_taken_away(slack: FakeSlack) -> None:
+    sink = _sink(slack, native=True)
+    await sink.status("Queued — #1 in line.")
+    await sink.close()
+    assert slack.status(CHANNEL, THREAD) == ""
+    assert slack.messages(CHANNEL, THREAD) == []

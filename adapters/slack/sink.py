@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a seco
 STREAM_INTERVAL = 0.5
 STATUS_INTERVAL = 5.0  # a queue position is updated at most this often
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
+THINKING_DELAY = 0.5  # an answer started by then (a command, a fast model) shows no status
+THINKING = "is thinking…"
+LOADING_MESSAGES = (
+    "Reading your question…",
+    "Thinking it through…",
+    "Checking what I know…",
+    "Putting an answer together…",
+)
+WAITING = "is waiting for a free model…"
 # Errors meaning "this workspace/app cannot use chat.startStream": stop trying it.
 _STREAMING_REFUSED = {
     "unknown_method",
@@ -80,16 +90,28 @@ class SlackReplySink:
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
         self._status_at = 0.0
         self._status_lock = asyncio.Lock()
+        # The thread's status line (assistant.threads.setStatus), which Slack clears when
+        # the answer is posted: "thinking" while the model has not answered, or the place in
+        # line. A thread only: Slack has no status for a top-level message.
+        self._thread_status = thread_ts is not None
+        self._status_shown = False
+        self._thinking: asyncio.Task[None] | None = None
+        if self._thread_status:
+            self._thinking = asyncio.get_running_loop().create_task(self._think())
 
     async def status(self, text: str) -> None:
-        """Show a placeholder (e.g. a queue position) until the answer's first text."""
+        """Show a passing status (a queue position) until the answer's first text: in the
+        thread's status line, else in a placeholder message the answer replaces."""
         async with self._status_lock:
             if self._loop.started:
                 return  # the answer is already on its way
             now = asyncio.get_running_loop().time()
-            if self._status_ts is not None and now - self._status_at < STATUS_INTERVAL:
+            shown_before = self._status_ts is not None or self._status_at > 0
+            if shown_before and now - self._status_at < STATUS_INTERVAL:
                 return  # the line moves fast when it is long: spare Slack's rate limits
             self._status_at = now
+            if self._thread_status and await self._set_status(WAITING, [text]):
+                return
             shown = to_mrkdwn(f"_{text}_")
             try:
                 if self._status_ts is None:
@@ -104,6 +126,30 @@ class SlackReplySink:
                     )
             except SlackApiError as exc:
                 log.warning("could not show a status in Slack (%s)", _err(exc))
+
+    async def _think(self) -> None:
+        """Show "thinking" in the thread if the answer has not started after a moment."""
+        await asyncio.sleep(THINKING_DELAY)
+        async with self._status_lock:
+            if not (self._loop.started or self._status_shown or self._status_ts):
+                await self._set_status(THINKING, list(LOADING_MESSAGES))
+
+    async def _set_status(self, status: str, loading: list[str] | None = None) -> bool:
+        """Set (or with "" clear) the thread's status line; False if Slack refused it."""
+        assert self._thread_ts is not None
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._channel,
+                thread_ts=self._thread_ts,
+                status=status,
+                loading_messages=loading,
+            )
+        except SlackApiError as exc:
+            log.info("no thread status in Slack (%s); using messages", _err(exc))
+            self._thread_status = False
+            return False
+        self._status_shown = bool(status)
+        return True
 
     async def write(self, text: str) -> None:
         """Queue text; the first piece is sent at once, the rest at a Slack-friendly pace."""
@@ -121,9 +167,16 @@ class SlackReplySink:
 
     async def close(self) -> None:
         """Send what is left and end the stream."""
+        if self._thinking is not None:
+            self._thinking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._thinking
         await self._loop.close()
         if not self._loop.started and self._sources:
             await self._post_sources_alone()
+        elif self._status_shown:
+            async with self._status_lock:  # no answer came: take the status away
+                await self._set_status("")
 
     async def _flush(self) -> bool:
         text, self._pending = self._pending, ""
@@ -178,6 +231,7 @@ class SlackReplySink:
 
     async def _start_message(self, piece: str, *, allow_native: bool) -> None:
         status_ts, self._status_ts = self._status_ts, None
+        self._status_shown = False  # Slack clears the thread's status when the answer posts
         if allow_native and self._streaming.native and self._thread_ts is not None:
             try:
                 response = await self._client.chat_startStream(
@@ -255,6 +309,7 @@ class SlackReplySink:
         """Sources of an answer that wrote no text (the status, if any, becomes them)."""
         async with self._status_lock:
             status_ts, self._status_ts = self._status_ts, None
+            self._status_shown = False  # a reply clears the thread's status
             try:
                 if status_ts is not None:
                     await self._client.chat_update(

@@ -160,6 +160,7 @@ class FakeSlack:
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._channels: dict[str, dict[str, _Stored]] = defaultdict(dict)
         self._statuses: dict[tuple[str, str], str] = {}
+        self._loading: dict[tuple[str, str], list[str]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._response_log: list[tuple[str, dict[str, Any]]] = []
@@ -308,6 +309,12 @@ class FakeSlack:
     def status(self, channel: str, thread_ts: str) -> str:
         """The assistant status shown in a thread now ("" when none)."""
         return self._statuses.get((channel, thread_ts), "")
+
+    def loading_messages(self, channel: str, thread_ts: str) -> list[str]:
+        """The loading messages rotating in a thread's status now (none when cleared)."""
+        if not self.status(channel, thread_ts):
+            return []
+        return self._loading.get((channel, thread_ts), [])
 
     def response_url(
         self, name: str = "r1", *, channel: str | None = None, user: str | None = None
@@ -623,7 +630,15 @@ class FakeSlack:
         if missing:
             raise _missing(*missing)
         key = (str(args["channel_id"]), str(args["thread_ts"]))
+        loading = args.get("loading_messages")
+        if loading is not None and (
+            not isinstance(loading, list)
+            or len(loading) > LOADING_MESSAGES_LIMIT
+            or not all(isinstance(m, str) and m for m in loading)
+        ):
+            raise _SlackError("invalid_arguments")
         self._statuses[key] = str(args["status"])
+        self._loading[key] = list(loading or []) if args["status"] else []
         return {}
 
     # ------------------------------------------------------------------ helpers
@@ -785,6 +800,7 @@ def _json_list(value: Any, error: str) -> list[dict[str, Any]]:
     return value
 
 
+LOADING_MESSAGES_LIMIT = 10
 BLOCKS_PER_MESSAGE = 50
 CONTEXT_ELEMENTS = 10
 BLOCK_TEXT_LIMIT = 3000  # characters of a section's or a context element's text
