@@ -150,3 +150,30 @@ async def test_a_long_answer_carries_each_citation_on_the_message_showing_its_ma
     for message in shown:
         expected = [n for n in (1, 2) if f"[{n}]" in message.text]
         assert _positions(message.citations) == expected
+
+
+@SQLITE_ONLY
+async def test_an_answer_without_sources_still_carries_the_ai_label(
+    teams_bot: TeamsBotUnderTest,
+) -> None:
+    await _answer(teams_bot, "personal_message", streaming=True, text="Hello!", citations=[])
+    (shown,) = teams_bot.connector.shown(PERSONAL)
+    assert shown.text == "Hello!" and shown.ai_generated and shown.citations == []
+
+
+@SQLITE_ONLY
+async def test_a_reply_the_core_did_not_cite_for_has_no_ai_label(
+    teams_bot: TeamsBotUnderTest,
+) -> None:
+    reference = TurnContext.get_conversation_reference(
+        Activity().deserialize(teams_bot.message("channel_mention"))
+    )
+
+    async def turn(context: TurnContext) -> None:
+        sink = TeamsReplySink(outbox=Outbox(context, FAST), streaming=False, options=FAST)
+        await sink.write("Commands: /help, /reset")
+        await sink.close()
+
+    await teams_bot.teams.adapter.continue_conversation(reference, turn, bot_app_id=APP_ID)
+    (shown,) = teams_bot.connector.shown(CHANNEL_THREAD)
+    assert not shown.ai_generated
