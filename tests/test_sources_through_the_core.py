@@ -14,7 +14,6 @@ from adapters.slack.sink import SlackReplySink, StreamingSupport
 from adapters.teams.sink import Outbox, TeamsReplySink
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
-from bot.state import LocalState
 from inference.knowledge import Passage
 from tests import test_teams_e2e as e2e
 from tests.fakes.core import FixedKnowledge, ScriptedModel
@@ -47,8 +46,10 @@ ERRORS = Passage(
 
 
 def _assistant(reply: str) -> Assistant:
+    from bot.state import local_state  # the reshaped core's in-process state
+
     return Assistant(
-        state=LocalState(ttl_seconds=600),
+        state=local_state(ttl_seconds=600),
         local_model=ScriptedModel(reply=reply),
         premium=None,
         premium_model_name="gpt-4.1",
