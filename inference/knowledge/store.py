@@ -11,6 +11,7 @@ collection, so ``chatbot sources`` reads it from any machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -171,7 +172,9 @@ class KnowledgeStore:
 
     async def _connect(self) -> AsyncQdrantClient:
         if not self.local:
-            return AsyncQdrantClient(url=self.location, timeout=int(self._timeout))
+            return AsyncQdrantClient(
+                url=self.location, timeout=int(self._timeout), check_compatibility=False
+            )
         path = Path(self.location)
         try:
             # Loading an embedded store reads its files: keep that off the event loop.
@@ -489,6 +492,12 @@ class KnowledgeStore:
         if not await client.collection_exists(STATUS_COLLECTION):
             await client.create_collection(STATUS_COLLECTION, vectors_config={})
 
+    @property
+    def status_file(self) -> Path:
+        """An embedded store's copy of the statuses, readable while another process holds the
+        store (``chatbot sources`` while ``chatbot serve`` runs)."""
+        return Path(self.location) / "chatbot-sources.json"
+
     async def save_status(self, status: SourceStatus) -> None:
         """Record a source's status."""
         client = await self.client()
@@ -505,6 +514,20 @@ class KnowledgeStore:
             )
         except STORE_ERRORS as exc:
             raise _unavailable(self, exc) from exc
+        if self.local:
+            everything = await self.statuses()
+            text = json.dumps([s.payload() for s in everything.values()], indent=1)
+            await asyncio.to_thread(self.status_file.write_text, text, "utf-8")
+
+    async def saved_statuses(self) -> dict[str, SourceStatus]:
+        """The statuses from an embedded store's status file (without opening the store)."""
+        try:
+            text = await asyncio.to_thread(self.status_file.read_text, "utf-8")
+            items = json.loads(text)
+        except (OSError, ValueError):
+            return {}
+        found = [SourceStatus.from_payload(i) for i in items if isinstance(i, dict)]
+        return {s.source: s for s in found}
 
     async def statuses(self) -> dict[str, SourceStatus]:
         """Every recorded source status, by source."""
