@@ -467,7 +467,7 @@ async def load_site(
             seen.update(queue)
         else:
             queue = [start]
-        done = 0
+        indexed: set[str] = set()
         capped = False
         prefetched: dict[str, tuple[str, str, str] | Skipped] = {} if sitemap else {start: first}
         while queue:
@@ -478,6 +478,11 @@ async def load_site(
                     yield result
                     continue
                 final, ctype, body = result
+                if final != url:  # redirected inside the site: index the page once, by its URL
+                    if final in indexed:
+                        continue
+                    seen.add(final)
+                indexed.add(final)
                 if ctype in ("text/html", "application/xhtml+xml", ""):
                     title, text = await asyncio.to_thread(html_to_markdown, body)
                     if not sitemap:
@@ -494,11 +499,10 @@ async def load_site(
                 else:
                     yield Skipped(url, f"not a web page ({ctype})")
                     continue
-                done += 1
                 if not text.strip():
                     yield Skipped(url, "no text")
                     continue
-                yield Document(id=url, title=title or url, url=final, text=text, kind=kind)
+                yield Document(id=final, title=title or final, url=final, text=text, kind=kind)
         if capped:
             yield Skipped(start, f"crawl capped at {max_pages} pages; the rest was not indexed")
 
