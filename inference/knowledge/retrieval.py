@@ -22,8 +22,8 @@ from inference.knowledge.store import KnowledgeStore
 DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
 DEFAULT_DENSE_FLOOR = 0.35
 # IDF-weighted keyword score below which a keyword match is not relevant: at least one term
-# must be rare enough (a term in half the chunks weighs ln 2 = 0.69).
-DEFAULT_SPARSE_FLOOR = 1.0
+# must not be in most chunks (a term in half the chunks weighs ln 2 = 0.69).
+DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
