@@ -160,3 +160,32 @@ async def test_metrics_show_documents_chunks_and_errors_per_source(
     assert samples[("chatbot_knowledge_chunks", (("source", str(docs)),))] == 2
     assert samples[("chatbot_knowledge_last_success_timestamp_seconds", (("source", str(docs)),))]
     assert samples[("chatbot_knowledge_index_errors_total", ())] == 1
+
+
+async def test_doctor_checks_the_store_the_embedding_model_and_each_source(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    from adapters.doctor import exit_code
+    from adapters.knowledge_doctor import check_knowledge
+
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
+    sources = f"{docs},{tmp_path / 'gone'},git+file://{tmp_path}/none.git"
+    settings = settings_for(tmp_path, fake, sources, "redis://x:1/0")
+    checks = await check_knowledge(settings)
+    lines = [(c.status, c.what) for c in checks]
+    assert ("WARN", f"embedded store {tmp_path / 'store'} answers but nothing is indexed yet") in (
+        lines
+    )
+    assert ("OK", f"{MODEL} embeds (64 dimensions)") in lines
+    assert ("OK", f"source {docs} is reachable") in lines
+    assert any(s == "WARN" and f"{tmp_path / 'gone'} cannot be read" in w for s, w in lines)
+    assert any(s == "WARN" and "none.git cannot be read" in w for s, w in lines)
+    assert exit_code(checks) == 0
+
+    fake.models = ["codellama:7b"]
+    checks = await check_knowledge(settings)
+    [missing] = [c for c in checks if c.status == "FAIL"]
+    assert f"ollama pull {MODEL}" in missing.fix
+    settings = settings.model_copy(update={"knowledge_store": f"http://127.0.0.1:{free_port()}"})
+    checks = await check_knowledge(settings)
+    assert any(c.status == "FAIL" and "cannot be used" in c.what for c in checks)

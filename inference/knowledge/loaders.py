@@ -317,7 +317,8 @@ async def load_directory(
 # -- git -------------------------------------------------------------------------------------
 
 
-async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+async def run_git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+    """Run git without prompting for credentials; its output, or ``SourceFailed``."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     process = await asyncio.create_subprocess_exec(
         "git", *args, cwd=cwd, env=env,
@@ -358,12 +359,12 @@ async def checkout(source: Source, cache: Path) -> tuple[Path, str]:
     path = cache / key
     await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
     if not (path / ".git").exists():
-        await _git("init", "--quiet", str(path))
+        await run_git("init", "--quiet", str(path))
     ref = source.ref or "HEAD"
-    await _git("fetch", "--quiet", "--depth", "1", "--", source.location, ref, cwd=path)
-    await _git("checkout", "--quiet", "--force", "--detach", "FETCH_HEAD", cwd=path)
-    await _git("clean", "--quiet", "-fdx", cwd=path)
-    commit = await _git("rev-parse", "HEAD", cwd=path)
+    await run_git("fetch", "--quiet", "--depth", "1", "--", source.location, ref, cwd=path)
+    await run_git("checkout", "--quiet", "--force", "--detach", "FETCH_HEAD", cwd=path)
+    await run_git("clean", "--quiet", "-fdx", cwd=path)
+    commit = await run_git("rev-parse", "HEAD", cwd=path)
     return path, commit
 
 
