@@ -163,9 +163,9 @@ async def test_a_git_source_is_indexed_at_its_ref_and_fetched_again(
         [report] = await s.index(source)
         assert report.documents_changed == 1 and report.documents_unchanged == 1
 
-        [failed] = await s.index(f"git+file://{tmp_path}/nowhere.git?only=C1")
+        ok, failed = await s.index(f"{source},git+file://{tmp_path}/nowhere.git?only=C1")
         assert not failed.ok and "git fetch failed" in failed.error
-        # An unreachable remote removes nothing already indexed from another source.
+        assert ok.ok and ok.documents_unchanged == 2 and ok.documents == 2
         assert (await s.store.statuses())[source].documents == 2
 
 

@@ -129,10 +129,12 @@ class Indexer:
             reports.append(report)
             await self._save_status(statuses.get(source.name), report)
         if selected is None:
+            # Every source ever indexed has a status: those no longer configured go.
             configured = {s.name for s in sources}
-            for gone in await self._store.sources(collection) - configured:
+            for gone in set(statuses) - configured:
                 log.info("removing the chunks of %s (no longer configured)", gone)
                 await self._store.delete_source(collection, gone)
+                await self._store.forget_status(gone)
         if switching and selected is None and all(r.ok for r in reports):
             old = await self._store.switch(collection)
             log.info("answers now use %s (embedding model %s)", collection, model)
@@ -163,7 +165,6 @@ class Indexer:
         report = SourceReport(source=source.name)
         try:
             await self._index_documents(collection, source, report, full=full, progress=progress)
-            report.documents, report.chunks = await self._store.counts(collection, source.name)
         except (SourceFailed, KnowledgeUnavailable) as exc:
             report.error = str(exc)
         except Exception as exc:  # a loader's or parser's bug must not stop the other sources
@@ -184,6 +185,7 @@ class Indexer:
         if any(i.only != source.only for i in existing.values()):
             await self._store.restrict(collection, source.name, source.only)
         seen: set[str] = set()
+        written: dict[str, int] = {}  # document -> chunks, of those (re)embedded in this run
         pending: list[_Pending] = []
         pending_chunks = 0
         documents = 0
@@ -211,6 +213,7 @@ class Indexer:
                 report.skipped.append(Skipped(item.id, "no text"))
                 continue
             seen.add(item.id)
+            written[item.id] = len(chunks)
             pending.append(_Pending(item, content_hash, chunks, before))
             pending_chunks += len(chunks)
             if pending_chunks >= self._embeddings.batch_size:
@@ -227,6 +230,10 @@ class Indexer:
             await self._store.delete_documents(collection, source.name, removed)
             report.documents_removed = len(removed)
             report.chunks_removed += sum(existing[d].chunks for d in removed)
+        # What the store holds now: documents kept (passing failures too) and those written.
+        kept = [existing[d] for d in seen if d in existing and d not in written]
+        report.documents = len(kept) + len(written)
+        report.chunks = sum(i.chunks for i in kept) + sum(written.values())
 
     async def _flush(
         self, collection: str, source: Source, pending: list[_Pending], report: SourceReport

@@ -30,6 +30,8 @@ ALIAS = "knowledge"
 STATUS_COLLECTION = "knowledge_sources"
 DENSE = "dense"
 SPARSE = "sparse"
+# Scroll pages: large, since the embedded mode evaluates the filter over every point per page.
+SCROLL_PAGE = 50_000
 _NAMESPACE = uuid.UUID("6f1c8f0e-5a8e-4d57-9c1f-2b0c4bd0a6e1")
 # What a failed exchange with the store surfaces as: the API's errors, transport errors,
 # the local mode's ValueError/RuntimeError (missing collection, folder locked or closed).
@@ -306,7 +308,7 @@ class KnowledgeStore:
                 points, offset = await client.scroll(
                     collection,
                     scroll_filter=flt,
-                    limit=2000,
+                    limit=SCROLL_PAGE,
                     offset=offset,
                     with_payload=["document", "hash", "only", "chunks"],
                     with_vectors=False,
@@ -419,6 +421,18 @@ class KnowledgeStore:
             raise _unavailable(self, exc) from exc
         return docs.count, chunks.count
 
+    async def forget_status(self, source: str) -> None:
+        """Drop the recorded status of a source no longer configured."""
+        client = await self.client()
+        try:
+            if await client.collection_exists(STATUS_COLLECTION):
+                await client.delete(
+                    STATUS_COLLECTION,
+                    points_selector=models.PointIdsList(points=[point_id(source, "", -1)]),
+                )
+        except STORE_ERRORS as exc:
+            raise _unavailable(self, exc) from exc
+
     async def sources(self, collection: str) -> set[str]:
         """The sources with chunks in ``collection``."""
         client = await self.client()
@@ -429,7 +443,7 @@ class KnowledgeStore:
                 points, offset = await client.scroll(
                     collection,
                     scroll_filter=models.Filter(must=[_match("chunk", 0)]),
-                    limit=2000,
+                    limit=SCROLL_PAGE,
                     offset=offset,
                     with_payload=["source"],
                     with_vectors=False,
