@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         "--since", default="30d", help="window: 30d, 24h, 2w, 90m or a date 2025-11-01 (UTC)"
     )
     usage.add_argument("--by", choices=("user", "workspace", "model"), default="user")
+    index = sub.add_parser("index", help="index the team knowledge sources now")
+    index.add_argument("--full", action="store_true", help="re-embed every document")
+    index.add_argument("sources", nargs="*", metavar="SOURCE", help="default: every source")
+    sub.add_parser("sources", help="list the knowledge sources and when they were indexed")
     teams_package.add_arguments(
         command("teams-package", "write the Teams app package (zip) to upload")
     )
@@ -202,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         return teams_package.run(args, app_id=settings.microsoft_app_id)
     if args.command == "usage":
         return asyncio.run(_usage(settings, since=args.since, by=args.by))
+    if args.command in ("index", "sources"):
+        from adapters import knowledge_cli
+
+        if args.command == "index":
+            return asyncio.run(knowledge_cli.run_index(settings, args.sources, full=args.full))
+        return asyncio.run(knowledge_cli.run_sources(settings))
     if args.command == "db" and args.db_command == "upgrade":
         from bot import database
 

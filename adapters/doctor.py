@@ -513,6 +513,10 @@ async def diagnose(settings: Settings) -> list[Check]:
         _guarded("slack", check_slack(settings)),
     )
     checks = [check for result in results for check in result]
+    if settings.knowledge_sources.strip():  # team knowledge: adapters/knowledge_doctor.py
+        from adapters.knowledge_doctor import check_knowledge
+
+        checks.extend(await _guarded("knowledge", check_knowledge(settings)))
     checks.extend(check_teams(settings))
     if settings.slack_bot_token is None and not settings.microsoft_app_id:
         checks.append(

@@ -3,7 +3,8 @@ pool read at scrape time, all in one registry per runtime (served at `GET /metri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import (
@@ -15,12 +16,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bot.telemetry import EventName
 from bot.usage import UsageRecord
 from inference.pool import ModelPool
+
+if TYPE_CHECKING:  # qdrant-client is imported only when team knowledge is on
+    from inference.knowledge.store import SourceStatus
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -83,6 +87,59 @@ class PoolCollector(Collector):
         return [
             GaugeMetricFamily("chatbot_queue_depth", "queue depth"),
             GaugeMetricFamily("chatbot_backend_up", "backend up", labels=["url"]),
+        ]
+
+
+class KnowledgeView(Protocol):
+    """What the knowledge collector reads (adapters.knowledge.KnowledgeService)."""
+
+    @property
+    def statuses(self) -> Mapping[str, SourceStatus]: ...
+
+    @property
+    def index_errors(self) -> int: ...
+
+
+class KnowledgeCollector(Collector):
+    """Documents and chunks per source, last successful index time and index errors, read
+    from the status the indexer keeps (no store call at scrape time)."""
+
+    def __init__(self, knowledge: KnowledgeView) -> None:
+        self._knowledge = knowledge
+
+    def collect(self) -> Iterable[Metric]:
+        documents = GaugeMetricFamily(
+            "chatbot_knowledge_documents", "Documents indexed, per source.", labels=["source"]
+        )
+        chunks = GaugeMetricFamily(
+            "chatbot_knowledge_chunks", "Chunks indexed, per source.", labels=["source"]
+        )
+        success = GaugeMetricFamily(
+            "chatbot_knowledge_last_success_timestamp_seconds",
+            "When each source was last indexed without error (Unix time).",
+            labels=["source"],
+        )
+        for name, status in sorted(self._knowledge.statuses.items()):
+            label = public_url(name)
+            documents.add_metric([label], status.documents)
+            chunks.add_metric([label], status.chunks)
+            if status.last_success is not None:
+                success.add_metric([label], status.last_success)
+        errors = CounterMetricFamily(
+            "chatbot_knowledge_index_errors",
+            "Index runs of a source that failed (and runs that could not reach the store).",
+            value=self._knowledge.index_errors,
+        )
+        return [documents, chunks, success, errors]
+
+    def describe(self) -> Iterable[Metric]:
+        return [
+            GaugeMetricFamily("chatbot_knowledge_documents", "d", labels=["source"]),
+            GaugeMetricFamily("chatbot_knowledge_chunks", "c", labels=["source"]),
+            GaugeMetricFamily(
+                "chatbot_knowledge_last_success_timestamp_seconds", "s", labels=["source"]
+            ),
+            CounterMetricFamily("chatbot_knowledge_index_errors", "e"),
         ]
 
 
@@ -191,6 +248,10 @@ class Metrics:
         else:
             route, outcome = NO_MODEL_LABELS.get(name, ("none", name))
             self._requests.labels(platform, route, outcome).inc()
+
+    def watch_knowledge(self, knowledge: KnowledgeView) -> None:
+        """Expose team knowledge's per-source figures."""
+        self.registry.register(KnowledgeCollector(knowledge))
 
     # -- exposition -----------------------------------------------------------------------
 

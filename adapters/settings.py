@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     # replica takes it over (also the conversation lock's time to live).
     work_reclaim_seconds: float = Field(default=30.0, gt=0)
 
+    knowledge_sources: str = ""
+    knowledge_store: str = "./knowledge"
+    embedding_model: str = "nomic-embed-text"
+    knowledge_refresh_minutes: float = Field(default=60.0, ge=0)
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -151,6 +156,14 @@ class Settings(BaseSettings):
         # `.env` files often carry `SLACK_APP_TOKEN=` to mean "off".
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("knowledge_sources")
+    @classmethod
+    def _sources_parse(cls, value: str) -> str:
+        from inference.knowledge.sources import parse_sources
+
+        parse_sources(value)  # SourceError (a ValueError) names the entry and what is wrong
         return value
 
     @field_validator("redis_url", "openai_base_url", mode="before")

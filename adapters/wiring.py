@@ -32,6 +32,7 @@ from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from bot.retrieval import Retriever
 from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
 from bot.usage_writer import UsageWriter
@@ -42,6 +43,7 @@ from inference.openai import OpenAIChatModel
 from inference.pool import ModelPool
 
 if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
+    from adapters.knowledge import KnowledgeService
     from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
 
@@ -85,10 +87,12 @@ class Runtime:
     router: JobRouter = field(default_factory=JobRouter)
     rate_limiter: RateLimiter | None = None
     work_queue: WorkQueue | None = None
+    knowledge: KnowledgeService | None = None  # team knowledge (None without sources)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the background loops: Ollama health checks and the work queue consumer."""
+        """Start the background loops: Ollama health checks, the work queue consumer and,
+        with team knowledge, its refresh and the `chatbot index` jobs handed to this bot."""
         self.background.append(
             asyncio.create_task(
                 self.pool.run_health_checks(HEALTH_CHECK_INTERVAL_SECONDS), name="ollama-health"
@@ -96,6 +100,19 @@ class Runtime:
         )
         if self.work_queue is not None:
             self.background.append(asyncio.create_task(self.work_queue.run(), name="work-queue"))
+        if self.knowledge is not None:
+            self.background.append(
+                asyncio.create_task(self._run_knowledge(self.knowledge), name="knowledge")
+            )
+
+    async def _run_knowledge(self, knowledge: KnowledgeService) -> None:
+        await knowledge.open()  # an embedded store is held by this process from now on
+        loops = []
+        if knowledge.refresh_minutes > 0:
+            loops.append(knowledge.refresh_loop(self.redis))
+        if self.redis is not None and knowledge.store.local:
+            loops.append(knowledge.serve_jobs(self.redis))
+        await asyncio.gather(*loops)
 
     def stop_taking_work(self) -> None:
         """Read no more work; what is left stays queued for other replicas."""
@@ -155,6 +172,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await asyncio.gather(*(m.aclose() for m in self.ollama), return_exceptions=True)
+        if self.knowledge is not None:
+            await self.knowledge.aclose()
         await self.http.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -280,6 +299,18 @@ def build_premium(settings: Settings) -> Premium | None:
     )
 
 
+def build_knowledge(
+    settings: Settings, tracker: TaskTracker | None = None
+) -> KnowledgeService | None:
+    """Team knowledge (store, embeddings, indexer, retrieval), or None when
+    KNOWLEDGE_SOURCES is empty; imported only then, to keep start-up fast."""
+    if not settings.knowledge_sources.strip():
+        return None
+    from adapters.knowledge import build_knowledge as build
+
+    return build(settings, wait_idle=tracker.wait_idle if tracker is not None else None)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     """Build the bot from settings: stores, models, core and the enabled adapters."""
     state, redis = await connect_state(settings)
@@ -306,6 +337,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     tracker = TaskTracker()
     metrics = Metrics(pool=pool)
+    knowledge = build_knowledge(settings, tracker)
     assistant = Assistant(
         state=state,
         local_model=pool,
@@ -317,6 +349,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         rate_limiter=rate_limiter,
         usage_writer=UsageWriter(ledger=ledger, tracker=tracker),
         telemetry=metrics,
+        retriever=Retriever(knowledge=knowledge) if knowledge is not None else None,
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     runtime = Runtime(
@@ -333,7 +366,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         http=http,
         metrics=metrics,
         rate_limiter=rate_limiter,
+        knowledge=knowledge,
     )
+    if runtime.knowledge is not None:
+        metrics.watch_knowledge(runtime.knowledge)
     # Accepted work goes into a Redis Stream (crash-safe, shared by replicas); without Redis
     # it is answered in this process.
     dispatcher: Dispatcher

@@ -129,6 +129,10 @@ def test_health_checks_use_what_each_image_has(services: dict[str, dict[str, Any
     assert command("redis").startswith("redis-cli ping")
     assert command("postgres").startswith("pg_isready")
     assert command("ollama") == "ollama list"
+    # Neither has the qdrant image curl: bash asks /readyz through /dev/tcp.
+    assert command("qdrant").startswith("bash -c") and "/dev/tcp/127.0.0.1/6333" in command(
+        "qdrant"
+    )
     # The slim Python image has no curl: the bot's check is Python's urllib on /healthz.
     assert command("bot").startswith("python -c") and "urllib" in command("bot")
     assert "/healthz" in command("bot")
@@ -152,6 +156,7 @@ def test_depends_on_conditions_are_satisfiable(
         "redis": "service_healthy",
         "postgres": "service_healthy",
         "ollama": "service_healthy",
+        "qdrant": "service_healthy",
     }
     assert _depends_on(services["migrate"]) == {"postgres": "service_healthy"}
     assert _depends_on(services["ollama-pull"]) == {"ollama": "service_healthy"}

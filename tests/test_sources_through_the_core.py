@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sink import SlackReplySink, StreamingSupport
 from adapters.teams.sink import Outbox, TeamsReplySink
+from bot import retrieval
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from inference.knowledge import Passage
@@ -19,8 +20,6 @@ from tests import test_teams_e2e as e2e
 from tests.fakes.core import FixedKnowledge, ScriptedModel
 from tests.fakes.slack import FakeSlack
 from tests.test_teams_e2e import APP_ID, FAST, PERSONAL, SQLITE_ONLY, TeamsBotUnderTest
-
-retrieval = pytest.importorskip("bot.retrieval", reason="the grounded core is not merged yet")
 
 connector, login, teams_bot = e2e.connector, e2e.login, e2e.teams_bot
 

@@ -1,15 +1,18 @@
 """A fake Ollama server speaking Ollama's REST protocol on a real local port.
 
 Implements the parts of https://github.com/ollama/ollama/blob/main/docs/api.md that
-the bot uses: ``POST /api/chat`` (streamed NDJSON and single JSON), ``GET /api/tags``,
-``GET /api/version`` and ``POST /api/show``. Tests drive the real ``ollama`` client
-and ``ChatOllama`` against it and steer its behaviour through plain attributes.
+the bot uses: ``POST /api/chat`` (streamed NDJSON and single JSON), ``POST /api/embed``,
+``GET /api/tags``, ``GET /api/version`` and ``POST /api/show``. Tests drive the real
+``ollama`` client and ``ChatOllama`` against it and steer its behaviour through plain attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
+import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +57,11 @@ class FakeOllama:
     ``client_disconnects`` (how many streams the client abandoned before the last
     line) and ``client_disconnected`` (an ``asyncio.Event`` set at the first one).
 
+    Embeddings (``/api/embed``): ``embed_requests`` records every request body;
+    ``embed_fn(text) -> list[float]`` computes a vector (default: ``bag_of_words``, a
+    deterministic hashed bag of words of ``embed_dimension`` dimensions, so texts sharing
+    words are similar); ``embed_status_override`` answers with that status instead.
+
     Usage numbers are deterministic: ``prompt_eval_count`` is the total number of
     characters of the request's message contents // 4 and ``eval_count`` is the
     number of content lines sent.
@@ -71,6 +79,10 @@ class FakeOllama:
         self.fail_mode: FailMode = "error_line"
         self.error_message: str = "an error was encountered while running the model"
         self.status_override: int | None = None
+        self.embed_dimension: int = 64
+        self.embed_fn: Callable[[str], list[float]] | None = None
+        self.embed_status_override: int | None = None
+        self.embed_requests: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.client_disconnects: int = 0
         self.client_disconnected = asyncio.Event()
@@ -90,6 +102,7 @@ class FakeOllama:
         """Bind a free port on 127.0.0.1 (the same one again after ``stop()``) and serve."""
         app = web.Application()
         app.router.add_post("/api/chat", self._chat)
+        app.router.add_post("/api/embed", self._embed)
         app.router.add_get("/api/tags", self._tags)
         app.router.add_get("/api/version", self._version)
         app.router.add_post("/api/show", self._show)
@@ -153,7 +166,58 @@ class FakeOllama:
             "eval_duration": 1000 * eval_count,
         }
 
+    @property
+    def embed_calls(self) -> int:
+        """How many ``/api/embed`` requests arrived."""
+        return len(self.embed_requests)
+
+    @property
+    def embedded_texts(self) -> list[str]:
+        """Every text embedded, in arrival order."""
+        texts: list[str] = []
+        for body in self.embed_requests:
+            value = body.get("input")
+            texts.extend([value] if isinstance(value, str) else list(value or []))
+        return texts
+
+    def bag_of_words(self, text: str) -> list[float]:
+        """A deterministic unit vector: each lower-cased word adds 1 to a hashed dimension."""
+        vector = [0.0] * self.embed_dimension
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            vector[slot % self.embed_dimension] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
     # -- handlers ----------------------------------------------------------
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return self._error(400, "invalid character looking for beginning of value")
+        if not isinstance(body, dict):
+            return self._error(400, "json: cannot unmarshal into Go value of type api.EmbedRequest")
+        self.embed_requests.append(body)
+        if self.embed_status_override is not None:
+            return self._error(self.embed_status_override, "server busy")
+        name = body.get("model") or ""
+        if not name:
+            return self._error(400, "model is required")
+        if not self.has_model(name):
+            return self._not_found(name)
+        value = body.get("input")
+        texts = [value] if isinstance(value, str) else list(value or [])
+        embed = self.embed_fn or self.bag_of_words
+        return web.json_response(
+            {
+                "model": name,
+                "embeddings": [embed(str(t)) for t in texts],
+                "total_duration": 1_000_000,
+                "load_duration": 100_000,
+                "prompt_eval_count": sum(len(str(t)) // 4 for t in texts),
+            }
+        )
 
     async def _root(self, request: web.Request) -> web.Response:
         return web.Response(text="Ollama is running")

@@ -1,0 +1,129 @@
+"""Indexing benchmark (team knowledge, part 1): our own overhead per chunk and per document.
+
+A generated corpus of Markdown documents is indexed into an embedded Qdrant store by a
+worker subprocess (so its time and memory are its own), against an instant fake Ollama
+/api/embed in this process. Prints chunks indexed per second (load, split, hash, keyword
+vectors, upsert), documents per second for an unchanged re-run (and its embedding calls,
+which must be 0), and the worker's peak RSS above its idle RSS (the stack imported and the
+store opened, nothing indexed).
+
+Run: `python -m bench.knowledge_index [--documents 10000]` (README, "Team knowledge").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.fakes.ollama import FakeOllama
+
+WORDS = (
+    "deploy rollback service database pool timeout retry queue worker cache token config "
+    "cluster node replica shard index query latency error alert metric dashboard runbook "
+    "incident owner release branch build test lint schema migration backup restore"
+).split()
+
+
+def generate(root: Path, documents: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    for i in range(documents):
+        folder = root / f"team{i % 50:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        sections = []
+        for s in range(3):
+            words = " ".join(rng.choice(WORDS) for _ in range(120))
+            sections.append(f"## Section {s}\n\n{words}. ERR_{i:05d}_{s} is logged.\n")
+        (folder / f"doc{i:05d}.md").write_text(f"# Document {i}\n\n" + "\n".join(sections))
+
+
+def rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def worker(corpus: str, store: str, ollama: str) -> None:
+    from inference.knowledge.embeddings import OllamaEmbeddings
+    from inference.knowledge.indexer import Indexer
+    from inference.knowledge.sources import parse_sources
+    from inference.knowledge.store import KnowledgeStore
+
+    kstore = KnowledgeStore(location=store)
+    embeddings = OllamaEmbeddings(base_urls=[ollama], model="nomic-embed-text")
+    indexer = Indexer(store=kstore, embeddings=embeddings, git_cache=Path(store) / "git")
+    await kstore.ping()
+    idle = rss_mb("VmRSS")
+    started = time.perf_counter()
+    [report] = await indexer.run(parse_sources(corpus))
+    seconds = time.perf_counter() - started
+    result = {
+        "seconds": seconds,
+        "documents": report.documents_added + report.documents_changed
+        + report.documents_unchanged,
+        "chunks": report.chunks_added + report.chunks_changed,
+        "unchanged": report.documents_unchanged,
+        "error": report.error,
+        "idle_mb": idle,
+        "peak_mb": rss_mb("VmHWM"),
+    }  # fmt: skip
+    await embeddings.aclose()
+    await kstore.aclose()
+    print(json.dumps(result))
+
+
+async def run_worker(corpus: Path, store: Path, url: str) -> dict[str, float]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.knowledge_index", "--worker", str(corpus), str(store), url,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def main(documents: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus, store = Path(tmp) / "corpus", Path(tmp) / "store"
+        generate(corpus, documents)
+        vectors = [[random.Random(i).uniform(-1, 1) for _ in range(768)] for i in range(16)]
+        async with FakeOllama(["nomic-embed-text"]) as fake:
+            fake.embed_fn = lambda text: vectors[len(text) % 16]
+            first = await run_worker(corpus, store, fake.url)
+            calls = fake.embed_calls
+            second = await run_worker(corpus, store, fake.url)
+            again = fake.embed_calls - calls
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
+    print(f"corpus: {documents} Markdown documents, {first['chunks']} chunks, embedded store")
+    print(
+        f"first run: {first['chunks'] / first['seconds']:.0f} chunks/s "
+        f"({first['seconds']:.1f} s; {calls} embedding calls to an instant fake)"
+    )
+    print(
+        f"unchanged re-run: {second['documents'] / second['seconds']:.0f} documents/s "
+        f"({second['seconds']:.1f} s; {again} embedding calls)"
+    )
+    print(
+        f"peak RSS above idle: first run {first['peak_mb'] - first['idle_mb']:.0f} MB, "
+        f"re-run {second['peak_mb'] - second['idle_mb']:.0f} MB "
+        f"(idle {first['idle_mb']:.0f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        asyncio.run(worker(*sys.argv[2:]))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--documents", type=int, default=10_000)
+        asyncio.run(main(parser.parse_args().documents))

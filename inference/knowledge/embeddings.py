@@ -1,0 +1,146 @@
+"""Embeddings from Ollama's ``/api/embed``, batched, with failover over the servers of
+``OLLAMA_BASE_URL`` and the prefixes the model expects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from inference.knowledge import KnowledgeUnavailable
+
+BATCH_SIZE = 48
+# Prefixes the embedding models were trained with (document, query), by name prefix.
+PREFIXES: dict[str, tuple[str, str]] = {
+    "nomic-embed-text": ("search_document: ", "search_query: "),
+    "mxbai-embed-large": ("", "Represent this sentence for searching relevant passages: "),
+    "snowflake-arctic-embed": ("", "Represent this sentence for searching relevant passages: "),
+}
+
+
+def prefixes(model: str) -> tuple[str, str]:
+    """(document prefix, query prefix) for ``model``; none for unknown models."""
+    base = model.rsplit("/", 1)[-1].split(":", 1)[0]
+    return PREFIXES.get(base, ("", ""))
+
+
+class EmbeddingError(KnowledgeUnavailable):
+    """No Ollama server could embed the texts."""
+
+
+class ModelNotPulled(EmbeddingError):
+    """The servers answer but lack the embedding model."""
+
+
+class OllamaEmbeddings:
+    """Embeds texts with one model on a list of Ollama servers (first that answers).
+
+    The httpx client is built once and shared by every call.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_urls: Sequence[str],
+        model: str,
+        timeout: float = 120.0,
+        connect_timeout: float = 3.0,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        """Configure the client; makes no network call."""
+        if not base_urls:
+            raise ValueError("no Ollama server configured")
+        self._urls = [u.rstrip("/") for u in base_urls]
+        self.model = model
+        self.batch_size = batch_size
+        self._timeouts = (timeout, connect_timeout)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        self._preferred = 0
+        self.calls = 0  # embedding requests made (for the index summary and tests)
+
+    def with_model(self, model: str) -> OllamaEmbeddings:
+        """The same servers with another model (a client of its own)."""
+        return OllamaEmbeddings(
+            base_urls=self._urls,
+            model=model,
+            timeout=self._timeouts[0],
+            connect_timeout=self._timeouts[1],
+            batch_size=self.batch_size,
+        )
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of document chunks, in batches, with the model's document prefix."""
+        doc, _ = prefixes(self.model)
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [doc + t for t in texts[start : start + self.batch_size]]
+            out.extend(await self._embed(batch))
+        return out
+
+    async def embed_query(self, text: str) -> list[float]:
+        """The vector of one question, with the model's query prefix."""
+        _, query = prefixes(self.model)
+        return (await self._embed([query + text]))[0]
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        errors: list[str] = []
+        missing = 0
+        order = self._urls[self._preferred :] + self._urls[: self._preferred]
+        for url in order:
+            try:
+                response = await self._client.post(
+                    f"{url}/api/embed", json={"model": self.model, "input": texts}
+                )
+            except httpx.HTTPError as exc:
+                errors.append(f"{url}: {type(exc).__name__}")
+                continue
+            self.calls += 1
+            if response.status_code == 404 and "not found" in response.text.lower():
+                missing += 1
+                errors.append(f"{url}: model {self.model} not pulled")
+                continue
+            if response.status_code != 200:
+                errors.append(f"{url}: HTTP {response.status_code}")
+                continue
+            vectors = _vectors(response, len(texts))
+            if vectors is None:
+                errors.append(f"{url}: unexpected response")
+                continue
+            self._preferred = self._urls.index(url)
+            return vectors
+        message = f"cannot embed with {self.model}: " + "; ".join(errors)
+        if missing and missing == len(errors):
+            raise ModelNotPulled(message + f" (run `ollama pull {self.model}`)")
+        raise EmbeddingError(message)
+
+    async def pulled(self) -> dict[str, bool | None]:
+        """Per server: whether it has the model (None: the server does not answer)."""
+
+        async def one(url: str) -> bool | None:
+            try:
+                response = await self._client.get(f"{url}/api/tags", timeout=5.0)
+                models = response.json().get("models") or []
+            except (httpx.HTTPError, ValueError, AttributeError):
+                return None
+            want = self.model if ":" in self.model else f"{self.model}:latest"
+            return any(m.get("name") in (self.model, want) for m in models)
+
+        results = await asyncio.gather(*(one(u) for u in self._urls))
+        return dict(zip(self._urls, results, strict=True))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+def _vectors(response: httpx.Response, count: int) -> list[list[float]] | None:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    vectors = body.get("embeddings") if isinstance(body, dict) else None
+    if not isinstance(vectors, list) or len(vectors) != count:
+        return None
+    return [[float(x) for x in v] for v in vectors]

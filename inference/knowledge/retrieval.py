@@ -1,0 +1,216 @@
+"""Retrieval: the ``Knowledge`` implementation over the Qdrant store.
+
+One store query per question: a dense and a sparse (keyword) prefetch, each with its
+relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then
+neighbouring chunks of one document are merged and several documents preferred over many
+chunks of one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inference.knowledge import Passage
+from inference.knowledge.embeddings import OllamaEmbeddings
+from inference.knowledge.sparse import query_vector
+from inference.knowledge.store import KnowledgeStore
+
+# Cosine similarity below which a dense match is not relevant, by embedding model family.
+DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
+DEFAULT_DENSE_FLOOR = 0.35
+# IDF-weighted keyword score below which a keyword match is not relevant: at least one term
+# must not be in most chunks (a term in half the chunks weighs ln 2 = 0.69).
+DEFAULT_SPARSE_FLOOR = 0.5
+MAX_PER_DOCUMENT = 2
+ACTIVE_CACHE_SECONDS = 30.0
+EXCERPT_CHARS = 300
+
+
+def dense_floor(model: str) -> float:
+    """The default relevance floor for ``model``'s cosine similarities."""
+    base = model.rsplit("/", 1)[-1].split(":", 1)[0]
+    return DENSE_FLOORS.get(base, DEFAULT_DENSE_FLOOR)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    source: str
+    document: str
+    chunk: int
+    title: str
+    heading: str
+    url: str
+    text: str
+    score: float
+
+    @classmethod
+    def of(cls, payload: dict[str, Any], score: float) -> _Hit:
+        return cls(
+            source=str(payload.get("source", "")),
+            document=str(payload.get("document", "")),
+            chunk=int(payload.get("chunk") or 0),
+            title=str(payload.get("title", "")),
+            heading=str(payload.get("heading", "")),
+            url=str(payload.get("url", "")),
+            text=str(payload.get("text", "")),
+            score=score,
+        )
+
+
+def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:
+    """Runs of consecutive chunks of one document as one passage each, best first."""
+    by_document: dict[tuple[str, str], list[_Hit]] = {}
+    for hit in hits:
+        by_document.setdefault((hit.source, hit.document), []).append(hit)
+    passages: list[Passage] = []
+    for group in by_document.values():
+        group.sort(key=lambda h: h.chunk)
+        run: list[_Hit] = []
+        for hit in group:
+            if run and hit.chunk != run[-1].chunk + 1:
+                passages.append(_passage(run))
+                run = []
+            run.append(hit)
+        passages.append(_passage(run))
+    passages.sort(key=lambda p: p.score, reverse=True)
+    return passages
+
+
+def _passage(run: list[_Hit]) -> Passage:
+    first = run[0]
+    return Passage(
+        source=first.source,
+        document=first.document,
+        title=first.title,
+        heading=first.heading,
+        url=first.url,
+        text="\n\n".join(h.text for h in run),
+        score=max(h.score for h in run),
+    )
+
+
+def diversify(passages: Sequence[Passage], limit: int) -> list[Passage]:
+    """Up to ``limit`` passages: each document's best first, then second ones (at most
+    ``MAX_PER_DOCUMENT`` per document), kept in score order."""
+    chosen: list[Passage] = []
+    taken: dict[tuple[str, str], int] = {}
+    for round_ in range(MAX_PER_DOCUMENT):
+        for passage in passages:
+            key = (passage.source, passage.document)
+            if len(chosen) >= limit:
+                break
+            if taken.get(key, 0) == round_ and passage not in chosen:
+                chosen.append(passage)
+                taken[key] = round_ + 1
+    chosen.sort(key=lambda p: p.score, reverse=True)
+    return chosen
+
+
+class QdrantKnowledge:
+    """``Knowledge`` over the Qdrant store (see ``inference.knowledge.Knowledge``)."""
+
+    def __init__(
+        self,
+        *,
+        store: KnowledgeStore,
+        embeddings: OllamaEmbeddings,
+        min_dense: float | None = None,
+        min_sparse: float = DEFAULT_SPARSE_FLOOR,
+        candidates: int = 24,
+    ) -> None:
+        """``embeddings`` is the configured model; while a new model's index is built the
+        questions are embedded with the model of the collection answers still use."""
+        self._store = store
+        self._embeddings = embeddings
+        self._others: dict[str, OllamaEmbeddings] = {}
+        self._min_dense = min_dense
+        self._min_sparse = min_sparse
+        self._candidates = candidates
+        self._active: tuple[float, tuple[str, str, int] | None] | None = None
+
+    @property
+    def store(self) -> KnowledgeStore:
+        """The store searched."""
+        return self._store
+
+    async def retrieve(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
+        """The best passages for a question, best first (see ``Knowledge.retrieve``)."""
+        hits = await self._hits(query, scope=scope, candidates=max(self._candidates, limit * 4))
+        return diversify(merge_neighbours(hits), limit)
+
+    async def search(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
+        """The best documents, one passage each with a short excerpt (``/search``)."""
+        hits = await self._hits(query, scope=scope, candidates=max(self._candidates, limit * 4))
+        best: dict[tuple[str, str], _Hit] = {}
+        for hit in hits:
+            key = (hit.source, hit.document)
+            if key not in best or hit.score > best[key].score:
+                best[key] = hit
+        ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[:limit]
+        return [
+            Passage(
+                source=h.source,
+                document=h.document,
+                title=h.title,
+                heading=h.heading,
+                url=h.url,
+                text=_excerpt(h.text),
+                score=h.score,
+            )
+            for h in ranked
+        ]
+
+    async def _hits(self, query: str, *, scope: Sequence[str], candidates: int) -> list[_Hit]:
+        if not query.strip():
+            return []
+        active = await self._active_collection()
+        if active is None:
+            return []  # nothing indexed yet
+        collection, model, _ = active
+        embeddings = self._embeddings_for(model)
+        dense = await embeddings.embed_query(query)
+        points = await self._store.query(
+            dense=dense,
+            sparse=query_vector(query),
+            scope=scope,
+            limit=candidates,
+            min_dense=self._min_dense if self._min_dense is not None else dense_floor(model),
+            min_sparse=self._min_sparse,
+            collection=collection,
+        )
+        return [_Hit.of(p.payload or {}, p.score) for p in points]
+
+    async def _active_collection(self) -> tuple[str, str, int] | None:
+        now = time.monotonic()
+        if self._active is not None and now - self._active[0] < ACTIVE_CACHE_SECONDS:
+            return self._active[1]
+        active = await self._store.active()
+        self._active = (now, active)
+        return active
+
+    def forget_active(self) -> None:
+        """Read the active collection again at the next question (after an index run)."""
+        self._active = None
+
+    def _embeddings_for(self, model: str) -> OllamaEmbeddings:
+        if not model or model == self._embeddings.model:
+            return self._embeddings
+        if model not in self._others:
+            self._others[model] = self._embeddings.with_model(model)
+        return self._others[model]
+
+    async def aclose(self) -> None:
+        """Close the embedding clients made for an older model."""
+        for other in self._others.values():
+            await other.aclose()
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= EXCERPT_CHARS:
+        return flat
+    cut = flat[:EXCERPT_CHARS].rsplit(" ", 1)[0]
+    return cut + "…"

@@ -1,0 +1,191 @@
+"""`chatbot index` and `chatbot sources` as an operator runs them (the real console script
+in a subprocess), an embedded store held by a running bot, and the /metrics figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from adapters.cli import main
+from adapters.knowledge import KnowledgeService, build_knowledge
+from adapters.metrics import Metrics
+from adapters.settings import Settings
+from adapters.wiring import build_knowledge as wiring_build_knowledge
+from tests.fakes.ollama import FakeOllama
+from tests.knowledge_helpers import MODEL, write
+from tests.processes import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOllama]:
+    async with FakeOllama([MODEL]) as server:
+        yield server
+
+
+def environment(tmp_path: Path, fake: FakeOllama, sources: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNOWLEDGE_", "REDIS_"))}
+    env.update(
+        PYTHONPATH=str(REPO),
+        KNOWLEDGE_SOURCES=sources,
+        KNOWLEDGE_STORE=str(tmp_path / "store"),
+        OLLAMA_BASE_URL=fake.url,
+        EMBEDDING_MODEL=MODEL,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+async def chatbot(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", *args,
+        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_index_prints_the_summary_and_exits_1_when_a_source_fails(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
+    (docs / "blob.txt").write_bytes(b"\x00\x00binary")
+    env = environment(tmp_path, fake, str(docs))
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 0, err
+    assert f"{docs}: indexed in" in out
+    assert "documents: 2 added, 0 changed, 0 unchanged, 0 removed" in out
+    assert "skipped 1:" in out and "blob.txt: binary content" in out
+    assert "Traceback" not in out + err
+
+    env["KNOWLEDGE_SOURCES"] = f"{docs},{tmp_path / 'gone'}"
+    calls = fake.embed_calls
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 1
+    assert "documents: 0 added, 0 changed, 2 unchanged, 0 removed" in out
+    assert f"{tmp_path / 'gone'}: FAILED:" in out and "1 of 2 sources failed." in out
+    assert fake.embed_calls == calls
+
+
+def test_bad_sources_unknown_names_and_no_sources_are_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KNOWLEDGE_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("KNOWLEDGE_SOURCES", "ftp://x/y")
+    assert main(["index"]) == 2
+    err = capsys.readouterr().err
+    assert "ftp://x/y" in err and "Traceback" not in err
+    monkeypatch.setenv("KNOWLEDGE_SOURCES", "./docs")
+    assert main(["index", "./unknown"]) == 2
+    assert "not in KNOWLEDGE_SOURCES: ./unknown" in capsys.readouterr().err
+    monkeypatch.setenv("KNOWLEDGE_SOURCES", "")
+    assert main(["index"]) == 1
+    assert "KNOWLEDGE_SOURCES is empty" in capsys.readouterr().err
+    assert main(["sources"]) == 1
+
+
+def settings_for(tmp_path: Path, fake: FakeOllama, sources: str, redis_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        knowledge_sources=sources,
+        knowledge_store=str(tmp_path / "store"),
+        ollama_base_url=fake.url,
+        embedding_model=MODEL,
+        redis_url=redis_url,
+    )
+
+
+async def test_index_while_a_bot_holds_the_embedded_store(
+    tmp_path: Path, fake: FakeOllama, redis_url: str, redis_client: Redis
+) -> None:
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
+    service = build_knowledge(settings_for(tmp_path, fake, str(docs), redis_url))
+    assert isinstance(service, KnowledgeService)
+    await service.open()  # the running bot holds the folder now
+    try:
+        # Without Redis: the exact way out is printed, the store is left alone.
+        env = environment(tmp_path, fake, str(docs))
+        code, out, err = await chatbot(env, tmp_path, "index")
+        assert code == 1 and "in use by another process" in err and "REDIS_URL" in err
+        # With Redis: the job goes to the bot, the summary comes back.
+        jobs = asyncio.create_task(service.serve_jobs(redis_client))
+        try:
+            code, out, err = await chatbot({**env, "REDIS_URL": redis_url}, tmp_path, "index")
+        finally:
+            jobs.cancel()
+        assert code == 0, err
+        assert "handed to it" in out and "documents: 2 added" in out
+        # `chatbot sources` reads the status file the bot keeps beside its store.
+        code, out, err = await chatbot(env, tmp_path, "sources")
+        assert code == 0 and "2 documents, 2 chunks" in out
+        assert (await service.retrieve("alpha", scope=[]))[0].document == "a.md"
+    finally:
+        await service.aclose()
+
+
+async def test_metrics_show_documents_chunks_and_errors_per_source(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
+    settings = settings_for(tmp_path, fake, f"{docs},{tmp_path / 'gone'}", "redis://x:1/0")
+    assert wiring_build_knowledge(settings_for(tmp_path, fake, "", "redis://x:1/0")) is None
+    service = wiring_build_knowledge(settings)
+    assert service is not None
+    metrics = Metrics(process=False)
+    metrics.watch_knowledge(service)
+    try:
+        await service.index()
+    finally:
+        await service.aclose()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+    }
+    assert samples[("chatbot_knowledge_documents", (("source", str(docs)),))] == 2
+    assert samples[("chatbot_knowledge_chunks", (("source", str(docs)),))] == 2
+    assert samples[("chatbot_knowledge_last_success_timestamp_seconds", (("source", str(docs)),))]
+    assert samples[("chatbot_knowledge_index_errors_total", ())] == 1
+
+
+async def test_doctor_checks_the_store_the_embedding_model_and_each_source(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    from adapters.doctor import exit_code
+    from adapters.knowledge_doctor import check_knowledge
+
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
+    sources = f"{docs},{tmp_path / 'gone'},git+file://{tmp_path}/none.git"
+    settings = settings_for(tmp_path, fake, sources, "redis://x:1/0")
+    checks = await check_knowledge(settings)
+    lines = [(c.status, c.what) for c in checks]
+    assert ("WARN", f"embedded store {tmp_path / 'store'} answers but nothing is indexed yet") in (
+        lines
+    )
+    assert ("OK", f"{MODEL} embeds (64 dimensions)") in lines
+    assert ("OK", f"source {docs} is reachable") in lines
+    assert any(s == "WARN" and f"{tmp_path / 'gone'} cannot be read" in w for s, w in lines)
+    assert any(s == "WARN" and "none.git cannot be read" in w for s, w in lines)
+    assert exit_code(checks) == 0
+
+    fake.models = ["codellama:7b"]
+    checks = await check_knowledge(settings)
+    [missing] = [c for c in checks if c.status == "FAIL"]
+    assert f"ollama pull {MODEL}" in missing.fix
+    settings = settings.model_copy(update={"knowledge_store": f"http://127.0.0.1:{free_port()}"})
+    checks = await check_knowledge(settings)
+    assert any(c.status == "FAIL" and "cannot be used" in c.what for c in checks)
