@@ -2,15 +2,17 @@
 # The bot's image: `chatbot serve` on port 3000, as a non-root user.
 # docker-compose.yml builds it and also runs it once as `chatbot db upgrade` (the migrate service).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned: the image is built from what CI tested (Python, Debian release, requirements.lock).
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-# --- build: install the bot and its dependencies (from pyproject.toml) into /opt/venv ---
+# --- build: install the bot and its dependencies (pyproject.toml, versions from
+#     requirements.lock) into /opt/venv ---
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_PROGRESS_BAR=off \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY scripts/install.sh scripts/install.sh
 COPY bot bot
 COPY inference inference
@@ -26,7 +28,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 # A fixed numeric uid, so `runAsNonRoot`-style checks can see it is not root. Its home is
-# the working directory: the default DATABASE_URL (sqlite:///chatbot.db) is written there.
+# /app: without DATABASE_URL the SQLite ledger is /app/.local/share/chatbot/chatbot.db.
 RUN useradd --uid 10001 --user-group --create-home --home-dir /app --shell /usr/sbin/nologin chatbot
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

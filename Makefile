@@ -1,46 +1,61 @@
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+PY := $(VENV)/bin/python
+# Written last by `make install`: an interrupted install leaves no stamp, so the next
+# `make` installs again (pip repairs what is missing) instead of trusting a half-made venv.
+STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
-.PHONY: install run chat test lint typecheck fmt migrate bench clean
+.PHONY: install run chat doctor test lint typecheck fmt migrate bench lock clean
 
-$(BIN)/chatbot: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+$(STAMP): pyproject.toml $(LOCK)
+	@echo "==> installing the bot and its dev tools into $(VENV) (about a minute the first time)"
+	@$(PY) -c "" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --progress-bar on -c $(LOCK) -e '.[dev]'
+	@touch $@
+	@echo "==> installed; next: make doctor (checks the setup), make chat (this terminal), make run (the bot)"
 
-install: $(BIN)/chatbot  ## create .venv and install the bot with dev tools
+install: $(STAMP)  ## create .venv and install the bot with dev tools (repairs an interrupted one)
 
 run: install  ## run the bot (reads .env)
-	$(BIN)/chatbot serve
+	$(PY) -m adapters.cli serve
 
 chat: install  ## talk to the bot in this terminal
-	$(BIN)/chatbot chat
+	$(PY) -m adapters.cli chat
+
+doctor: install  ## check the configuration and every dependency
+	$(PY) -m adapters.cli doctor
 
 migrate: install
-	$(BIN)/chatbot db upgrade
+	$(PY) -m adapters.cli db upgrade
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 typecheck: install
-	$(BIN)/mypy bot inference
+	$(PY) -m mypy bot inference
 
 test: install lint typecheck  ## everything CI checks
-	$(BIN)/python -m pytest -q
+	$(PY) -m pytest -q
 
 fmt: install
-	$(BIN)/ruff format .
-	$(BIN)/ruff check --fix .
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+# Pins every dependency (runtime and dev) to what is installed now; the Dockerfile, CI and
+# `make install` all install with it as constraints. Run after changing pyproject.toml.
+lock: install
+	@{ sed -n '1,2p' $(LOCK); $(PY) -m pip freeze --exclude-editable --exclude chatbot | LC_ALL=C sort; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 bench: install  ## load benchmark (needs Redis on 127.0.0.1:6379): figures for the README
-	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 200
-	$(BIN)/python -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 6
-	$(BIN)/python -m bench.load --levels 1,20,50 --answers 100 --first-token-delay 0.3 --token-delay 0.03
-	$(BIN)/python -m bench.load --levels 50 --answers 100 --first-token-delay 0.3 --token-delay 0.03 --max-concurrency 2
+	$(PY) -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 200
+	$(PY) -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 6
+	$(PY) -m bench.load --levels 1,20,50 --answers 100 --first-token-delay 0.3 --token-delay 0.03
+	$(PY) -m bench.load --levels 50 --answers 100 --first-token-delay 0.3 --token-delay 0.03 --max-concurrency 2

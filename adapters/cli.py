@@ -6,24 +6,69 @@ import argparse
 import asyncio
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from adapters import logs
-from adapters.settings import Settings
+from adapters.settings import Settings, data_dir, describe_errors, settings_source
 from adapters.teams import package as teams_package
+
+DESCRIPTIONS = {
+    "serve": (
+        "Run the bot: Slack (Socket Mode when SLACK_APP_TOKEN is set, else POST /slack/events), "
+        "Teams (POST /api/messages) and the health routes /healthz, /readyz, /metrics. "
+        "Stops cleanly on Ctrl-C or SIGTERM, finishing answers in flight."
+    ),
+    "chat": (
+        "Talk to the bot in this terminal through the same core (memory, commands, models); "
+        "no Slack or Teams needed. /help lists the commands, /quit or Ctrl-D ends."
+    ),
+    "doctor": (
+        "Check the configuration and every dependency (Redis, database, Ollama and its model, "
+        "OpenAI key, Slack, Teams) and say how to fix what is wrong. Exit 0 when everything "
+        "required works, 1 otherwise."
+    ),
+    "db": "Database tasks.",
+    "upgrade": "Apply the database migrations (creates the tables on a new database).",
+    "usage": "Requests, tokens, cost and latency from the usage ledger.",
+    "teams-package": (
+        "Write the Teams app package (manifest.json and icons, zipped) to upload in Teams."
+    ),
+}
+
+
+def _version() -> str:
+    try:
+        return version("chatbot")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatbot", description="Self-hosted AI assistant")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the bot (Slack, Teams, health routes)")
-    serve.add_argument("--host", default="0.0.0.0")
+    parser = argparse.ArgumentParser(
+        prog="chatbot",
+        description="Self-hosted AI assistant for engineering teams in Slack and Microsoft Teams.",
+        epilog="New here? `chatbot doctor` checks the setup, `chatbot chat` tries the bot.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatbot {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=DESCRIPTIONS[name])
+
+    serve = command("serve", "run the bot (Slack, Teams, health routes)")
+    serve.add_argument(
+        "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every one)"
+    )
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
-    sub.add_parser("chat", help="talk to the bot in this terminal")
-    sub.add_parser("doctor", help="check the configuration and every dependency")
-    db = sub.add_parser("db", help="database tasks")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="apply database migrations")
-    usage = sub.add_parser("usage", help="requests, tokens, cost and latency from the usage ledger")
+    command("chat", "talk to the bot in this terminal")
+    command("doctor", "check the configuration and every dependency")
+    db = command("db", "database tasks (chatbot db upgrade)")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
+    db_sub.add_parser(
+        "upgrade", help="apply database migrations", description=DESCRIPTIONS["upgrade"]
+    )
+    usage = command("usage", "requests, tokens, cost and latency from the usage ledger")
     usage.add_argument(
         "--since", default="30d", help="window: 30d, 24h, 2w, 90m or a date 2025-11-01 (UTC)"
     )
@@ -33,21 +78,51 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("sources", nargs="*", metavar="SOURCE", help="default: every source")
     sub.add_parser("sources", help="list the knowledge sources and when they were indexed")
     teams_package.add_arguments(
-        sub.add_parser("teams-package", help="write the Teams app package (zip) to upload")
+        command("teams-package", "write the Teams app package (zip) to upload")
     )
     return parser
 
 
-async def _chat(settings: Settings) -> None:
+def chat_log_path() -> Path:
+    """Where `chatbot chat` logs while stderr is the chat's own terminal."""
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "chat.log"
+
+
+def load_settings() -> Settings | None:
+    """The settings, or None after printing what is wrong the way `chatbot doctor` words it."""
+    try:
+        return Settings()
+    except Exception as exc:  # ValidationError, or pydantic-settings' SettingsError
+        source = settings_source()
+        print(f"chatbot: invalid configuration (read from the {source}):", file=sys.stderr)
+        for line in describe_errors(exc):
+            print(f"  {logs.redacted(line)}", file=sys.stderr)
+        print("Correct it (see .env.example); `chatbot doctor` checks everything.", file=sys.stderr)
+        return None
+
+
+async def _chat(settings: Settings, *, log_path: Path | None) -> None:
     from adapters.console.chat import run_chat
     from adapters.server import migrate
     from adapters.wiring import build_runtime
 
     await migrate(settings)
     runtime = await build_runtime(settings)
+    notes = [
+        f"model: {settings.ollama_model} at {', '.join(settings.ollama_urls)}",
+        "memory: Redis"
+        if runtime.memory == "redis"
+        else "memory: in this process only (no Redis answers), lost when the chat ends",
+    ]
+    if log_path is not None:
+        notes.append(f"log: {log_path}")
     try:
-        await run_chat(runtime.assistant)
+        await run_chat(runtime.assistant, notes=notes)
     finally:
+        # Drain what the answers left behind (usage rows) before the ledger closes.
+        await runtime.settle(timeout=settings.shutdown_grace_seconds)
         await runtime.close()
 
 
@@ -64,13 +139,17 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
     except ValueError as exc:
         print(f"chatbot: {exc}", file=sys.stderr)
         return 2
-    engine = database.create_engine(settings.database_url)
+    url = settings.effective_database_url
+    try:
+        engine = database.create_engine(url)
+    except database.DatabaseError as exc:
+        print(f"chatbot: {exc}", file=sys.stderr)
+        return 1
     try:
         lines = await usage_report(engine, since=start, by=group)
     except database.DatabaseError as exc:
         print(
-            f"chatbot: {exc} ({database.redact_url(settings.database_url)}; "
-            "`chatbot db upgrade` creates the tables)",
+            f"chatbot: {exc} ({database.redact_url(url)}; `chatbot db upgrade` creates the tables)",
             file=sys.stderr,
         )
         return 1
@@ -81,6 +160,22 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
     return 0
 
 
+def _serve(settings: Settings, *, host: str, port: int) -> int:
+    from adapters.server import StartupError, serve
+
+    try:
+        asyncio.run(serve(settings, host=host, port=port))
+    except StartupError as exc:
+        print(f"chatbot: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"chatbot: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse arguments, load settings, run the command."""
     args = _parser().parse_args(argv)
@@ -88,29 +183,24 @@ def main(argv: list[str] | None = None) -> int:
         from adapters.doctor import main as doctor
 
         return doctor()
-    try:
-        settings = Settings()
-    except Exception as exc:  # pydantic's message names the bad variable and why
-        print(f"chatbot: invalid configuration:\n{exc}", file=sys.stderr)
+    settings = load_settings()
+    if settings is None:
         return 2
     level = settings.log_level
-    if args.command == "chat" and "LOG_LEVEL" not in os.environ:
-        level = "WARNING"  # the terminal is the conversation: keep routine lines out of it
-    logs.configure(level, settings.log_format)
+    log_path = None
+    if args.command == "chat":
+        if "LOG_LEVEL" not in os.environ:
+            level = "WARNING"  # the terminal is the conversation: keep routine lines out of it
+        if sys.stderr.isatty():  # stderr is that terminal too: log lines would cut answers
+            log_path = chat_log_path()
+    logs.configure(level, settings.log_format, path=log_path)
     if args.command == "serve":
-        from adapters.server import serve
-
-        try:
-            asyncio.run(serve(settings, host=args.host, port=args.port or settings.port))
-        except OSError as exc:
-            print(f"chatbot: cannot listen: {exc.strerror}", file=sys.stderr)
-            return 1
-        return 0
+        return _serve(settings, host=args.host, port=args.port or settings.port)
     if args.command == "chat":
         try:
-            asyncio.run(_chat(settings))
-        except KeyboardInterrupt:
-            pass
+            asyncio.run(_chat(settings, log_path=log_path))
+        except KeyboardInterrupt:  # Ctrl-C: the chat ends (the terminal already shows ^C)
+            print()
         return 0
     if args.command == "teams-package":
         return teams_package.run(args, app_id=settings.microsoft_app_id)
@@ -126,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot import database
 
         try:
-            database.upgrade(settings.database_url)
+            database.upgrade(settings.effective_database_url)
         except Exception as exc:
-            print(f"chatbot: migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"chatbot: {logs.redacted(str(exc))}", file=sys.stderr)
             return 1
-        print("database is up to date")
+        print(f"database is up to date ({database.redact_url(settings.effective_database_url)})")
         return 0
     return 2
 

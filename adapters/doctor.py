@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
-from urllib.parse import quote
 
 import aiohttp
-from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -30,10 +26,18 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from adapters.metrics import public_url
-from adapters.settings import Settings
+from adapters.settings import Settings, describe_errors, settings_source
+from adapters.wiring import (
+    build_ollama,
+    build_openai,
+    build_redis,
+    build_slack_client,
+    slack_api_url,
+    teams_credentials,
+)
 from bot import database
 from bot.redact import redact
-from inference.base import ModelNotFound, ModelUnavailable
+from inference.base import ModelNotFound, ModelUnavailable, ProviderAuthFailed
 from inference.ollama import OllamaChatModel
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -42,7 +46,6 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TIMEOUT_SECONDS = 3.0
 # However a check goes wrong, doctor answers within this long.
 CHECK_DEADLINE_SECONDS = 20.0
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _SLACK_AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
@@ -68,33 +71,25 @@ def _safe(text: str) -> str:
 
 def load_settings(load: Callable[[], Settings]) -> tuple[Settings | None, list[Check]]:
     """Parse the settings; on failure, one FAIL line per bad variable (values not shown)."""
-    env_file = Path(".env")
-    source = f"environment and {env_file.resolve()}" if env_file.is_file() else "environment"
+    source = settings_source()
     try:
         settings = load()
-    except ValidationError as exc:
-        checks = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            checks.append(
-                Check(
-                    "FAIL",
-                    "settings",
-                    f"{name}: {error['msg']}",
-                    f"correct {name} in the {source} (see .env.example)",
-                )
-            )
-        return None, checks
-    except Exception as exc:  # pydantic-settings' SettingsError: a value is not valid JSON
+    except Exception as exc:  # ValidationError, or pydantic-settings' SettingsError
         return None, [
-            Check(
-                "FAIL",
-                "settings",
-                f"cannot read the settings: {_safe(str(exc))}",
-                f"correct it in the {source} (see .env.example)",
-            )
+            Check("FAIL", "settings", _safe(line), f"correct it in the {source} (see .env.example)")
+            for line in describe_errors(exc)
         ]
     checks = [Check("OK", "settings", f"valid (read from the {source})")]
+    if settings.placeholders:
+        checks.append(
+            Check(
+                "WARN",
+                "settings",
+                f"{', '.join(settings.placeholders)} still hold the example value from "
+                ".env.example: treated as unset",
+                "put the real value there, or leave it blank",
+            )
+        )
     if settings.log_level.upper() not in logging.getLevelNamesMapping():
         checks.append(
             Check(
@@ -115,7 +110,7 @@ async def check_redis(settings: Settings) -> list[Check]:
     url = settings.effective_redis_url
     shown = public_url(url)
     try:
-        client = Redis.from_url(url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=5)
+        client = build_redis(settings)  # the bot's own client
     except ValueError:
         return [
             Check(
@@ -191,8 +186,10 @@ def _known_revisions() -> set[str]:
 
 async def check_database(settings: Settings) -> list[Check]:
     """The database answers and its migrations are at the newest revision."""
-    url = settings.database_url
+    url = settings.effective_database_url
     shown = database.redact_url(url)
+    if settings.database_is_default:
+        shown = f"{shown} (DATABASE_URL not set: the default place)"
     upgrade = "run `chatbot db upgrade`"
     missing = _missing_sqlite_file(url)
     if missing is not None:
@@ -248,12 +245,8 @@ async def check_database(settings: Settings) -> list[Check]:
 # -- Ollama ---------------------------------------------------------------------------
 
 
-async def _check_one_ollama(url: str, settings: Settings) -> Check:
-    model = settings.ollama_model
-    shown = public_url(url)
-    server = OllamaChatModel(
-        base_url=url, model=model, num_ctx=settings.ollama_num_ctx, connect_timeout=2.0
-    )
+async def _check_one_ollama(server: OllamaChatModel, model: str) -> Check:
+    shown = public_url(server.base_url)
     try:
         await server.ping()
     except ModelNotFound:
@@ -268,7 +261,8 @@ async def _check_one_ollama(url: str, settings: Settings) -> Check:
             "FAIL",
             "ollama",
             f"{shown} does not answer as an Ollama server",
-            f"start Ollama on {shown} (`ollama serve`) or correct OLLAMA_BASE_URL",
+            f"start Ollama on {shown} (`ollama serve`; install it from ollama.com) or correct "
+            "OLLAMA_BASE_URL",
         )
     finally:
         await server.aclose()
@@ -288,7 +282,9 @@ async def check_ollama(settings: Settings) -> list[Check]:
                 "set OLLAMA_BASE_URL, e.g. http://localhost:11434",
             )
         ]
-    checks = list(await asyncio.gather(*(_check_one_ollama(url, settings) for url in urls)))
+    servers = build_ollama(settings)  # the bot's own clients, in failover order
+    model = settings.ollama_model
+    checks = list(await asyncio.gather(*(_check_one_ollama(s, model) for s in servers)))
     if any(c.status == "OK" for c in checks):
         checks = [
             Check("WARN", c.component, f"{c.what} (failover: other servers answer)", c.fix)
@@ -303,41 +299,18 @@ async def check_ollama(settings: Settings) -> list[Check]:
 
 
 async def check_openai(settings: Settings) -> list[Check]:
-    """The OpenAI key is accepted and PREMIUM_MODEL is offered; any problem is a warning:
-    premium is optional, local answers keep working and users are told premium failed."""
-    key = settings.openai_api_key
-    if key is None:
+    """The bot's premium client pings its endpoint (key accepted, PREMIUM_MODEL offered); any
+    problem is a warning: premium is optional, local answers keep working and users are
+    told premium failed."""
+    model = build_openai(settings)
+    if model is None:
         return [Check("OK", "openai", "premium is off (OPENAI_API_KEY is not set)")]
-    base = (settings.openai_base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/")
-    shown = public_url(base)
-    model = settings.premium_model
-    headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+    shown = public_url((settings.openai_base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/"))
+    name = settings.premium_model
     try:
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
-            async with http.get(f"{base}/models/{quote(model, safe='')}") as resp:
-                status = resp.status
-            listed: list[str] | None = None
-            if status == 404:
-                # Some OpenAI-compatible servers only list models.
-                async with http.get(f"{base}/models") as resp:
-                    if resp.status == 200:
-                        body = await resp.json(content_type=None)
-                        data = body.get("data") if isinstance(body, dict) else None
-                        listed = [str(m.get("id")) for m in data or [] if isinstance(m, dict)]
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return [
-            Check(
-                "WARN",
-                "openai",
-                f"cannot reach {shown} ({type(exc).__name__}): premium answers would fail",
-                "check that this machine reaches it (network, proxy, firewall) or correct "
-                "OPENAI_BASE_URL; unset OPENAI_API_KEY to turn premium off",
-            )
-        ]
-    if status == 200 or (listed is not None and model in listed):
-        return [Check("OK", "openai", f"key accepted by {shown}; {model} is available")]
-    if status in (401, 403):
+        await model.ping()
+    except ProviderAuthFailed as exc:
+        status = getattr(exc.__cause__, "status_code", "refused")
         return [
             Check(
                 "WARN",
@@ -347,23 +320,27 @@ async def check_openai(settings: Settings) -> list[Check]:
                 "or unset it to turn premium off",
             )
         ]
-    if status == 404:
+    except ModelNotFound:
         return [
             Check(
                 "WARN",
                 "openai",
-                f"key accepted by {shown}, but PREMIUM_MODEL={model} is not offered",
+                f"key accepted by {shown}, but PREMIUM_MODEL={name} is not offered",
                 "set PREMIUM_MODEL to a model this key can use",
             )
         ]
-    return [
-        Check(
-            "WARN",
-            "openai",
-            f"{shown} answered HTTP {status} to GET /models/{model}",
-            "try again later; check the provider's status page",
-        )
-    ]
+    except ModelUnavailable as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
+        return [
+            Check(
+                "WARN",
+                "openai",
+                f"cannot reach {shown} ({cause}): premium answers would fail",
+                "check that this machine reaches it (network, proxy, firewall) or correct "
+                "OPENAI_BASE_URL; unset OPENAI_API_KEY to turn premium off",
+            )
+        ]
+    return [Check("OK", "openai", f"key accepted by {shown}; {name} is available")]
 
 
 # -- Slack ----------------------------------------------------------------------------
@@ -384,9 +361,7 @@ async def check_slack(settings: Settings) -> list[Check]:
                 )
             ]
         return [Check("OK", "slack", "Slack is off (SLACK_BOT_TOKEN is not set)")]
-    api_url = settings.slack_api_url
-    api_url = api_url if api_url.endswith("/") else api_url + "/"
-    shown = public_url(api_url)
+    shown = public_url(slack_api_url(settings))
     checks: list[Check] = []
     bot_token = token.get_secret_value()
     if not bot_token.startswith("xoxb-"):
@@ -398,7 +373,7 @@ async def check_slack(settings: Settings) -> list[Check]:
                 "use the Bot User OAuth Token from OAuth & Permissions",
             )
         )
-    client = AsyncWebClient(token=bot_token, base_url=api_url, timeout=int(TIMEOUT_SECONDS) + 2)
+    client = build_slack_client(settings, timeout=int(TIMEOUT_SECONDS) + 2)  # the bot's own
     reinstall = (
         "copy the Bot User OAuth Token (xoxb-...) from OAuth & Permissions into "
         "SLACK_BOT_TOKEN (reinstall the app if it was revoked)"
@@ -478,10 +453,11 @@ async def _check_slack_mode(settings: Settings, client: AsyncWebClient) -> Check
 
 
 def check_teams(settings: Settings) -> list[Check]:
-    """The Bot Framework credentials are complete for the app type. Offline, doctor cannot
-    fetch a token, so the credentials themselves are reported as not verified."""
-    app_id = settings.microsoft_app_id
-    if not app_id:
+    """The Bot Framework credentials are complete for the app type (the problems the bot
+    itself logs at start). Offline, doctor cannot fetch a token, so the credentials
+    themselves are reported as not verified."""
+    credentials = teams_credentials(settings)
+    if not credentials.app_id:
         if settings.teams_allow_unauthenticated:
             return [
                 Check(
@@ -494,46 +470,19 @@ def check_teams(settings: Settings) -> list[Check]:
                 )
             ]
         return [Check("OK", "teams", "Teams is off (MICROSOFT_APP_ID is not set)")]
-    app_type = settings.microsoft_app_type
-    checks: list[Check] = []
-    if not _GUID.match(app_id):
-        checks.append(
-            Check(
-                "WARN",
-                "teams",
-                "MICROSOFT_APP_ID is not a GUID (Azure app ids look like "
-                "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-                "copy the Microsoft App ID from the Azure Bot resource's Configuration page",
-            )
-        )
-    if app_type != "UserAssignedMSI" and settings.microsoft_app_password is None:
-        checks.append(
-            Check(
-                "FAIL",
-                "teams",
-                f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_PASSWORD: the bot cannot "
-                "reply in Teams",
-                "create a client secret for the app (Azure portal, App registrations, "
-                "Certificates & secrets) and put it in MICROSOFT_APP_PASSWORD",
-            )
-        )
-    if app_type in ("SingleTenant", "UserAssignedMSI") and not settings.microsoft_app_tenant_id:
-        checks.append(
-            Check(
-                "FAIL",
-                "teams",
-                f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID",
-                "set MICROSOFT_APP_TENANT_ID to the Directory (tenant) ID of the app",
-            )
-        )
+    checks = [
+        Check("WARN" if p.severity == "odd" else "FAIL", "teams", p.what, p.fix)
+        for p in credentials.problems()
+    ]
     if not any(c.status == "FAIL" for c in checks):
+        app_type = credentials.app_type
         credential = "managed identity" if app_type == "UserAssignedMSI" else "password set"
         checks.append(
             Check(
                 "OK",
                 "teams",
-                f"app {app_id} ({app_type}, {credential}); credentials not verified: doctor "
-                "does not fetch a Bot Framework token (a wrong secret shows as "
+                f"app {credentials.app_id} ({app_type}, {credential}); credentials not verified: "
+                "doctor does not fetch a Bot Framework token (a wrong secret shows as "
                 "'cannot answer in Teams' in the bot's log)",
             )
         )

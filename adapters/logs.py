@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from bot.redact import redact
@@ -35,8 +36,33 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def _safe(text: str) -> str:
+def redacted(text: str) -> str:
+    """``text`` with anything that looks like a secret replaced."""
     return redact(text).text
+
+
+_safe = redacted
+
+
+class OnceUntilChanged(logging.Filter):
+    """Lets a repeated warning through once, then drops it until its logger says something
+    else: "server X skipped" every 10 s becomes one line, and again after "X is back"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: dict[tuple[str, str], object] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The first argument names the subject (a server's URL), so each is said once.
+        subject = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+        key = (record.name, str(subject))
+        if record.levelno < logging.WARNING:
+            self._said.pop(key, None)  # e.g. "X is back": the next warning is news again
+            return True
+        if self._said.get(key) == record.msg:
+            return False
+        self._said[key] = record.msg
+        return True
 
 
 class TextFormatter(logging.Formatter):
@@ -74,9 +100,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def configure(level: str, fmt: str, *, stream: IO[str] | None = None) -> None:
-    """Configure the root logger once for the process (stderr unless ``stream``)."""
-    handler = logging.StreamHandler(stream)
+# Loggers whose periodic checks repeat the same warning while a dependency stays down.
+REPEATING = ("inference.pool",)
+
+
+def configure(
+    level: str, fmt: str, *, stream: IO[str] | None = None, path: Path | None = None
+) -> None:
+    """Configure the root logger once for the process: to ``path`` when given, else to
+    ``stream`` (stderr by default). Never stdout: that is for answers and reports."""
+    handler: logging.Handler = (
+        logging.FileHandler(path, encoding="utf-8")
+        if path is not None
+        else logging.StreamHandler(stream)
+    )
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -94,5 +131,11 @@ def configure(level: str, fmt: str, *, stream: IO[str] | None = None) -> None:
         "aiohttp.access",
         "openai",
         "msal",
+        "alembic.runtime.plugins",  # one line per plugin on every migration
     ):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
+    once = OnceUntilChanged()
+    for name in REPEATING:
+        logger = logging.getLogger(name)
+        logger.filters[:] = [f for f in logger.filters if not isinstance(f, OnceUntilChanged)]
+        logger.addFilter(once)

@@ -5,9 +5,20 @@ Only the composition root reads these; everything below it takes plain arguments
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, SecretStr, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -16,6 +27,51 @@ DEFAULT_SYSTEM_PROMPT = (
     "fenced code blocks with a language tag. Say so when you are not sure."
 )
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_DATABASE_URL = "sqlite:///chatbot.db"
+# Credentials that a copied `.env.example` (or a tutorial) leaves in place of a real value:
+# treated as unset, and `chatbot doctor` says so.
+_PLACEHOLDER_PREFIX = re.compile(r"^(?:xoxb|xoxp|xapp|sk(?:-proj)?)-", re.IGNORECASE)
+# What is left after the prefix: nothing, or at least 8 of 0/x (xoxb-0000-xxxx..., 000...).
+_PLACEHOLDER_BODY = re.compile(r"^(?:[0x_\-.]{8,})?$", re.IGNORECASE)
+_PLACEHOLDER_WORDS = re.compile(
+    r"^(?:<.*>|\.\.\.|changeme|change-me|replace-?me|todo|your[-_ ].*|\$\{.*\})$", re.IGNORECASE
+)
+_CREDENTIALS = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "microsoft_app_id",
+    "microsoft_app_password",
+    "microsoft_app_tenant_id",
+    "openai_api_key",
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a credential is an example value (all zeros or x's, `<...>`, `your-...`)."""
+    text = value.strip()
+    body = _PLACEHOLDER_PREFIX.sub("", text)
+    return bool(text) and (
+        _PLACEHOLDER_BODY.match(body) is not None
+        or any(_PLACEHOLDER_WORDS.match(part) for part in (text, body))
+    )
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def is_guid(value: str) -> bool:
+    """Whether ``value`` looks like an Azure app or tenant id (xxxxxxxx-xxxx-...-xxxxxxxxxxxx)."""
+    return _GUID.match(value) is not None
+
+
+def data_dir() -> Path:
+    """Where the bot keeps its own files when not told otherwise: $XDG_DATA_HOME/chatbot,
+    else ~/.local/share/chatbot. The same place from every working directory."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "chatbot"
+
+
 # OpenAI list prices in US dollars per million (input, output) tokens, 2025. A dated
 # snapshot (gpt-4o-2024-08-06) is priced as its family. PREMIUM_PRICES_USD overrides or
 # adds entries, e.g. for an OpenAI-compatible endpoint's own model names.
@@ -65,7 +121,7 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = None
-    database_url: str = "sqlite:///chatbot.db"
+    database_url: str = DEFAULT_DATABASE_URL
 
     rate_limit_per_minute: int = Field(default=10, ge=0)
     rate_limit_per_day: int = Field(default=100, ge=0)
@@ -117,6 +173,42 @@ class Settings(BaseSettings):
             return None
         return value
 
+    _placeholders: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _placeholders_are_unset(self) -> Settings:
+        found = []
+        for name in _CREDENTIALS:
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and is_placeholder(text):
+                found.append(name.upper())
+                setattr(self, name, "" if isinstance(value, str) else None)
+        self._placeholders = tuple(found)
+        return self
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The credentials that held an example value and are therefore treated as unset."""
+        return self._placeholders
+
+    @property
+    def database_is_default(self) -> bool:
+        """DATABASE_URL was not set: the ledger is the SQLite file in `data_dir()`."""
+        return "database_url" not in self.model_fields_set and (
+            self.database_url == DEFAULT_DATABASE_URL
+        )
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database to use. Unset, the default SQLite file is resolved to one place
+        (`data_dir()/chatbot.db`), so every command from every folder shares one ledger."""
+        if not self.database_is_default:
+            return self.database_url
+        folder = data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'chatbot.db'}"
+
     @property
     def ollama_urls(self) -> list[str]:
         """The Ollama servers in failover order."""
@@ -134,11 +226,25 @@ class Settings(BaseSettings):
         return {**DEFAULT_PREMIUM_PRICES_USD, **self.premium_prices_usd}
 
     @property
-    def slack_enabled(self) -> bool:
-        """Slack is on when a bot token is configured."""
-        return self.slack_bot_token is not None
-
-    @property
     def effective_redis_url(self) -> str:
         """The Redis URL to try: the configured one, else localhost."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def describe_errors(exc: Exception) -> list[str]:
+    """A settings error as lines a person can act on: the variable and what is wrong with
+    it, never its value (it may be a secret) nor a link to pydantic's documentation."""
+    if isinstance(exc, ValidationError):
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            lines.append(f"{name}: {error['msg']}")
+        return lines
+    # pydantic-settings' SettingsError: a value that should be JSON is not.
+    return [f"cannot read the settings: {exc}"]
+
+
+def settings_source() -> str:
+    """Where the settings are read from, for messages."""
+    env_file = Path(".env")
+    return f"environment and {env_file.resolve()}" if env_file.is_file() else "environment"

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
+from adapters.teams.config import TeamsCredentials
 from bot import database
 from bot.assistant import Assistant, Premium
 from bot.budget import Budgets, Price, price_for
@@ -31,7 +32,7 @@ from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.state import ConversationState, LocalState, RedisState
+from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
 from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
@@ -42,6 +43,7 @@ from inference.pool import ModelPool
 
 if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
     from adapters.knowledge import KnowledgeService
+    from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class Runtime:
     slack: SlackBot | None = None
     slack_endpoint: SlackHttpEndpoint | None = None
     teams: TeamsBot | None = None
+    socket_mode: SocketMode | None = None
     metrics: Metrics = field(default_factory=Metrics)
     router: JobRouter = field(default_factory=JobRouter)
     rate_limiter: RateLimiter | None = None
@@ -152,7 +155,14 @@ class Runtime:
         down = [name for name, r in (("redis", results[0]), ("database", results[1])) if r != "ok"]
         if not any(r == "ok" for r in ollama.values()):
             down.append("ollama")
-        return {"redis": results[0], "database": results[1], "ollama": ollama, "down": down}
+        report: dict[str, object] = {"redis": results[0], "database": results[1], "ollama": ollama}
+        if self.socket_mode is not None:
+            slack_up = await self.socket_mode.connected()
+            report["slack"] = "ok" if slack_up else "down: Socket Mode not connected"
+            if not slack_up:
+                down.append("slack")
+        report["down"] = down
+        return report
 
     async def close(self) -> None:
         """Release connections (after the answers in flight were drained)."""
@@ -169,9 +179,9 @@ class Runtime:
         await self.engine.dispose()
 
 
-async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | None]:
-    """Redis when configured or found on localhost; else memory inside this process."""
-    redis = Redis.from_url(
+def build_redis(settings: Settings) -> Redis:
+    """The Redis client (REDIS_URL, else localhost); ValueError for a URL that is not Redis."""
+    return Redis.from_url(
         settings.effective_redis_url,
         socket_connect_timeout=3,
         socket_timeout=10,
@@ -181,7 +191,57 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    state = RedisState(
+
+
+def slack_api_url(settings: Settings) -> str:
+    """SLACK_API_URL with the trailing slash the Slack SDK joins method names to."""
+    url = settings.slack_api_url
+    return url if url.endswith("/") else url + "/"
+
+
+def build_slack_client(
+    settings: Settings, *, session: aiohttp.ClientSession | None = None, timeout: int = 30
+) -> AsyncWebClient:
+    """The Slack Web API client for SLACK_BOT_TOKEN (which must be set)."""
+    assert settings.slack_bot_token is not None
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=slack_api_url(settings),
+        session=session,  # one connection pool for every Slack call
+        timeout=timeout,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def teams_credentials(settings: Settings) -> TeamsCredentials:
+    """MICROSOFT_APP_* as plain values for the Teams adapter (and doctor)."""
+    password = settings.microsoft_app_password
+    return TeamsCredentials(
+        app_id=settings.microsoft_app_id,
+        app_password=password.get_secret_value() if password is not None else None,
+        app_type=settings.microsoft_app_type,
+        tenant_id=settings.microsoft_app_tenant_id,
+    )
+
+
+def build_openai(settings: Settings) -> OpenAIChatModel | None:
+    """The premium model's client, or None without OPENAI_API_KEY."""
+    if settings.openai_api_key is None:
+        return None
+    return OpenAIChatModel(
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.premium_model,
+        base_url=settings.openai_base_url,
+    )
+
+
+async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | None]:
+    """Redis when configured or found on localhost; else memory inside this process."""
+    redis = build_redis(settings)
+    state = redis_state(
         redis=redis,
         ttl_seconds=settings.memory_ttl_seconds,
         lock_ttl_seconds=settings.work_reclaim_seconds,
@@ -193,7 +253,7 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
     except Exception:
         await redis.aclose()
         log.warning(LOCAL_MEMORY_NOTICE)
-        return LocalState(ttl_seconds=settings.memory_ttl_seconds), None
+        return local_state(ttl_seconds=settings.memory_ttl_seconds), None
     return state, redis
 
 
@@ -212,7 +272,8 @@ def build_ollama(settings: Settings) -> list[OllamaChatModel]:
 
 def build_premium(settings: Settings) -> Premium | None:
     """The premium route (OpenAI, built once), or None without OPENAI_API_KEY."""
-    if settings.openai_api_key is None:
+    model = build_openai(settings)
+    if model is None:
         return None
     table = {name: Price(*prices) for name, prices in settings.premium_prices.items()}
     price = price_for(settings.premium_model, table)
@@ -226,11 +287,6 @@ def build_premium(settings: Settings) -> Premium | None:
             price.input_per_mtok,
             price.output_per_mtok,
         )
-    model = OpenAIChatModel(
-        api_key=settings.openai_api_key.get_secret_value(),
-        model=settings.premium_model,
-        base_url=settings.openai_base_url,
-    )
     return Premium(
         model=model,
         allowed_users=settings.premium_allowlist,
@@ -325,32 +381,21 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
         dispatcher = runtime.work_queue
     else:
-        dispatcher = LocalDispatcher(
-            state=state, tracker=tracker, handler=runtime.router, telemetry=metrics
-        )
+        dispatcher = LocalDispatcher(tracker=tracker, handler=runtime.router, telemetry=metrics)
     if settings.slack_bot_token is not None:
-        base_url = (
-            settings.slack_api_url
-            if settings.slack_api_url.endswith("/")
-            else settings.slack_api_url + "/"
-        )
-        client = AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(),
-            base_url=base_url,
-            session=http,  # one connection pool for every Slack call
-            timeout=30,
-            retry_handlers=[
-                AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-                AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            ],
-        )
+        client = build_slack_client(settings, session=http)
+        secret = settings.slack_signing_secret
+        signing_secret = secret.get_secret_value() if secret else None
         runtime.slack = SlackBot(
-            client=client, assistant=assistant, dispatcher=dispatcher, tracker=tracker
+            client=client,
+            assistant=assistant,
+            dispatcher=dispatcher,
+            tracker=tracker,
+            signing_secret=signing_secret,
         )
         runtime.router.register("slack", runtime.slack.handle_job)
-        secret = settings.slack_signing_secret
         runtime.slack_endpoint = SlackHttpEndpoint(
-            app=runtime.slack.app, signing_secret=secret.get_secret_value() if secret else None
+            app=runtime.slack.app, signing_secret=signing_secret
         )
         if secret is None and settings.slack_app_token is None:
             log.warning("SLACK_SIGNING_SECRET is not set: every request to /slack/events gets 401")
@@ -358,7 +403,11 @@ async def build_runtime(settings: Settings) -> Runtime:
         from adapters.teams.app import build_teams_bot
 
         runtime.teams = build_teams_bot(
-            settings, assistant=assistant, tracker=tracker, dispatcher=dispatcher
+            credentials=teams_credentials(settings),
+            allow_unauthenticated=settings.teams_allow_unauthenticated,
+            assistant=assistant,
+            tracker=tracker,
+            dispatcher=dispatcher,
         )
         if runtime.teams is not None:
             runtime.router.register("teams", runtime.teams.handle_job)

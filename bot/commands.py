@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-CommandName = Literal["premium", "reset", "help", "model", "ask", "unknown"]
+CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "unknown"]
 KNOWN: dict[str, CommandName] = {
     "premium": "premium",
     "reset": "reset",
     "help": "help",
     "model": "model",
     "ask": "ask",
+    "search": "search",
 }
 # `/word` followed by whitespace or the end; `/usr/bin/env` and `/tmp/x` are not commands.
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z_-]{0,30})(?=\s|$)\s*(.*)$", re.DOTALL)
@@ -36,14 +37,46 @@ def parse_command(text: str) -> Command | None:
     return Command(name=KNOWN.get(word, "unknown"), argument=match.group(2).strip(), word=word)
 
 
-HELP_TEXT = """\
-I answer questions with a self-hosted model ({local_model}); your code stays on company servers.
+_INTRO = (
+    "I answer questions with a self-hosted model ({local_model}); "
+    "your code stays on company servers."
+)
+_PREMIUM = (
+    "- `/premium <question>`: answer with the premium model ({premium_model}); "
+    "text leaves the company"
+)
+_COMMON = (
+    "- `/reset`: forget this conversation (only this one)\n"
+    "- `/search <words>`: list the indexed team documents that match, without asking a model\n"
+    "- `/model`: which models answer here, and your premium spend this month\n"
+    "- `/help`: this list"
+)
+_WHERE = {
+    "console": "**Commands** (type them at the prompt):",
+    "chat": (
+        "**Commands** (in a channel, mention me first; in a direct chat or a thread I'm part "
+        "of, just type them):"
+    ),
+}
+_CONSOLE_EXTRA = "- `/quit` or `/exit` (or Ctrl-D): end the chat"
+_CHANNELS = (
+    "In a channel, mention me and I answer in the message's thread, keeping the context of "
+    "that thread."
+)
 
-**Commands** (type them after mentioning me, in a direct chat, or in a thread I'm part of):
-- `/premium <question>`: answer with the premium model ({premium_model}); text leaves the company
-- `/reset`: forget this conversation (only this one)
-- `/model`: which models answer here, and your premium spend this month
-- `/help`: this list
 
-In a channel, mention me and I answer in the message's thread, keeping the context of that \
-thread."""
+def help_text(*, platform: str, local_model: str, premium_model: str | None) -> str:
+    """The `/help` reply: the terminal's wording for ``platform == "console"`` (with `/quit`
+    and `/exit`, no channels), Slack's and Teams' otherwise; `/premium` only when a premium
+    model is configured (``premium_model`` None means it is not)."""
+    console = platform == "console"
+    lines = [_WHERE["console" if console else "chat"]]
+    if premium_model is not None:
+        lines.append(_PREMIUM.format(premium_model=premium_model))
+    lines.append(_COMMON)
+    if console:
+        lines.append(_CONSOLE_EXTRA)
+    parts = [_INTRO.format(local_model=local_model), "\n".join(lines)]
+    if not console:
+        parts.append(_CHANNELS)
+    return "\n\n".join(parts)

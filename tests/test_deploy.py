@@ -209,8 +209,9 @@ def test_the_bot_is_pointed_at_this_stacks_services(services: dict[str, dict[str
     )
     health = " ".join(services["postgres"]["healthcheck"]["test"])
     assert f"-U {pg['POSTGRES_USER']}" in health and f"-d {pg['POSTGRES_DB']}" in health
-    # The published port is the one the bot listens on.
-    assert services["bot"]["ports"] == ["${PORT:-3000}:${PORT:-3000}"]
+    # The published port is the one the bot listens on, on this machine only: /metrics has
+    # no authentication, and Slack and Teams come in through a reverse proxy on the host.
+    assert services["bot"]["ports"] == ["127.0.0.1:${PORT:-3000}:${PORT:-3000}"]
 
 
 def test_models_and_data_live_in_named_volumes(compose: dict[str, Any]) -> None:
@@ -301,7 +302,51 @@ def test_the_image_checks_healthz_and_serves_on_3000(dockerfile: list[tuple[str,
     assert final["EXPOSE"] == "3000"
     assert json.loads(final["CMD"]) == ["chatbot", "serve"]
     bases = [args for keyword, args in dockerfile if keyword == "ARG" and "PYTHON_IMAGE" in args]
-    assert bases == ["PYTHON_IMAGE=python:3.11-slim"]
+    assert bases == ["PYTHON_IMAGE=python:3.11.13-slim-bookworm"]
+
+
+# An exact version: x.y.z (PostgreSQL's are x.y), optionally with a variant (-alpine).
+_PINNED_TAG = re.compile(r":v?\d+\.\d+\.\d+(?:-[a-z]+)*$|^postgres:\d+\.\d+(?:-[a-z]+)*$")
+
+
+def test_every_image_is_pinned_to_an_exact_version(
+    services: dict[str, dict[str, Any]], dockerfile: list[tuple[str, str]]
+) -> None:
+    images = {name: s["image"] for name, s in services.items() if "build" not in s}
+    images["Dockerfile"] = next(
+        args.split("=", 1)[1] for keyword, args in dockerfile if keyword == "ARG"
+    )
+    floating = {name: image for name, image in images.items() if not _PINNED_TAG.search(image)}
+    assert floating == {}
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_the_lock_pins_every_dependency_and_everyone_installs_with_it() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=~! ]", d)[0]).lower() for d in wanted}
+    assert names - set(_lock()) == set()
+    # The image (scripts/install.sh), `make install` (and so CI's `make test`) all use it.
+    assert "-c requirements.lock" in (ROOT / "scripts/install.sh").read_text()
+    assert "-c $(LOCK)" in (ROOT / "Makefile").read_text()
+    assert "LOCK := requirements.lock" in (ROOT / "Makefile").read_text()
+
+
+def test_the_spot_guard_fires_with_a_copied_env_example() -> None:
+    """docker-compose.spot.yml requires OLLAMA_BASE_URL from .env: the example leaves it
+    unset, so a forgotten failover order stops `docker compose up` with the message."""
+    example = (ROOT / ".env.example").read_text()
+    assert not re.search(r"^OLLAMA_BASE_URL=", example, re.M)
+    assert re.search(r"^# OLLAMA_BASE_URL=", example, re.M)
 
 
 def test_the_image_installs_the_package_from_pyproject(install_check: ModuleType) -> None:

@@ -172,3 +172,23 @@ async def test_serve_with_log_format_json(
     assert len(answered) == 1 and answered[0]["request_id"]
     assert any("listening on" in str(r["message"]) for r in records)
     assert "payroll" not in text and BOT_TOKEN not in text
+
+
+def test_a_dependency_that_stays_down_is_logged_once_until_it_is_back(
+    capture_logs: Configure,
+) -> None:
+    """The model pool's health check warns every 10 s while a server is down: the operator
+    reads it once, and again only after the server was back in between."""
+    buffer = capture_logs("INFO", "text")
+    pool = logging.getLogger("inference.pool")
+    try:
+        for _ in range(3):
+            pool.warning("model server %s skipped for %.0fs: %s", "http://a:11434", 30, "down")
+        pool.warning("model server %s skipped for %.0fs: %s", "http://b:11434", 30, "down")
+        pool.info("model server %s is back", "http://a:11434")
+        pool.warning("model server %s skipped for %.0fs: %s", "http://a:11434", 30, "down")
+    finally:
+        pool.filters.clear()
+    lines = buffer.getvalue().splitlines()
+    assert sum("http://a:11434 skipped" in line for line in lines) == 2
+    assert sum("http://b:11434 skipped" in line for line in lines) == 1

@@ -24,7 +24,7 @@ from botframework.connector.auth import AuthenticationConstants
 from adapters.server import build_web_app, migrate
 from adapters.teams.app import TeamsBot, build_teams_bot
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink
-from adapters.wiring import Runtime, build_runtime
+from adapters.wiring import Runtime, build_runtime, teams_credentials
 from bot import replies
 from bot.tasks import TaskTracker
 from tests.fakes.ollama import FakeOllama
@@ -329,7 +329,7 @@ async def test_reset_help_and_model_commands_typed_after_the_mention(
     await say("personal_message", "remember 7", "10")
     assert await say("channel_mention", "/reset", "1730825899001") == replies.RESET_DONE
     help_text = await say("channel_mention", "/help", "1730825899002")
-    assert all(command in help_text for command in ("/premium", "/reset", "/help"))
+    assert all(command in help_text for command in ("/search", "/reset", "/help"))
     assert "codellama:7b" in await say("channel_mention", "/model", "1730825899003")
     assert len(teams_bot.ollama.requests) == 2, "commands do not reach the model"
 
@@ -718,7 +718,12 @@ def test_an_incomplete_configuration_turns_teams_off_and_says_why(
     settings = bot_settings(
         **{"microsoft_app_id": APP_ID, "microsoft_app_password": APP_PASSWORD, **overrides}
     )
-    bot = build_teams_bot(settings, assistant=None, tracker=TaskTracker())  # type: ignore[arg-type]
+    bot = build_teams_bot(
+        credentials=teams_credentials(settings),
+        allow_unauthenticated=False,
+        assistant=None,  # type: ignore[arg-type]
+        tracker=TaskTracker(),
+    )
     assert bot is None
     assert any(problem in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 

@@ -98,3 +98,30 @@ def test_chatbot_teams_package_needs_an_app_id(
     assert main(["teams-package", "--output", str(tmp_path / "x.zip")]) == 2
     assert "MICROSOFT_APP_ID" in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_teams_package_output_problems_are_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROSOFT_APP_ID", APP_ID)
+    assert main(["teams-package", "--output", str(tmp_path / "missing" / "app.zip")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # A folder: the package is written inside it.
+    assert main(["teams-package", "--output", str(tmp_path)]) == 0
+    assert zipfile.is_zipfile(tmp_path / "teams-app.zip")
+
+
+def test_teams_package_refuses_an_app_id_teams_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "x.zip"
+    assert main(["teams-package", "--app-id", "not-a-guid", "--output", str(out)]) == 2
+    assert "GUID" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_app_has_the_same_name_in_teams_as_in_slack() -> None:
+    slack = (Path(__file__).resolve().parent.parent / "slack/manifest.http.yml").read_text()
+    name = manifest(AppInfo(app_id=APP_ID))["name"]["short"]
+    assert f"name: {name}\n" in slack

@@ -1,26 +1,27 @@
-"""Slack wiring: the bolt AsyncApp's listeners and the signed HTTP endpoint."""
+"""Slack wiring: the bolt AsyncApp's listeners, and `POST /slack/events` through bolt's own
+aiohttp converters behind a middleware that checks the signature before the body is parsed."""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import hmac
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack.events import PLATFORM, SlackInbound, to_inbound, to_question_text
-from adapters.slack.sink import EphemeralSink, SlackReplySink, StreamingSupport
+from adapters.slack.commands import SLASH_COMMANDS, SlashCommand, SlashCommands, responder
+from adapters.slack.events import PLATFORM, MalformedRequest, SlackInbound, check_body, to_inbound
+from adapters.slack.sink import SlackReplySink, StreamingSupport
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
 from bot.tasks import TaskTracker
@@ -28,22 +29,27 @@ from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)
 
-RESET_IN_CHANNEL = (
-    "`/reset` here would not know which thread to forget (Slack slash commands can't be used "
-    "inside threads). To reset a thread, write `@{bot} /reset` in it. "
-    "In a DM with me, `/reset` forgets our conversation."
-)
-CANNOT_POST = (
-    "I can't post in this conversation. Invite me with `/invite @{bot}`, "
-    "or mention me in a channel I'm in."
-)
-USAGE = "Usage: `/{command} <your question>`"
-DISPLAY_LIMIT = 3000
+ROUTE = "/slack/events"
+MAX_CLOCK_SKEW_SECONDS = 5 * 60  # as Slack's own verifiers
 # What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
 # these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
 # kind of conversation: DMs, public channels, private channels, group DMs.
-SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help")
 BOT_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups", "message.mpim")
+__all__ = ["BOT_EVENTS", "SLASH_COMMANDS", "SlackBot", "SlackHttpEndpoint"]
+
+
+class _DropTokenUnused(logging.Filter):
+    """bolt warns "token will be unused" when SLACK_BOT_TOKEN is in the environment and a
+    client is given, which is how the bot always builds it: not news to anyone."""
+
+    _MESSAGE = warning_client_prioritized_and_token_skipped()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._MESSAGE
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt")
+_BOLT_LOG.addFilter(_DropTokenUnused())
 
 
 class SlackBot:
@@ -61,6 +67,7 @@ class SlackBot:
         assistant: Assistant,
         dispatcher: Dispatcher,
         tracker: TaskTracker,
+        signing_secret: str | None = None,
         streaming: StreamingSupport | None = None,
     ) -> None:
         self.client = client
@@ -70,13 +77,15 @@ class SlackBot:
         self._streaming = streaming or StreamingSupport()
         self.app = AsyncApp(
             client=client,
-            # The HTTP endpoint verifies signatures before bolt sees a request; Socket Mode
-            # needs none.
-            request_verification_enabled=False,
+            # The HTTP route's middleware checks signatures before anything is parsed; bolt
+            # checks them again. Socket Mode needs none.
+            signing_secret=signing_secret or "",
+            request_verification_enabled=bool(signing_secret),
             # Queue first, then acknowledge: an acknowledged event is never lost.
             process_before_response=True,
-            logger=logging.getLogger("slack_bolt"),
+            logger=_BOLT_LOG,
         )
+        self._commands = SlashCommands(client=client, assistant=assistant, sink=self._sink)
         for event_type in dict.fromkeys(event.split(".")[0] for event in BOT_EVENTS):
             self.app.event(event_type)(self._on_event)
         for command in SLASH_COMMANDS:
@@ -133,8 +142,9 @@ class SlackBot:
                 await self._answer(inbound, progress)
         elif payload.get("type") == "command":
             command = payload["command"]
-            respond = _responder(str(command.get("response_url") or ""))
-            await self._command(command, str(payload.get("bot_user_id") or ""), respond, progress)
+            respond = responder(str(command.get("response_url") or ""))
+            parsed = SlashCommand.from_payload(command, str(payload.get("bot_user_id") or ""))
+            await self._commands.handle(parsed, respond, progress)
 
     async def _remove(self, posted: tuple[str, ...]) -> None:
         for item in posted:
@@ -172,142 +182,49 @@ class SlackBot:
             inbound.message.sender,
             progress,
         )
-        await self._assistant.handle(inbound.message, sink, dedupe=False)
-
-    async def _command(
-        self, command: dict[str, Any], bot_user_id: str, respond: Any, progress: JobProgress
-    ) -> None:
-        name = str(command.get("command", "")).lstrip("/").lower()
-        raw_text = str(command.get("text") or "")
-        team = str(command.get("team_id") or "")
-        channel = str(command.get("channel_id") or "")
-        user = str(command.get("user_id") or "")
-        is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
-        message_id = f"cmd:{command.get('trigger_id') or uuid.uuid4().hex}"
-        bot = f"<@{bot_user_id}>" if bot_user_id else "bot"
-        rolling = ConversationKey(PLATFORM, team, channel, "")
-
-        if name in ("ask", "premium"):
-            question = to_question_text(raw_text, bot_user_id)
-            if not question:
-                await respond(text=USAGE.format(command=name), response_type="ephemeral")
-                return
-            await self._ask(
-                name, question, raw_text, team, channel, user, message_id, respond, bot, progress
-            )
-            return
-        if name == "reset" and not is_dm:
-            await respond(text=RESET_IN_CHANNEL.format(bot=bot), response_type="ephemeral")
-            return
-        # /help, and /reset in a DM: the core answers them as inline commands.
-        text = f"/{name} {to_question_text(raw_text, bot_user_id)}".strip()
-        message = IncomingMessage(rolling, message_id, user, text, is_dm)
-        await self._assistant.handle(message, EphemeralSink(respond=respond), dedupe=False)
-
-    async def _ask(
-        self,
-        name: str,
-        question: str,
-        raw_text: str,
-        team: str,
-        channel: str,
-        user: str,
-        message_id: str,
-        respond: Any,
-        bot: str,
-        progress: JobProgress,
-    ) -> None:
-        # Slash commands can't be used in threads: post the question, answer in its thread.
-        shown = raw_text if len(raw_text) <= DISPLAY_LIMIT else raw_text[:DISPLAY_LIMIT] + "…"
-        quoted = "\n".join(f">{line}" for line in shown.splitlines() or [""])
-        label = " (premium)" if name == "premium" else ""
-        try:
-            posted = await self.client.chat_postMessage(
-                channel=channel, text=f"<@{user}> asked{label}:\n{quoted}"
-            )
-        except SlackApiError as exc:
-            log.warning("cannot post a slash command's question: %s", exc.response.get("error"))
-            await respond(text=CANNOT_POST.format(bot=bot), response_type="ephemeral")
-            return
-        root = str(posted["ts"])
-        await progress.shown(f"{channel}:{root}")
-        key = ConversationKey(PLATFORM, team, channel, root)
-        await self._assistant.engage(key)
-        text = f"/premium {question}" if name == "premium" else question
-        sink = self._sink(channel, root, team, user, progress)
-        await self._assistant.handle(
-            IncomingMessage(key, message_id, user, text), sink, dedupe=False
-        )
-
-
-def _responder(response_url: str) -> Callable[..., Awaitable[Any]]:
-    """Answers through a slash command's response_url (valid 30 minutes, 5 uses)."""
-
-    async def respond(**kwargs: Any) -> None:
-        if not response_url:
-            return
-        response = await AsyncWebhookClient(response_url, timeout=10).send(**kwargs)
-        if response.status_code >= 300:
-            log.warning("response_url refused the reply (HTTP %s)", response.status_code)
-
-    return respond
+        await self._assistant.handle(inbound.message, sink)
 
 
 class SlackHttpEndpoint:
-    """`POST /slack/events`: signature checked before anything is parsed, then bolt."""
+    """`POST /slack/events`: `middleware` refuses unsigned and malformed requests before
+    anything is parsed; `handle` hands the rest to bolt with bolt's own converters."""
 
     def __init__(self, *, app: AsyncApp, signing_secret: str | None) -> None:
         self._app = app
-        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._secret = signing_secret.encode() if signing_secret else None
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """Verify, validate and dispatch one request from Slack."""
-        body = await request.read()
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Signature first (401), then the body's shape (400); other routes pass through."""
+        if request.path != ROUTE or request.method != "POST":
+            return await handler(request)
+        body = await request.read()  # over the server's size limit: 413
         if not self._verified(body, request.headers):
             return web.json_response({"error": "invalid signature"}, status=401)
         try:
-            text = body.decode("utf-8")
-            _validate(text, request.content_type)
-        except (UnicodeDecodeError, ValueError):
-            return web.json_response({"error": "malformed request body"}, status=400)
-        bolt_response = await self._app.async_dispatch(
-            AsyncBoltRequest(
-                body=text,
-                query=request.query_string,
-                headers={k.lower(): v for k, v in request.headers.items()},
-            )
-        )
-        headers = bolt_response.first_headers_without_set_cookie()
-        headers.pop("content-type", None)
-        body_out = bolt_response.body or ""
-        return web.Response(
-            status=bolt_response.status,
-            text=body_out,
-            headers=headers,
-            content_type="application/json" if body_out.startswith("{") else "text/plain",
+            check_body(body, request.content_type)
+        except MalformedRequest as exc:
+            log.info("refused a malformed Slack request: %s", exc)
+            return web.json_response({"error": f"malformed request body: {exc}"}, status=400)
+        return await handler(request)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Dispatch one checked request to bolt (the body was read and cached above)."""
+        return await to_aiohttp_response(
+            await self._app.async_dispatch(await to_bolt_request(request))
         )
 
-    def _verified(self, body: bytes, headers: Mapping[str, str]) -> bool:
+    def _verified(self, body: bytes, headers: Any) -> bool:
+        """Slack's v0 signature over the raw bytes (slack_sdk's verifier wants UTF-8 text,
+        which would make a signed but malformed body look forged)."""
         timestamp = headers.get("X-Slack-Request-Timestamp", "")
         signature = headers.get("X-Slack-Signature", "")
-        if self._verifier is None or not timestamp.isdigit() or not signature:
+        if self._secret is None or not timestamp.isdigit() or not signature:
             return False
-        try:
-            return self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
-        except ValueError:
-            return False
-
-
-def _validate(text: str, content_type: str) -> None:
-    """Raise ValueError unless the body is a JSON object or a form Slack would send."""
-    if content_type == "application/json" or text.lstrip().startswith("{"):
-        data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-            raise ValueError("not a Slack event payload")
-        return
-    form = parse_qs(text, strict_parsing=True)
-    if "payload" in form:
-        if not isinstance(json.loads(form["payload"][0]), dict):
-            raise ValueError("payload is not an object")
-    elif "command" not in form:
-        raise ValueError("not a Slack form payload")
+        if abs(time.time() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+            return False  # a replayed request
+        base = b"v0:" + timestamp.encode() + b":" + body
+        expected = "v0=" + hmac.new(self._secret, base, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)

@@ -18,8 +18,8 @@ from botbuilder.integration.aiohttp import (
 )
 from botbuilder.schema import Activity
 
-from adapters.settings import Settings
 from adapters.teams.auth import AsyncTokenCredentialFactory, install_signing_keys
+from adapters.teams.config import TeamsCredentials
 from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
 from adapters.teams.events import TeamsInbound, to_inbound
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_connector
@@ -177,7 +177,7 @@ class TeamsBot:
             await sink.begin()
             try:
                 # Deduplicated when queued (a replica taking over must answer).
-                await self._assistant.handle(inbound.message, sink, dedupe=False)
+                await self._assistant.handle(inbound.message, sink)
             finally:
                 await sink.stop()
 
@@ -191,55 +191,40 @@ class TeamsBot:
             log.exception("cannot answer in Teams")
 
 
-def bot_framework_config(settings: Settings) -> BotFrameworkConfig:
-    """botbuilder's view of the MICROSOFT_APP_* settings."""
-    password = settings.microsoft_app_password
-    return BotFrameworkConfig(
-        APP_ID=settings.microsoft_app_id,
-        APP_PASSWORD=password.get_secret_value() if password is not None else "",
-        APP_TYPE=settings.microsoft_app_type,
-        APP_TENANTID=settings.microsoft_app_tenant_id,
-    )
-
-
-def configuration_problem(settings: Settings) -> str | None:
-    """What is missing for the configured app type, if anything."""
-    if not settings.microsoft_app_id:
-        return None
-    app_type = settings.microsoft_app_type
-    if app_type == "SingleTenant" and settings.microsoft_app_password is None:
-        return "MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_PASSWORD (a client secret)"
-    if app_type in ("SingleTenant", "UserAssignedMSI") and not settings.microsoft_app_tenant_id:
-        return f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID"
-    return None
-
-
 def build_teams_bot(
-    settings: Settings,
     *,
+    credentials: TeamsCredentials,
+    allow_unauthenticated: bool,
     assistant: Assistant,
     tracker: TaskTracker,
     dispatcher: Dispatcher | None = None,
 ) -> TeamsBot | None:
     """The Teams adapter, or None when Teams is off (no app id and no local-testing flag)
     or misconfigured (logged); `/api/messages` then answers 401."""
-    if not settings.microsoft_app_id and not settings.teams_allow_unauthenticated:
+    if not credentials.app_id and not allow_unauthenticated:
         return None
-    problem = configuration_problem(settings)
-    if problem is not None:
-        log.error("Teams is off: %s", problem)
+    problems = credentials.problems()
+    for problem in problems:
+        if problem.severity == "off":
+            log.error("Teams is off: %s (fix: %s)", problem.what, problem.fix)
+    if any(problem.severity == "off" for problem in problems):
         return None
-    if not settings.microsoft_app_id:
+    for problem in problems:
+        log.warning("Teams: %s (fix: %s)", problem.what, problem.fix)
+    if not credentials.app_id:
         log.warning(UNAUTHENTICATED_WARNING)
-    elif settings.microsoft_app_type == "MultiTenant" and settings.microsoft_app_password is None:
-        log.warning("MICROSOFT_APP_PASSWORD is not set: the bot cannot reply in Teams")
-    config = bot_framework_config(settings)
+    config = BotFrameworkConfig(
+        APP_ID=credentials.app_id,
+        APP_PASSWORD=credentials.app_password or "",
+        APP_TYPE=credentials.app_type,
+        APP_TENANTID=credentials.tenant_id,
+    )
     install_signing_keys()
-    credentials = AsyncTokenCredentialFactory(ConfigurationServiceClientCredentialFactory(config))
-    auth = ConfigurationBotFrameworkAuthentication(config, credentials_factory=credentials)
+    factory = AsyncTokenCredentialFactory(ConfigurationServiceClientCredentialFactory(config))
+    auth = ConfigurationBotFrameworkAuthentication(config, credentials_factory=factory)
     return TeamsBot(
         adapter=CloudAdapter(auth),
-        app_id=settings.microsoft_app_id,
+        app_id=credentials.app_id,
         assistant=assistant,
         tracker=tracker,
         dispatcher=dispatcher,

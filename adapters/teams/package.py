@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import is_guid
+
 MANIFEST_VERSION = "1.30"  # the current app manifest schema (Microsoft 365 app manifest)
 MANIFEST_SCHEMA = (
     f"https://developer.microsoft.com/json-schemas/teams/v{MANIFEST_VERSION}/"
@@ -32,6 +34,8 @@ COMMANDS = (
     ("/help", "What I can do and the commands I know"),
 )
 
+DEFAULT_OUTPUT = "teams-app.zip"
+
 Pixel = tuple[int, int, int, int]
 
 
@@ -40,8 +44,9 @@ class AppInfo:
     """What the manifest says about the app; the defaults suit an internal deployment."""
 
     app_id: str
-    name: str = "Code Helper"
-    full_name: str = "Code Helper — self-hosted AI assistant"
+    # The same name as the Slack app (slack/manifest.*.yml): one bot, one name.
+    name: str = "Chatbot"
+    full_name: str = "Chatbot — self-hosted AI assistant"
     version: str = "1.0.0"
     developer: str = "Your engineering team"
     website_url: str = "https://example.com/chatbot"
@@ -184,7 +189,9 @@ def build_package(info: AppInfo) -> bytes:
 
 
 def write_package(info: AppInfo, path: Path) -> Path:
-    """Write the package to ``path`` and return it."""
+    """Write the package to ``path`` (a folder gets `teams-app.zip` inside) and return it."""
+    if path.is_dir():
+        path = path / DEFAULT_OUTPUT
     path.write_bytes(build_package(info))
     return path
 
@@ -193,9 +200,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `chatbot teams-package`."""
     defaults = AppInfo(app_id="")
     parser.add_argument(
-        "--output", type=Path, default=Path("teams-app.zip"), help="default: teams-app.zip"
+        "--output",
+        type=Path,
+        default=Path(DEFAULT_OUTPUT),
+        help=f"the zip, or a folder to write {DEFAULT_OUTPUT} in (default: ./{DEFAULT_OUTPUT})",
     )
-    parser.add_argument("--app-id", default=None, help="default: $MICROSOFT_APP_ID")
+    parser.add_argument(
+        "--app-id", default=None, help="the bot's Microsoft App ID (default: $MICROSOFT_APP_ID)"
+    )
     parser.add_argument("--name", default=defaults.name, help="the bot's name in Teams")
     parser.add_argument("--version", default=defaults.version, help="the app's version")
     parser.add_argument("--developer", default=defaults.developer, help="publisher name")
@@ -213,6 +225,19 @@ def run(args: argparse.Namespace, *, app_id: str) -> int:
             file=sys.stderr,
         )
         return 2
+    if not is_guid(app_id):
+        print(
+            f"chatbot: --app-id / MICROSOFT_APP_ID must be the Azure app id, a GUID like "
+            f"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (got {app_id!r}): Teams refuses any other",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.output.is_dir() and not args.output.parent.is_dir():
+        print(
+            f"chatbot: cannot write {args.output}: the folder {args.output.parent} does not exist",
+            file=sys.stderr,
+        )
+        return 2
     info = AppInfo(
         app_id=app_id,
         name=args.name,
@@ -223,6 +248,10 @@ def run(args: argparse.Namespace, *, app_id: str) -> int:
         privacy_url=args.privacy_url,
         terms_url=args.terms_url,
     )
-    path = write_package(info, args.output)
+    try:
+        path = write_package(info, args.output)
+    except OSError as exc:
+        print(f"chatbot: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"wrote {path}: upload it in Teams (Apps → Manage your apps → Upload an app)")
     return 0

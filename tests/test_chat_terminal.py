@@ -1,0 +1,155 @@
+"""`chatbot chat` in a terminal: Ctrl-C ends it at once, log lines never land inside an
+answer, piped questions all reach the usage ledger, and the bot's Markdown reads as text."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from adapters.console.chat import TerminalMarkdown
+from bot.commands import help_text
+from tests.fakes.ollama import FakeOllama
+from tests.processes import CHATBOT, free_port
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "REDIS_URL")}
+    return {
+        **env,
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/chat.db",
+        # A Redis that is down: the shared test Redis on localhost stays untouched.
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        **extra,
+    }
+
+
+async def test_ctrl_c_at_the_prompt_ends_the_chat_at_once(tmp_path: Path) -> None:
+    async with FakeOllama() as ollama:
+        proc = await asyncio.create_subprocess_exec(
+            CHATBOT,
+            "chat",
+            stdin=asyncio.subprocess.PIPE,  # left open: the chat waits for a line
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
+            cwd=tmp_path,
+        )
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"Chatting with the bot" in banner
+        await asyncio.sleep(0.5)  # reading the (empty) stdin by now
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert proc.returncode == 0
+        assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+async def test_piped_questions_all_reach_the_usage_ledger(tmp_path: Path) -> None:
+    async with FakeOllama() as ollama:
+        proc = await asyncio.create_subprocess_exec(
+            CHATBOT,
+            "chat",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
+            cwd=tmp_path,
+        )
+        questions = b"one?\ntwo?\nthree?\n"
+        out, err = await asyncio.wait_for(proc.communicate(questions), 60)
+    assert proc.returncode == 0, err.decode()
+    with sqlite3.connect(tmp_path / "chat.db") as db:
+        (rows,) = db.execute("SELECT count(*) FROM requests").fetchone()
+    assert rows == 3, out.decode()
+
+
+def _read_until(fd: int, marker: bytes, seen: bytes, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_in_a_terminal_log_lines_go_to_a_file_not_into_answers(tmp_path: Path) -> None:
+    """Ollama is down, so the pool and the core log warnings while the bot answers: with
+    stdout and stderr on one terminal, none of them may show up there."""
+    master, slave = pty.openpty()
+    env = _env(tmp_path, OLLAMA_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    proc = subprocess.Popen(
+        [CHATBOT, "chat"], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path
+    )
+    os.close(slave)
+    try:
+        seen = _read_until(master, b"you> ", b"", 30)
+        os.write(master, b"hello?\n")
+        seen = _read_until(master, b"bot> ", seen, 30)
+        answer_start = len(seen)
+        seen = _read_until(master, b"you> ", seen[answer_start:], 30)
+        os.write(master, b"/quit\n")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"not reachable" in seen  # the user was told, in the reply
+    assert b"WARNING" not in seen and b"ERROR" not in seen
+    log = (tmp_path / "data" / "chatbot" / "chat.log").read_text()
+    assert "WARNING" in log
+
+
+def test_terminal_markdown_bold_is_shown_as_text_and_code_is_left_alone() -> None:
+    plain = TerminalMarkdown(ansi=False)
+    chunks = ["**Com", "mands*", "* and `**kwargs` stay", "\n```\nx = 2 ** 3\n```\n"]
+    assert "".join(plain.feed(c) for c in chunks) + plain.end() == (
+        "Commands and `**kwargs` stay\n```\nx = 2 ** 3\n```\n"
+    )
+    bold = TerminalMarkdown(ansi=True)
+    assert bold.feed("**hi**") == "\033[1mhi\033[0m"
+
+
+async def test_help_in_the_terminal_has_no_raw_markdown(tmp_path: Path) -> None:
+    async with FakeOllama() as ollama:
+        proc = await asyncio.create_subprocess_exec(
+            CHATBOT,
+            "chat",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
+            cwd=tmp_path,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(b"/help\n"), 60)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "Commands" in text and "**" not in text and "/quit" in text
+
+
+def test_help_text_fits_the_place_and_what_is_configured() -> None:
+    terminal = help_text(platform="console", local_model="codellama:7b", premium_model=None)
+    assert "/quit" in terminal and "/exit" in terminal
+    assert "/premium" not in terminal and "mention" not in terminal
+    chat = help_text(platform="slack", local_model="codellama:7b", premium_model="gpt-4.1")
+    assert "/premium" in chat and "gpt-4.1" in chat and "/quit" not in chat
+    assert "mention me" in chat

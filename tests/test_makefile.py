@@ -1,0 +1,56 @@
+"""The Makefile a newcomer runs first: tools through `python -m` (no console script that an
+interrupted install may have left out), and an install that is redone until it finished."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAKE = shutil.which("make")
+pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+
+def _dry_run(venv: Path, target: str) -> str:
+    assert MAKE is not None
+    result = subprocess.run(
+        [MAKE, "-n", "-C", str(ROOT), f"VENV={venv}", target],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_every_tool_runs_through_the_venvs_python() -> None:
+    recipes = [
+        line.strip()
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if line.startswith("\t")
+    ]
+    # Only the interpreter itself is called by path (PY); every tool is `python -m tool`.
+    assert [line for line in recipes if "bin/" in line] == []
+    for tool in ("ruff check", "ruff format", "mypy", "pytest"):
+        assert any(f"$(PY) -m {tool}" in line for line in recipes), tool
+
+
+def test_an_interrupted_install_is_redone_and_a_finished_one_is_not(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    # A half-made venv, as a Ctrl-C during the first `make run` leaves it: no stamp.
+    plan = _dry_run(venv, "test")
+    assert "pip install" in plan and "-c requirements.lock" in plan
+    assert plan.index("pip install") < plan.index("-m pytest")
+    # Finished: the stamp is written last, and nothing is installed again.
+    stamp = venv / ".installed"
+    stamp.touch()
+    later = time.time() + 5
+    os.utime(stamp, (later, later))
+    assert "pip install" not in _dry_run(venv, "test")
