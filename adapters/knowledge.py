@@ -146,6 +146,8 @@ class KnowledgeService:
         while True:
             if await self._claim(redis, interval):
                 await self._refresh_once()
+            else:
+                await self.load_statuses()  # another replica indexed: keep /metrics current
             await asyncio.sleep(interval)
 
     async def _claim(self, redis: Redis | None, interval: float) -> bool:
@@ -154,7 +156,9 @@ class KnowledgeService:
         try:
             # Held for the interval: the other replicas skip this round.
             return bool(
-                await redis.set(REFRESH_LOCK_KEY, secrets.token_hex(8), nx=True, ex=int(interval))
+                await redis.set(
+                    REFRESH_LOCK_KEY, secrets.token_hex(8), nx=True, ex=max(1, int(interval))
+                )
             )
         except RedisError as exc:
             log.warning("cannot claim the knowledge refresh (Redis: %s); refreshing here", exc)

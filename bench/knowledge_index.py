@@ -51,11 +51,18 @@ def rss_mb(field: str) -> float:
     return 0.0
 
 
-async def worker(corpus: str, store: str, ollama: str) -> None:
+async def worker(corpus: str, store: str, ollama: str, null: bool = False) -> None:
     from inference.knowledge.embeddings import OllamaEmbeddings
     from inference.knowledge.indexer import Indexer
     from inference.knowledge.sources import parse_sources
     from inference.knowledge.store import KnowledgeStore
+
+    if null:  # the pipeline alone: chunks are built and sent to a store that drops them
+
+        async def drop(*args: object, **kwargs: object) -> None:
+            return None
+
+        KnowledgeStore.upsert = drop  # type: ignore[method-assign]
 
     kstore = KnowledgeStore(location=store)
     embeddings = OllamaEmbeddings(base_urls=[ollama], model="nomic-embed-text")
@@ -80,9 +87,12 @@ async def worker(corpus: str, store: str, ollama: str) -> None:
     print(json.dumps(result))
 
 
-async def run_worker(corpus: Path, store: Path, url: str) -> dict[str, float]:
+async def run_worker(
+    corpus: Path, store: Path, url: str, *, null: bool = False
+) -> dict[str, float]:
+    mode = "--null-worker" if null else "--worker"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.knowledge_index", "--worker", str(corpus), str(store), url,
+        sys.executable, "-m", "bench.knowledge_index", mode, str(corpus), str(store), url,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await process.communicate()
@@ -100,6 +110,7 @@ async def main(documents: int) -> None:
             calls = fake.embed_calls
             second = await run_worker(corpus, store, fake.url)
             again = fake.embed_calls - calls
+            alone = await run_worker(corpus, Path(tmp) / "null", fake.url, null=True)
     print(
         f"machine: {os.cpu_count()} cores, {platform.platform()}, "
         f"Python {platform.python_version()}"
@@ -118,11 +129,16 @@ async def main(documents: int) -> None:
         f"re-run {second['peak_mb'] - second['idle_mb']:.0f} MB "
         f"(idle {first['idle_mb']:.0f} MB)"
     )
+    print(
+        f"the pipeline alone (a store that drops the chunks): "
+        f"{alone['chunks'] / alone['seconds']:.0f} chunks/s, "
+        f"peak RSS {alone['peak_mb'] - alone['idle_mb']:.0f} MB above idle"
+    )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        asyncio.run(worker(*sys.argv[2:]))
+    if len(sys.argv) == 5 and sys.argv[1] in ("--worker", "--null-worker"):
+        asyncio.run(worker(*sys.argv[2:], null=sys.argv[1] == "--null-worker"))
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--documents", type=int, default=10_000)

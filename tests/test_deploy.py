@@ -306,7 +306,7 @@ def test_the_image_checks_healthz_and_serves_on_3000(dockerfile: list[tuple[str,
 
 
 # An exact version: x.y.z (PostgreSQL's are x.y), optionally with a variant (-alpine).
-_PINNED_TAG = re.compile(r":\d+\.\d+\.\d+(?:-[a-z]+)*$|^postgres:\d+\.\d+(?:-[a-z]+)*$")
+_PINNED_TAG = re.compile(r":v?\d+\.\d+\.\d+(?:-[a-z]+)*$|^postgres:\d+\.\d+(?:-[a-z]+)*$")
 
 
 def test_every_image_is_pinned_to_an_exact_version(

@@ -99,6 +99,7 @@ def test_bad_sources_unknown_names_and_no_sources_are_explained(
 
 
 def settings_for(tmp_path: Path, fake: FakeOllama, sources: str, redis_url: str) -> Settings:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         knowledge_sources=sources,
@@ -189,3 +190,29 @@ async def test_doctor_checks_the_store_the_embedding_model_and_each_source(
     settings = settings.model_copy(update={"knowledge_store": f"http://127.0.0.1:{free_port()}"})
     checks = await check_knowledge(settings)
     assert any(c.status == "FAIL" and "cannot be used" in c.what for c in checks)
+
+
+async def test_the_background_refresh_runs_on_one_replica_per_interval(
+    tmp_path: Path, fake: FakeOllama, redis_url: str, redis_client: Redis
+) -> None:
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
+    replicas = []
+    for name in ("one", "two"):
+        settings = settings_for(tmp_path / name, fake, str(docs), redis_url)
+        service = build_knowledge(settings)
+        assert service is not None
+        service.refresh_minutes = 0.002  # 0.12 s; the claim lasts at least 1 s
+        replicas.append(service)
+    loops = [asyncio.create_task(r.refresh_loop(redis_client)) for r in replicas]
+    try:
+        await asyncio.sleep(0.7)
+    finally:
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+    try:
+        indexed = [bool(r.statuses) for r in replicas]
+        assert sorted(indexed) == [False, True]  # one replica indexed, the other skipped
+    finally:
+        for r in replicas:
+            await r.aclose()

@@ -15,10 +15,11 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
@@ -42,6 +43,35 @@ STORE_ERRORS: tuple[type[Exception], ...] = (
     RuntimeError,
     ValueError,
 )
+
+
+class _OffLoop:
+    """The embedded client with every call run in one worker thread of its own.
+
+    The embedded mode's ``async`` methods compute in Python (filters, distances, SQLite
+    writes) without ever awaiting: run on the event loop they would stall every answer. One
+    thread keeps its calls in order, as on the loop; they hold no loop-bound state.
+    """
+
+    def __init__(self, client: AsyncQdrantClient) -> None:
+        self._client = client
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-local")
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, lambda: asyncio.run(method(*args, **kwargs))
+            )
+
+        return call
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, lambda: asyncio.run(self._client.close()))
+        self._executor.shutdown(wait=False)
 
 
 class StoreLocked(KnowledgeUnavailable):
@@ -180,7 +210,8 @@ class KnowledgeStore:
         path = Path(self.location)
         try:
             # Loading an embedded store reads its files: keep that off the event loop.
-            return await asyncio.to_thread(AsyncQdrantClient, path=str(path))
+            client = await asyncio.to_thread(AsyncQdrantClient, path=str(path))
+            return cast(AsyncQdrantClient, _OffLoop(client))
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreLocked(
@@ -468,12 +499,11 @@ class KnowledgeStore:
         collection: str = ALIAS,
     ) -> list[models.ScoredPoint]:
         """One hybrid query: a dense and a sparse prefetch, each above its relevance floor,
-        both filtered by the scope's visibility, fused by reciprocal rank."""
+        fused by reciprocal rank; the scope's visibility filter is the query's, which Qdrant
+        applies inside both prefetches."""
         flt = visible_to(scope)
         prefetch = [
-            models.Prefetch(
-                query=dense, using=DENSE, limit=limit, filter=flt, score_threshold=min_dense
-            )
+            models.Prefetch(query=dense, using=DENSE, limit=limit, score_threshold=min_dense)
         ]
         if sparse[0]:
             prefetch.append(
@@ -481,7 +511,6 @@ class KnowledgeStore:
                     query=models.SparseVector(indices=sparse[0], values=sparse[1]),
                     using=SPARSE,
                     limit=limit,
-                    filter=flt,
                     score_threshold=min_sparse,
                 )
             )
