@@ -97,13 +97,22 @@ def searched(passages: Sequence[Passage]) -> list[Citation]:
     return [_citation(n, p) for n, p in enumerate(passages, start=1)]
 
 
-def _citation(number: int, passage: Passage) -> Citation:
+def display_title(passage: Passage) -> str:
+    """The document's title and, when it adds something, the heading path inside it."""
     title = passage.title or passage.document
-    if passage.heading and passage.heading not in title:
-        title = f"{title} › {passage.heading}"
+    heading = passage.heading
+    for separator in (" > ", " › "):
+        if heading.startswith(title + separator):
+            heading = heading[len(title) + len(separator) :]
+    if heading and heading != title:
+        return f"{title} › {heading}"
+    return title
+
+
+def _citation(number: int, passage: Passage) -> Citation:
     return Citation(
         number=number,
-        title=shorten(title, TITLE_CHARS),
+        title=shorten(display_title(passage), TITLE_CHARS),
         url=passage.url,
         excerpt=shorten(" ".join(passage.text.split()), EXCERPT_CHARS),
     )

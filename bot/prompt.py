@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.citations import display_title
 from inference.base import Turn
 from inference.knowledge import Passage
 from inference.tokens import estimate_message_tokens
@@ -37,8 +38,7 @@ class Prompt:
 
 def format_passage(number: int, passage: Passage) -> str:
     """One numbered source as the model sees it."""
-    heading = f" › {passage.heading}" if passage.heading else ""
-    return f"[{number}] {passage.title}{heading}\n{passage.text.strip()}"
+    return f"[{number}] {display_title(passage)}\n{passage.text.strip()}"
 
 
 def build_prompt(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot import replies
-from bot.citations import EXCERPT_CHARS, TITLE_CHARS, shorten
+from bot.citations import EXCERPT_CHARS, TITLE_CHARS, display_title, shorten
 from bot.conversation import ConversationKey
 from bot.retrieval import scope_of
 from inference.knowledge import Knowledge, KnowledgeError
@@ -28,9 +28,7 @@ async def search_reply(knowledge: Knowledge | None, key: ConversationKey, words:
         return replies.SEARCH_NOTHING.format(words=words)
     lines = [replies.SEARCH_HEADER.format(words=words)]
     for number, passage in enumerate(found, start=1):
-        title = shorten(passage.title or passage.document, TITLE_CHARS)
-        if passage.heading:
-            title = f"{title} › {shorten(passage.heading, TITLE_CHARS)}"
+        title = shorten(display_title(passage), TITLE_CHARS)
         excerpt = shorten(" ".join(passage.text.split()), EXCERPT_CHARS)
         link = f"[{title}]({passage.url})" if passage.url else title
         lines.append(f"{number}. {link}\n   {excerpt}")
