@@ -290,6 +290,11 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) 
     return database_url
 
 
+def _usage_total(out: str) -> list[str]:
+    """The total row of the usage table (the first table printed)."""
+    return next(line for line in out.splitlines() if line.startswith("total")).split()
+
+
 def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     upgrade(cli_env)
 
@@ -307,7 +312,7 @@ def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixt
     assert "by model" in out
     premium = next(line for line in out.splitlines() if line.startswith("gpt-4.1 (premium)"))
     assert premium.split()[2:] == ["20", "0", "20,000", "10,000", "$0.20", "1.00", "1.90"]
-    total = out.splitlines()[-1].split()
+    total = _usage_total(out)
     assert total == ["total", "23", "1", "23,000", "11,500", "$0.20"]
 
     assert main(["usage", "--since", "24h"]) == 0
@@ -316,14 +321,14 @@ def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixt
 
     assert main(["usage", "--since", "60d", "--by", "workspace"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1].split()[:2] == ["total", "24"]
+    assert _usage_total(out)[:2] == ["total", "24"]
     assert "$99.20" in out
 
 
 def test_chatbot_usage_on_an_empty_ledger(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     upgrade(cli_env)
     assert main(["usage"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].split() == [
+    assert _usage_total(capsys.readouterr().out) == [
         "total",
         "0",
         "0",
