@@ -23,7 +23,7 @@ from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
-from bot.feedback import VOTE_NOT_RECORDED, VOTE_RECORDED, VOTE_UNKNOWN_ANSWER, Vote
+from bot.feedback import VOTE_NOT_RECORDED, VOTE_RECORDED, VOTE_UNKNOWN_ANSWER, Vote, VoteValue
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
 from bot.outcome import Event, Outcome
@@ -201,23 +201,23 @@ class Assistant:
         except DatabaseError:
             log.warning("usage ledger unavailable; feedback on this answer will not be kept")
 
-    async def record_message_vote(self, vote: Vote, *, message: str) -> str:
+    async def record_message_vote(
+        self, *, platform: str, workspace: str, user: str, value: VoteValue, message: str
+    ) -> str:
         """``record_vote`` for a vote that names the message it was given on (Teams): the
         answer is looked up among the linked messages (``link_answer_messages``)."""
         if self._ledger is None:
             return VOTE_NOT_RECORDED
         try:
-            answer_id = await self._ledger.answer_for_message(
-                platform=vote.platform, message=message
-            )
+            answer_id = await self._ledger.answer_for_message(platform=platform, message=message)
         except DatabaseError:
             log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
             return VOTE_NOT_RECORDED
         if answer_id is None:
-            log.info("a vote on a %s message that shows no known answer", vote.platform)
+            log.info("a vote on a %s message that shows no known answer", platform)
             return VOTE_UNKNOWN_ANSWER
         return await self.record_vote(
-            Vote(answer_id, vote.platform, vote.workspace, vote.user, vote.value, vote.created_at)
+            Vote(answer_id, platform, workspace, user, value, self._now())
         )
 
     async def handle(self, message: IncomingMessage, sink: ReplySink) -> None:

@@ -12,6 +12,7 @@ from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
+from bot.ratelimit import LocalRateLimiter, RateLimiter
 from bot.state import ConversationState, redis_state
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
@@ -29,7 +30,12 @@ async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     await client.aclose()
 
 
-def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
+def make(
+    state: ConversationState,
+    model: ScriptedModel,
+    ledger: Ledger | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> Assistant:
     return Assistant(
         state=state,
         local_model=model,
@@ -38,6 +44,7 @@ def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None =
         ledger=ledger,
         system_prompt="be brief",
         max_input_chars=100,
+        rate_limiter=rate_limiter,
     )
 
 
@@ -185,19 +192,9 @@ async def test_each_answer_is_recorded_in_the_ledger(
 async def test_precheck_refuses_before_anything_and_counts_a_question_once(
     state: ConversationState,
 ) -> None:
-    from bot.ratelimit import LocalRateLimiter
-
     model = ScriptedModel(reply="ok")
-    bot = Assistant(
-        state=state,
-        local_model=model,
-        premium=None,
-        premium_model_name="gpt-4.1",
-        ledger=None,
-        system_prompt="be brief",
-        max_input_chars=100,
-        rate_limiter=LocalRateLimiter(per_minute=2, per_day=0, clock=lambda: 60.0),
-    )
+    limiter = LocalRateLimiter(per_minute=2, per_day=0, clock=lambda: 60.0)
+    bot = make(state, model, rate_limiter=limiter)
     assert await bot.precheck(msg("   ")) == replies.EMPTY_QUESTION
     assert "limit here is 100" in (await bot.precheck(msg("x" * 101)) or "")
     assert "not configured" in (await bot.precheck(msg("/premium hi")) or "")
@@ -252,6 +249,9 @@ async def test_a_vote_while_the_database_is_down_is_refused_politely(
         bot = make(state, ScriptedModel(), Ledger(engine=engine, timeout_seconds=2))
         vote = Vote("a1", "slack", "T1", "U1", "up", datetime.now(UTC))
         assert await bot.record_vote(vote) == VOTE_NOT_RECORDED
-        assert await bot.record_message_vote(vote, message="C1:1") == VOTE_NOT_RECORDED
+        on_message = await bot.record_message_vote(
+            platform="teams", workspace="T1", user="U1", value="up", message="C1:1"
+        )
+        assert on_message == VOTE_NOT_RECORDED
     finally:
         await engine.dispose()

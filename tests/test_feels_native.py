@@ -20,14 +20,7 @@ from bot.prompt import CONTEXT_HEADING
 from bot.suggestions import SEARCH
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack, Message
-from tests.harness import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    SlackBotUnderTest,
-    bot_settings,
-    running_bot,
-    sign,
-)
+from tests.harness import SlackBotUnderTest, running_bot, sign, slack_settings
 from tests.slack_payloads import BOT_USER, CHANNEL, USER, channel_message, load, mention, slash
 
 ROOT = "1700000000.000100"
@@ -43,16 +36,7 @@ def model_messages(bot: SlackBotUnderTest, index: int = -1) -> list[tuple[str, s
 async def bot_with(
     slack: FakeSlack, ollama: FakeOllama, redis_url: str, database_url: str, **overrides: Any
 ) -> AsyncIterator[SlackBotUnderTest]:
-    settings = bot_settings(
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.api_url,
-        ollama_base_url=ollama.url,
-        ollama_model="codellama:7b",
-        redis_url=redis_url,
-        database_url=database_url,
-        **overrides,
-    )
+    settings = slack_settings(slack, ollama, redis_url, database_url, **overrides)
     async with running_bot(settings, slack, ollama) as bot:
         yield bot
 

@@ -7,7 +7,6 @@ import ipaddress
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -33,7 +32,6 @@ from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_conne
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
-from bot.feedback import Vote
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 
@@ -155,15 +153,13 @@ class TeamsBot:
 
     async def _vote(self, feedback: TeamsFeedback) -> None:
         """Record a vote from Teams' feedback buttons (Teams thanks the voter itself)."""
-        vote = Vote(
-            answer_id="",  # looked up from the message voted on
+        await self._assistant.record_message_vote(
             platform=PLATFORM,
             workspace=feedback.tenant,
             user=feedback.user,
             value=feedback.vote,
-            created_at=datetime.now(UTC),
+            message=feedback.message,
         )
-        await self._assistant.record_message_vote(vote, message=feedback.message)
 
     async def handle_job(self, job: Job, progress: JobProgress) -> None:
         """Answer one queued Teams activity (already authenticated when it was queued)."""
