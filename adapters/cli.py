@@ -30,7 +30,7 @@ DESCRIPTIONS = {
     ),
     "db": "Database tasks.",
     "upgrade": "Apply the database migrations (creates the tables on a new database).",
-    "usage": "Requests, tokens, cost and latency from the usage ledger.",
+    "usage": "Requests, tokens, cost, latency and feedback votes from the usage ledger.",
     "teams-package": (
         "Write the Teams app package (manifest.json and icons, zipped) to upload in Teams."
     ),
@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "upgrade", help="apply database migrations", description=DESCRIPTIONS["upgrade"]
     )
-    usage = command("usage", "requests, tokens, cost and latency from the usage ledger")
+    usage = command(
+        "usage", "requests, tokens, cost, latency and feedback votes from the usage ledger"
+    )
     usage.add_argument(
         "--since", default="30d", help="window: 30d, 24h, 2w, 90m or a date 2025-11-01 (UTC)"
     )
@@ -130,7 +132,14 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
     from datetime import UTC, datetime
 
     from bot import database
-    from bot.usage_report import GROUPINGS, format_report, parse_since, usage_report
+    from bot.usage_report import (
+        GROUPINGS,
+        feedback_report,
+        format_feedback,
+        format_report,
+        parse_since,
+        usage_report,
+    )
 
     group = next(g for g in GROUPINGS if g == by)  # argparse already checked the choice
 
@@ -147,6 +156,7 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
         return 1
     try:
         lines = await usage_report(engine, since=start, by=group)
+        feedback = await feedback_report(engine, since=start)
     except database.DatabaseError as exc:
         print(
             f"chatbot: {exc} ({database.redact_url(url)}; `chatbot db upgrade` creates the tables)",
@@ -157,6 +167,9 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
         await engine.dispose()
     print(f"Usage since {start:%Y-%m-%d %H:%M} UTC, by {by}:")
     print(format_report(lines, by=group))
+    print()
+    print("Feedback votes on answers, by model and route:")
+    print(format_feedback(feedback))
     return 0
 
 
@@ -203,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
             print()
         return 0
     if args.command == "teams-package":
-        return teams_package.run(args, app_id=settings.microsoft_app_id)
+        return teams_package.run(
+            args,
+            app_id=settings.microsoft_app_id,
+            suggested=settings.suggested_prompts,
+            # Knowledge sources, when this version has them (KNOWLEDGE_SOURCES).
+            knowledge=bool(getattr(settings, "knowledge_sources", "")),
+        )
     if args.command == "usage":
         return asyncio.run(_usage(settings, since=args.since, by=args.by))
     if args.command in ("index", "sources"):

@@ -215,6 +215,12 @@ class Metrics:
             "Questions another replica accepted but did not finish, answered here.",
             registry=self.registry,
         )
+        self._votes = Counter(
+            "chatbot_votes",
+            "Feedback votes on answers (feedback buttons), by platform and vote (up, down).",
+            ["platform", "vote"],
+            registry=self.registry,
+        )
         if process:
             ProcessCollector(registry=self.registry)
         if pool is not None:
@@ -245,6 +251,8 @@ class Metrics:
             self._rate_limited.labels(platform).inc()
         elif name == "reclaimed":
             self._reclaimed.inc()
+        elif name in ("vote_up", "vote_down"):
+            self._votes.labels(platform, name.removeprefix("vote_")).inc()
         else:
             route, outcome = NO_MODEL_LABELS.get(name, ("none", name))
             self._requests.labels(platform, route, outcome).inc()

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     memory_ttl_seconds: int = Field(default=604800, ge=1)
     max_input_chars: int = Field(default=8000, ge=1)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Up to four prompts offered when someone opens the bot's DM (Slack) or personal chat
+    # (Teams' prompt starters): a JSON list of "Title | message" strings; unset = defaults.
+    suggested_prompts: list[str] | None = Field(default=None, max_length=4)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     # Not in the contract: how long accepted work of a dead replica waits before another

@@ -395,6 +395,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             dispatcher=dispatcher,
             tracker=tracker,
             signing_secret=signing_secret,
+            suggested_prompts=settings.suggested_prompts,
         )
         runtime.router.register("slack", runtime.slack.handle_job)
         runtime.slack_endpoint = SlackHttpEndpoint(

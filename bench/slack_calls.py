@@ -3,7 +3,8 @@
 Two answers in a channel thread, streamed natively and (on a workspace without streaming)
 updated: one answered at once, one that waited in line behind two others (the core shows
 positions #2 then #1, each longer than the status throttle apart). The model's first token
-arrives after `--wait` seconds; the answer then streams in 12 pieces.
+arrives after `--wait` seconds; the answer then streams in 12 pieces and ends as the core
+ends every model answer: ``cite`` (no sources here; the feedback buttons) then ``close``.
 Run: `.venv/bin/python -m bench.slack_calls`.
 """
 
@@ -45,6 +46,7 @@ async def _answer(native: bool, queued: bool, wait: float) -> Counter[str]:
         for piece in PIECES:
             await sink.write(piece)
             await asyncio.sleep(0.02)
+        await sink.cite([], searched=False, answer_id="0123456789abcdef")
         await sink.close()
         return Counter(call.method for call in slack.calls)
     finally:

@@ -57,14 +57,20 @@ class Admission:
         return question
 
     async def admit(
-        self, message: IncomingMessage, question: str, *, premium: PremiumAccount | None
+        self,
+        message: IncomingMessage,
+        question: str,
+        *,
+        premium: PremiumAccount | None,
+        count: bool = True,
     ) -> Admitted:
         """Admit ``question`` or raise ``UserFacingError`` saying why not; a question that
-        passes counts against the sender's rate limit."""
+        passes counts against the sender's rate limit, unless ``count`` is False (it was
+        counted when it was checked before, see ``Assistant.precheck``)."""
         question = self.check_text(question)
         if premium is not None:
             await premium.check_budget(message, self._now())
-        if self._rate_limiter is None:
+        if self._rate_limiter is None or not count:
             return Admitted(question)
         key = message.key
         try:

@@ -9,6 +9,8 @@ generate -> cite -> remember -> record. Commands (`/help`, `/reset`, `/model`, `
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,9 +23,10 @@ from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
+from bot.feedback import VOTE_NOT_RECORDED, VOTE_RECORDED, VOTE_UNKNOWN_ANSWER, Vote, VoteValue
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
-from bot.outcome import Outcome
+from bot.outcome import Event, Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
 from bot.ratelimit import RateLimiter
@@ -39,6 +42,10 @@ from inference.base import ChatModel, Turn
 __all__ = ["Assistant", "Premium"]
 
 log = logging.getLogger(__name__)
+
+# Questions checked by ``precheck`` whose answers are still to come (a bound, in case one
+# never comes: a crash between the check and the answer).
+PRECHECKED_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,8 @@ class Assistant:
         self._now = now
         # Conversations already told that memory is down (until it is back).
         self._told_memory_down: set[str] = set()
+        # Message ids admitted (and counted against the rate limit) by ``precheck``.
+        self._prechecked: OrderedDict[str, None] = OrderedDict()
         self._commands: dict[
             str, Callable[[IncomingMessage, Command, ReplySink], Awaitable[UsageRecord | None]]
         ] = {
@@ -115,6 +124,11 @@ class Assistant:
             "model": self._model_info,
             "search": self._search,
         }
+
+    @property
+    def searches_knowledge(self) -> bool:
+        """Whether answers draw on indexed team knowledge (and `/search` finds anything)."""
+        return self._retriever is not None
 
     async def is_engaged(self, key: ConversationKey) -> bool:
         """Whether replies in this thread reach the bot without a mention."""
@@ -130,6 +144,81 @@ class Assistant:
             await self._state.engagement.engage(key)
         except StateUnavailable:
             log.warning("state store unavailable; thread not marked engaged")
+
+    async def precheck(self, message: IncomingMessage) -> str | None:
+        """Whether a question would be refused before any model is asked (empty, too long,
+        premium not configured or not allowed, over budget, rate limited): the refusal's
+        text, or None when it may go ahead. For an adapter that must refuse privately
+        before it shows the question (Slack's slash commands). A question that passes is
+        counted against the sender's rate limit now; its answer (``handle`` with the same
+        message id, in this process) is not counted again."""
+        command = parse_command(message.text)
+        if command is not None and command.name not in ("ask", "premium"):
+            return None  # commands are never refused by admission
+        question = command.argument if command is not None else message.text
+        try:
+            route = self._route(message, premium=command is not None and command.name == "premium")
+            await self._admission.admit(message, question, premium=route.account)
+        except UserFacingError as exc:
+            log.info(
+                "refused %s message %s before posting it", message.key.platform, message.message_id
+            )
+            self._telemetry.event(Outcome.REFUSED, message.key.platform)
+            return exc.text
+        self._prechecked[message.message_id] = None
+        while len(self._prechecked) > PRECHECKED_LIMIT:
+            self._prechecked.popitem(last=False)
+        return None
+
+    async def record_vote(self, vote: Vote) -> str:
+        """Record a person's vote on an answer (replacing their earlier one); what to tell
+        the voter, privately. Database trouble is logged, never shown."""
+        if self._ledger is None:
+            return VOTE_NOT_RECORDED
+        try:
+            await self._ledger.record_vote(vote)
+        except DatabaseError:
+            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
+            return VOTE_NOT_RECORDED
+        event = Event.VOTE_UP if vote.value == "up" else Event.VOTE_DOWN
+        self._telemetry.event(event, vote.platform)
+        log.info(
+            "recorded a %s vote from %s on answer %s", vote.value, vote.platform, vote.answer_id
+        )
+        return VOTE_RECORDED[vote.value]
+
+    async def link_answer_messages(
+        self, *, platform: str, messages: list[str], answer_id: str
+    ) -> None:
+        """Remember which posted messages show an answer, for platforms whose feedback names
+        the message (Teams); a database error is logged and the link is lost."""
+        if self._ledger is None or not messages:
+            return
+        try:
+            await self._ledger.link_messages(
+                platform=platform, messages=messages, answer_id=answer_id, at=self._now()
+            )
+        except DatabaseError:
+            log.warning("usage ledger unavailable; feedback on this answer will not be kept")
+
+    async def record_message_vote(
+        self, *, platform: str, workspace: str, user: str, value: VoteValue, message: str
+    ) -> str:
+        """``record_vote`` for a vote that names the message it was given on (Teams): the
+        answer is looked up among the linked messages (``link_answer_messages``)."""
+        if self._ledger is None:
+            return VOTE_NOT_RECORDED
+        try:
+            answer_id = await self._ledger.answer_for_message(platform=platform, message=message)
+        except DatabaseError:
+            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
+            return VOTE_NOT_RECORDED
+        if answer_id is None:
+            log.info("a vote on a %s message that shows no known answer", platform)
+            return VOTE_UNKNOWN_ANSWER
+        return await self.record_vote(
+            Vote(answer_id, platform, workspace, user, value, self._now())
+        )
 
     async def handle(self, message: IncomingMessage, sink: ReplySink) -> None:
         """Answer ``message``; always writes something. Dedupe happens where work is
@@ -198,6 +287,14 @@ class Assistant:
     async def _ask_premium(
         self, message: IncomingMessage, command: Command, sink: ReplySink
     ) -> UsageRecord:
+        return await self._answer(
+            message, command.argument, self._route(message, premium=True), sink
+        )
+
+    def _route(self, message: IncomingMessage, *, premium: bool) -> Route:
+        """The route a question takes; a premium one the sender may not use is refused."""
+        if not premium:
+            return self._local
         route = self._premium
         if route is None or route.premium is None:
             raise UserFacingError(replies.PREMIUM_OFF.format(local_model=self._local.model.name))
@@ -205,7 +302,7 @@ class Assistant:
             raise UserFacingError(
                 replies.PREMIUM_NOT_ALLOWED.format(local_model=self._local.model.name)
             )
-        return await self._answer(message, command.argument, route, sink)
+        return route
 
     async def _help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
         await sink.write(
@@ -247,8 +344,13 @@ class Assistant:
         self, message: IncomingMessage, question: str, route: Route, sink: ReplySink
     ) -> UsageRecord:
         """A model's answer to ``question``, step by step."""
-        admitted = await self._admission.admit(message, question, premium=route.account)
+        counted = message.message_id in self._prechecked
+        self._prechecked.pop(message.message_id, None)
+        admitted = await self._admission.admit(
+            message, question, premium=route.account, count=not counted
+        )
         question = admitted.question
+        answer_id = uuid.uuid4().hex  # names the answer to feedback and in the ledger
         async with self._recall(message.key) as recalled:
             recalled.down |= admitted.limits_down
             retrieved = await self._retrieve(message.key, question, recalled.history)
@@ -258,6 +360,7 @@ class Assistant:
                 question=question,
                 budget_tokens=prompt_budget(route.model.context_tokens),
                 passages=retrieved.passages,
+                context=message.context,
             )
             turns = await self._redact(route, prompt.turns, sink)
             markers = MarkerFilter(range(1, len(prompt.passages) + 1))
@@ -271,11 +374,11 @@ class Assistant:
                 # Without passages a bracketed number is the model's own text, left alone.
                 text_filter=markers if prompt.passages else None,
             )
-            await self._finish(route, generation, retrieved, prompt, markers, sink)
+            await self._finish(route, generation, retrieved, prompt, markers, sink, answer_id)
             if not await self._remember(message.key, question, generation):
                 recalled.down = True
         await self._note_memory_down(message.key, recalled.down, generation, sink)
-        return self._record(message, route, generation, retrieved, len(prompt.passages))
+        return self._record(message, route, generation, retrieved, len(prompt.passages), answer_id)
 
     @asynccontextmanager
     async def _recall(self, key: ConversationKey) -> AsyncIterator[Recalled]:
@@ -317,8 +420,10 @@ class Assistant:
         prompt: Prompt,
         markers: MarkerFilter,
         sink: ReplySink,
+        answer_id: str,
     ) -> None:
-        """After the answer's text: the knowledge note, the premium signature, the sources."""
+        """After the answer's text: the knowledge note, the premium signature, the sources
+        (and with them the answer's id, for feedback)."""
         if generation.outcome is not Outcome.OK:
             return
         if retrieved.unavailable:
@@ -328,11 +433,12 @@ class Assistant:
         if route.premium is not None:
             await sink.write(replies.PREMIUM_SIGNATURE.format(model=route.model.name))
         if markers.cited:
-            await sink.cite(to_citations(prompt.passages, markers.cited), searched=False)
+            cited = to_citations(prompt.passages, markers.cited)
+            await sink.cite(cited, searched=False, answer_id=answer_id)
         elif prompt.passages:
-            await sink.cite(searched(prompt.passages), searched=True)
-        else:
-            await sink.cite([], searched=False)  # a model answer without sources
+            await sink.cite(searched(prompt.passages), searched=True, answer_id=answer_id)
+        else:  # a model answer without sources
+            await sink.cite([], searched=False, answer_id=answer_id)
 
     async def _remember(self, key: ConversationKey, question: str, generation: Generation) -> bool:
         """Append the question and the answer (with its markers, not the passages) to
@@ -373,6 +479,7 @@ class Assistant:
         generation: Generation,
         retrieved: Retrieved,
         passages: int,
+        answer_id: str,
     ) -> UsageRecord:
         key = message.key
         done = self._now()
@@ -394,6 +501,7 @@ class Assistant:
             cost_usd=price.cost(generation.usage) if price is not None else 0.0,
             passages=passages,
             retrieval_ms=retrieved.elapsed_ms,
+            answer_id=answer_id,
         )
 
 

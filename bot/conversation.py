@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from inference.base import Turn
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
@@ -32,6 +34,10 @@ class IncomingMessage:
     text: str
     is_direct: bool = False
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # What the bot was shown of the place it was asked in, oldest first (e.g. the Slack
+    # thread it was mentioned in and does not own): context for this answer only, never
+    # stored in the conversation's memory.
+    context: tuple[Turn, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +61,14 @@ class ReplySink(Protocol):
         """Append text to the reply; the sink decides how and when it is shown."""
         ...
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         """Called once after every complete model answer, after its text and before
         ``close``: the sources to show under it, the cited ones, or with ``searched=True``
         the ones the answer drew on without citing (so the reader can check); empty when it
         used none. Replies that are not model answers (commands, refusals) never get it, so
-        a sink can also mark model answers here (Teams' AI-generated label)."""
+        a sink can also mark model answers here (Teams' AI-generated label) and offer
+        feedback on them: ``answer_id`` names the answer in the usage ledger, and a vote
+        on it is recorded with ``Assistant.record_vote``."""
         ...
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""The usage ledger: one database row per answered (or failed) question."""
+"""The usage ledger: one database row per answered (or failed) question, and the votes
+people gave the answers (one per person per answer)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,23 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    UniqueConstraint,
     case,
     func,
     or_,
     select,
     text,
+    update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from bot.budget import Spend
 from bot.database import Base, translated_errors
+from bot.feedback import Vote
 from bot.usage import UsageRecord
 
 PING_TIMEOUT_SECONDS = 3.0
@@ -88,13 +94,54 @@ class RequestRow(Base):
     # Team knowledge: passages given to the model, and the time retrieval took.
     passages: Mapped[int] = mapped_column(Integer(), server_default=text("0"))
     retrieval_ms: Mapped[int | None] = mapped_column(Integer())
+    # What feedback on the answer names (votes.answer_id); NULL on rows older than votes.
+    answer_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
+        Index("ix_requests_answer_id", "answer_id"),
         # For monthly budgets per user and per workspace.
         Index("ix_requests_user_id_created_at", "user_id", "created_at"),
         Index("ix_requests_workspace_created_at", "workspace", "created_at"),
     )
+
+
+class VoteRow(Base):
+    """Table `votes`: one person's latest vote on one answer."""
+
+    __tablename__ = "votes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    answer_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str] = mapped_column(String(255))
+    user: Mapped[str] = mapped_column("user_id", String(255))
+    vote: Mapped[str] = mapped_column(String(8))  # "up" or "down"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # One vote per person per answer: a later one replaces it (upsert on this).
+        UniqueConstraint("answer_id", "platform", "user_id"),
+    )
+
+
+class AnswerMessageRow(Base):
+    """Table `answer_messages`: which answer a posted platform message belongs to, for
+    platforms whose feedback names the message rather than the answer (Teams)."""
+
+    __tablename__ = "answer_messages"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    platform: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1024))
+    answer_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("platform", "message"),)
 
 
 def _to_row(record: UsageRecord) -> RequestRow:
@@ -114,6 +161,7 @@ def _to_row(record: UsageRecord) -> RequestRow:
         cost_usd=record.cost_usd,
         passages=record.passages,
         retrieval_ms=record.retrieval_ms,
+        answer_id=record.answer_id or None,
     )
 
 
@@ -134,6 +182,7 @@ def _to_record(row: RequestRow) -> UsageRecord:
         cost_usd=float(row.cost_usd or 0),
         passages=row.passages or 0,
         retrieval_ms=row.retrieval_ms,
+        answer_id=row.answer_id or "",
     )
 
 
@@ -198,3 +247,97 @@ class Ledger:
         ):
             user_usd, workspace_usd = (await session.execute(query)).one()
         return Spend(user_usd=float(user_usd), workspace_usd=float(workspace_usd))
+
+    async def record_vote(self, vote: Vote) -> None:
+        """Store ``vote``, replacing the same person's earlier vote on the same answer."""
+        values = {
+            "answer_id": vote.answer_id,
+            "platform": vote.platform,
+            "workspace": vote.workspace,
+            "user_id": vote.user,
+            "vote": vote.value,
+            "created_at": vote.created_at,
+        }
+        changed = {"vote": vote.value, "created_at": vote.created_at}
+        async with (
+            translated_errors("could not record a vote", self._timeout),
+            self._sessions.begin() as session,
+        ):
+            dialect = session.bind.dialect.name if session.bind is not None else ""
+            if dialect in ("postgresql", "sqlite"):
+                insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+                statement = insert(VoteRow).values(**values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["answer_id", "platform", "user_id"], set_=changed
+                )
+                await session.execute(statement)
+                return
+            # Other databases: update, else insert (the unique constraint still holds).
+            result = await session.execute(
+                update(VoteRow)
+                .where(
+                    VoteRow.answer_id == vote.answer_id,
+                    VoteRow.platform == vote.platform,
+                    VoteRow.user == vote.user,
+                )
+                .values(vote=vote.value, created_at=vote.created_at)
+            )
+            if not getattr(result, "rowcount", 0):
+                session.add(
+                    VoteRow(
+                        answer_id=vote.answer_id,
+                        platform=vote.platform,
+                        workspace=vote.workspace,
+                        user=vote.user,
+                        vote=vote.value,
+                        created_at=vote.created_at,
+                    )
+                )
+
+    async def votes(self, answer_id: str) -> dict[str, str]:
+        """The votes on one answer, by ``platform:user``."""
+        query = select(VoteRow.platform, VoteRow.user, VoteRow.vote).where(
+            VoteRow.answer_id == answer_id
+        )
+        async with (
+            translated_errors("could not read votes", self._timeout),
+            self._sessions() as session,
+        ):
+            rows = (await session.execute(query)).all()
+        return {f"{platform}:{user}": vote for platform, user, vote in rows}
+
+    async def link_messages(
+        self, *, platform: str, messages: Sequence[str], answer_id: str, at: datetime
+    ) -> None:
+        """Remember that ``messages`` (platform message ids) show the answer ``answer_id``."""
+        if not messages:
+            return
+        async with (
+            translated_errors("could not link an answer's messages", self._timeout),
+            self._sessions.begin() as session,
+        ):
+            for message in dict.fromkeys(messages):
+                existing = await session.scalar(
+                    select(AnswerMessageRow).where(
+                        AnswerMessageRow.platform == platform, AnswerMessageRow.message == message
+                    )
+                )
+                if existing is None:
+                    session.add(
+                        AnswerMessageRow(
+                            platform=platform, message=message, answer_id=answer_id, created_at=at
+                        )
+                    )
+                else:
+                    existing.answer_id, existing.created_at = answer_id, at
+
+    async def answer_for_message(self, *, platform: str, message: str) -> str | None:
+        """The answer a platform message shows, if it was linked (``link_messages``)."""
+        query = select(AnswerMessageRow.answer_id).where(
+            AnswerMessageRow.platform == platform, AnswerMessageRow.message == message
+        )
+        async with (
+            translated_errors("could not read an answer's messages", self._timeout),
+            self._sessions() as session,
+        ):
+            return await session.scalar(query)

@@ -31,3 +31,5 @@ class Event(StrEnum):
     DEDUPE_HIT = "dedupe_hit"  # a redelivered or doubled event, not answered again
     RATE_LIMITED = "rate_limited"  # a question refused by the rate limit (also REFUSED)
     RECLAIMED = "reclaimed"  # work another replica accepted and did not finish, taken over
+    VOTE_UP = "vote_up"  # a person rated an answer helpful (feedback buttons)
+    VOTE_DOWN = "vote_down"  # ... or not helpful

@@ -28,6 +28,7 @@ class UsageRecord:
     cost_usd: float = 0.0  # tokens x the model's price; 0 for local models
     passages: int = 0  # indexed passages given to the model
     retrieval_ms: int | None = None  # time spent retrieving them; None without retrieval
+    answer_id: str = ""  # what feedback on the answer names ("" on rows older than votes)
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:

@@ -1,4 +1,5 @@
-"""The usage report (`chatbot usage`): requests, tokens, cost and latency from the ledger."""
+"""The usage report (`chatbot usage`): requests, tokens, cost and latency from the ledger,
+and the feedback votes on answers by model and route."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from bot.budget import format_usd
 from bot.database import translated_errors
-from bot.ledger import RequestRow
+from bot.ledger import RequestRow, VoteRow
 
 GroupBy = Literal["user", "workspace", "model"]
 GROUPINGS: tuple[GroupBy, ...] = ("user", "workspace", "model")
@@ -169,3 +170,79 @@ def format_report(lines: Sequence[ReportLine], *, by: GroupBy) -> str:
     return "\n".join(
         [render(header), rule, *(render(r) for r in rows[:-1]), rule, render(rows[-1])]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackLine:
+    """Votes on one model's answers (by route) over the window."""
+
+    key: str  # "model (route)"
+    answers: int  # model answers that offered feedback buttons
+    rated: int  # of them, answers with at least one vote
+    up: int
+    down: int
+
+    @property
+    def rated_share(self) -> float | None:
+        """The share of answers rated (None without answers)."""
+        return self.rated / self.answers if self.answers else None
+
+
+async def feedback_report(engine: AsyncEngine, *, since: datetime) -> list[FeedbackLine]:
+    """Up and down votes, and the share of answers rated, per model and route, for the
+    answers given since ``since`` (one vote per person per answer: the latest)."""
+    answers = select(RequestRow.route, RequestRow.model, RequestRow.answer_id).where(
+        RequestRow.created_at >= since,
+        RequestRow.answer_id.is_not(None),
+        RequestRow.outcome == "ok",
+    )
+    votes = (
+        select(RequestRow.route, RequestRow.model, VoteRow.answer_id, VoteRow.vote)
+        .join(VoteRow, VoteRow.answer_id == RequestRow.answer_id)
+        .where(RequestRow.created_at >= since)
+    )
+    counts: dict[str, list[int]] = {}  # key -> [answers, up, down]
+    rated: dict[str, set[str]] = {}
+    async with (
+        translated_errors("could not read votes", QUERY_TIMEOUT_SECONDS),
+        engine.connect() as connection,
+    ):
+        async for route, model, _answer in await connection.stream(answers):
+            counts.setdefault(f"{model} ({route})", [0, 0, 0])[0] += 1
+        async for route, model, answer, vote in await connection.stream(votes):
+            key = f"{model} ({route})"
+            group = counts.setdefault(key, [0, 0, 0])
+            group[1 if vote == "up" else 2] += 1
+            rated.setdefault(key, set()).add(answer)
+    lines = [
+        FeedbackLine(key, n, len(rated.get(key, ())), up, down)
+        for key, (n, up, down) in counts.items()
+    ]
+    return sorted(lines, key=lambda line: (-line.answers, line.key))
+
+
+def format_feedback(lines: Sequence[FeedbackLine]) -> str:
+    """The feedback votes as a plain-text table with a total row, for a terminal."""
+    header = ("model (route)", "answers", "rated", "rated %", "up", "down")
+
+    def row(key: str, answers: int, rated: int, up: int, down: int) -> tuple[str, ...]:
+        share = f"{100 * rated / answers:.0f}%" if answers else "-"
+        return (key, f"{answers:,}", f"{rated:,}", share, f"{up:,}", f"{down:,}")
+
+    rows = [row(x.key, x.answers, x.rated, x.up, x.down) for x in lines]
+    total = row(
+        "total",
+        sum(x.answers for x in lines),
+        sum(x.rated for x in lines),
+        sum(x.up for x in lines),
+        sum(x.down for x in lines),
+    )
+    widths = [max(len(r[i]) for r in (header, *rows, total)) for i in range(len(header))]
+
+    def render(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([render(header), rule, *(render(r) for r in rows), rule, render(total)])

@@ -118,18 +118,25 @@ async def slack_bot(
     bot_overrides: dict[str, Any],
 ) -> AsyncIterator[SlackBotUnderTest]:
     """The bot serving HTTP on a free port, Slack in HTTP mode."""
-    settings = bot_settings(
+    settings = slack_settings(fake_slack, fake_ollama, redis_url, database_url, **bot_overrides)
+    async with running_bot(settings, fake_slack, fake_ollama) as bot:
+        yield bot
+
+
+def slack_settings(
+    slack: FakeSlack, ollama: FakeOllama, redis_url: str, database_url: str, **overrides: Any
+) -> Settings:
+    """Settings for a bot on the fake Slack (HTTP mode) and the fake Ollama."""
+    return bot_settings(
         slack_bot_token=BOT_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=fake_slack.api_url,
-        ollama_base_url=fake_ollama.url,
+        slack_api_url=slack.api_url,
+        ollama_base_url=ollama.url,
         ollama_model="codellama:7b",
         redis_url=redis_url,
         database_url=database_url,
-        **bot_overrides,
+        **overrides,
     )
-    async with running_bot(settings, fake_slack, fake_ollama) as bot:
-        yield bot
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
+from bot.ratelimit import LocalRateLimiter, RateLimiter
 from bot.state import ConversationState, redis_state
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
@@ -29,7 +30,12 @@ async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     await client.aclose()
 
 
-def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
+def make(
+    state: ConversationState,
+    model: ScriptedModel,
+    ledger: Ledger | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> Assistant:
     return Assistant(
         state=state,
         local_model=model,
@@ -38,6 +44,7 @@ def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None =
         ledger=ledger,
         system_prompt="be brief",
         max_input_chars=100,
+        rate_limiter=rate_limiter,
     )
 
 
@@ -180,3 +187,71 @@ async def test_each_answer_is_recorded_in_the_ledger(
     assert ok.conversation == KEY.as_id()
     assert (ok.prompt_tokens, ok.completion_tokens) == (11, 2)
     assert ok.latency_ms >= 0 and ok.first_token_ms is not None
+
+
+async def test_precheck_refuses_before_anything_and_counts_a_question_once(
+    state: ConversationState,
+) -> None:
+    model = ScriptedModel(reply="ok")
+    limiter = LocalRateLimiter(per_minute=2, per_day=0, clock=lambda: 60.0)
+    bot = make(state, model, rate_limiter=limiter)
+    assert await bot.precheck(msg("   ")) == replies.EMPTY_QUESTION
+    assert "limit here is 100" in (await bot.precheck(msg("x" * 101)) or "")
+    assert "not configured" in (await bot.precheck(msg("/premium hi")) or "")
+    assert await bot.precheck(msg("/help")) is None  # commands are not admission's
+    # Two questions in a limit of two: each checked first, then answered, counted once.
+    for n in range(2):
+        question = msg(f"question {n}")
+        assert await bot.precheck(question) is None
+        sink = RecordingSink()
+        await bot.handle(question, sink)
+        assert sink.text == "ok"
+    assert "limit of 2 questions per minute" in (await bot.precheck(msg("three")) or "")
+    assert len(model.calls) == 2
+
+
+async def test_every_model_answer_gets_an_id_the_ledger_keeps_and_votes_name(
+    state: ConversationState, ledger: Ledger
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.feedback import VOTE_RECORDED, Vote
+
+    bot = make(state, ScriptedModel(reply="A burrito."), ledger)
+    sink = RecordingSink()
+    await bot.handle(msg("what is a monad?"), sink)
+    [row] = await ledger.recent()
+    assert sink.answer_id and row.answer_id == sink.answer_id
+    now = datetime.now(UTC)
+    up = Vote(row.answer_id, "slack", "T1", "U9", "up", now)
+    assert await bot.record_vote(up) == VOTE_RECORDED["up"]
+    assert (
+        await bot.record_vote(Vote(row.answer_id, "slack", "T1", "U9", "down", now))
+        == (VOTE_RECORDED["down"])
+    )
+    assert await ledger.votes(row.answer_id) == {"slack:U9": "down"}
+    # A command is no model answer: no id, no feedback.
+    help_sink = RecordingSink()
+    await bot.handle(msg("/help"), help_sink)
+    assert help_sink.answer_id is None
+
+
+async def test_a_vote_while_the_database_is_down_is_refused_politely(
+    state: ConversationState,
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.database import create_engine
+    from bot.feedback import VOTE_NOT_RECORDED, Vote
+
+    engine = create_engine("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        bot = make(state, ScriptedModel(), Ledger(engine=engine, timeout_seconds=2))
+        vote = Vote("a1", "slack", "T1", "U1", "up", datetime.now(UTC))
+        assert await bot.record_vote(vote) == VOTE_NOT_RECORDED
+        on_message = await bot.record_message_vote(
+            platform="teams", workspace="T1", user="U1", value="up", message="C1:1"
+        )
+        assert on_message == VOTE_NOT_RECORDED
+    finally:
+        await engine.dispose()

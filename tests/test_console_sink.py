@@ -13,7 +13,9 @@ async def test_sources_are_printed_as_a_numbered_list_under_the_answer() -> None
     sink = ConsoleSink(out)
     await sink.write("Deploy with make deploy [1].")
     await sink.cite(
-        [Citation(1, "Deploy runbook", "https://wiki.example.com/deploy", "...")], searched=False
+        [Citation(1, "Deploy runbook", "https://wiki.example.com/deploy", "...")],
+        searched=False,
+        answer_id="a1",
     )
     await sink.close()
     assert out.getvalue() == (

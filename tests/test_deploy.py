@@ -410,6 +410,8 @@ def test_manifest_settings_the_bot_needs(manifest: tuple[str, dict[str, Any]]) -
         "im:history",
         "mpim:history",
         "commands",
+        "assistant:write",
+        "users:read",
     }
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
@@ -522,7 +524,7 @@ async def test_the_app_listens_to_nothing_the_manifest_leaves_out(
 ) -> None:
     assert not await _handled(slack_listeners, _command_body("/deploy"))
     assert not await _handled(slack_listeners, _event_body("reaction_added"))
-    assert not await _handled(slack_listeners, _event_body("app_home_opened"))
+    assert not await _handled(slack_listeners, _event_body("app_uninstalled"))
 
 
 # --- README ---------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_upgrade_creates_the_table_and_a_second_upgrade_changes_nothing(
     upgrade(database_url)
 
     assert {"requests", "alembic_version"} <= table_names(database_url)
-    assert current_revision(database_url) == head_revision() == "0003"
+    assert current_revision(database_url) == head_revision() == "0004"
 
     with sync_connection(database_url) as connection:
         connection.execute(

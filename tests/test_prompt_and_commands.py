@@ -68,3 +68,28 @@ def test_paths_and_plain_text_are_not_commands() -> None:
 def test_unknown_commands_are_flagged() -> None:
     cmd = parse_command("/deploy prod")
     assert cmd is not None and cmd.name == "unknown" and cmd.word == "deploy"
+
+
+def test_thread_context_comes_before_the_question_within_the_budget() -> None:
+    from bot.prompt import CONTEXT_HEADING
+
+    context = [Turn("user", f"person{i} wrote: " + "w" * 400) for i in range(30)]
+    history = [Turn("user", "old question"), Turn("assistant", "old answer")]
+    budget = 1000
+    turns = build_prompt(
+        system_prompt="sys",
+        history=history,
+        question="what did they mean?",
+        budget_tokens=budget,
+        context=context,
+    ).turns
+    assert turns[0] == Turn("system", "sys") and turns[-1] == Turn("user", "what did they mean?")
+    shown = turns[-2]
+    assert shown.role == "user" and shown.content.startswith(CONTEXT_HEADING)
+    # The newest messages are kept, oldest first, within the budget.
+    assert "person29 wrote" in shown.content and "person0 wrote" not in shown.content
+    assert shown.content.index("person28") < shown.content.index("person29")
+    assert sum(estimate_message_tokens(t.content) for t in turns) <= budget
+    # Without context the prompt is as before.
+    plain = build_prompt(system_prompt="sys", history=history, question="q", budget_tokens=budget)
+    assert [t.content for t in plain.turns] == ["sys", "old question", "old answer", "q"]

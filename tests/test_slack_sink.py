@@ -45,7 +45,7 @@ async def _answer(
 ) -> None:
     for start in range(0, len(text), 7):
         await sink.write(text[start : start + 7])
-    await sink.cite(citations, searched=searched)
+    await sink.cite(citations, searched=searched, answer_id="a1")
     await sink.close()
 
 
@@ -74,8 +74,9 @@ async def test_an_updated_answer_keeps_its_text_and_shows_sources_below(slack: F
     (message,) = slack.messages(CHANNEL, THREAD)
     last = slack.calls_to("chat.update")[-1]
     assert last.args["text"] == "Run `make deploy` [1], and roll back with *make undo* [2]."
-    section, context = message.blocks
+    section, context, feedback = message.blocks
     assert section == {"type": "section", "text": {"type": "mrkdwn", "text": last.args["text"]}}
+    assert feedback["type"] == "context_actions"
     assert _context_texts((context,)) == [
         "*Sources:*",
         "[1] <https://wiki.example.com/deploy|Deploy runbook>",
@@ -132,7 +133,7 @@ async def test_a_slash_command_answer_lists_its_sources_to_the_asker() -> None:
 
     sink = EphemeralSink(respond=respond)
     await sink.write("Use make deploy [1].")
-    await sink.cite([DEPLOY], searched=False)
+    await sink.cite([DEPLOY], searched=False, answer_id="a1")
     await sink.close()
     assert sent == [
         {

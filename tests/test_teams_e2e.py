@@ -753,3 +753,80 @@ async def test_a_replica_taking_over_replaces_the_partial_answer_it_finds(
     assert [c.activity_id for c in teams_bot.connector.calls if c.method == "DELETE"] == [
         partial.id
     ]
+
+
+# -- feedback --------------------------------------------------------------------------
+
+
+def feedback_invoke(
+    bot: TeamsBotUnderTest, name: str, reply_to_id: str, reaction: str
+) -> dict[str, Any]:
+    """The `message/submitAction` invoke Teams sends when someone rates a bot message with
+    its feedback buttons (and submits the optional form)."""
+    base = bot.message(name)
+    for field in ("text", "textFormat", "entities"):
+        base.pop(field, None)
+    return {
+        **base,
+        "type": "invoke",
+        "name": "message/submitAction",
+        "id": f"f:{reply_to_id}:{reaction}",
+        "replyToId": reply_to_id,
+        "value": {
+            "actionName": "feedback",
+            "actionValue": {
+                "reaction": reaction,
+                "feedback": json.dumps({"feedbackText": "short and right"}),
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "conversation"), [("personal_message", PERSONAL), ("channel_mention", CHANNEL_THREAD)]
+)
+async def test_teams_votes_are_recorded_against_the_answer_and_replaced(
+    teams_bot: TeamsBotUnderTest, name: str, conversation: str
+) -> None:
+    teams_bot.ollama.reply = "Use `git rebase --onto new old`."
+    await teams_bot.post(teams_bot.message(name))
+    await teams_bot.settle()
+    (answer,) = teams_bot.connector.shown(conversation)
+    assert answer.ai_generated and answer.feedback, "no feedback buttons under the answer"
+    (row,) = await teams_bot.runtime.ledger.recent()
+    assert row.answer_id
+
+    resp = await teams_bot.post(feedback_invoke(teams_bot, name, answer.id, "like"))
+    assert resp.status == 200 and resp.headers.get("Content-Length") == "0"
+    voter = "teams:e1b3d7b9-48d3-4ab3-9f3b-0a0e6d3c2a11"
+    if name == "channel_mention":
+        data = activity(name)
+        voter = f"teams:{data['from']['aadObjectId']}"
+    assert await teams_bot.runtime.ledger.votes(row.answer_id) == {voter: "up"}
+
+    # The same person changes their mind: one vote, the latest.
+    resp = await teams_bot.post(feedback_invoke(teams_bot, name, answer.id, "dislike"))
+    assert resp.status == 200
+    assert await teams_bot.runtime.ledger.votes(row.answer_id) == {voter: "down"}
+    # Nothing was posted in the conversation for the votes, and no model was asked.
+    assert len(teams_bot.connector.shown(conversation)) == 1
+    assert len(teams_bot.ollama.requests) == 1
+
+
+@SQLITE_ONLY
+async def test_teams_commands_carry_no_feedback_and_a_vote_on_them_is_not_recorded(
+    teams_bot: TeamsBotUnderTest,
+) -> None:
+    await teams_bot.post(teams_bot.message("personal_message", "/help"))
+    await teams_bot.settle()
+    (help_reply,) = teams_bot.connector.shown(PERSONAL)
+    assert not help_reply.feedback and not help_reply.ai_generated
+    resp = await teams_bot.post(
+        feedback_invoke(teams_bot, "personal_message", help_reply.id, "like")
+    )
+    assert resp.status == 200
+    engine = teams_bot.runtime.ledger._engine
+    async with engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert (await connection.execute(text("SELECT count(*) FROM votes"))).scalar() == 0

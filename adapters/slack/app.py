@@ -3,12 +3,14 @@ aiohttp converters behind a middleware that checks the signature before the body
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,10 +22,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.commands import SLASH_COMMANDS, SlashCommand, SlashCommands, responder
 from adapters.slack.events import PLATFORM, MalformedRequest, SlackInbound, check_body, to_inbound
+from adapters.slack.feedback import ACTION_ID, FeedbackClick, to_feedback_click
 from adapters.slack.sink import SlackReplySink, StreamingSupport
+from adapters.slack.thread import ThreadReader
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
+from bot.feedback import Vote
+from bot.suggestions import suggestions
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 
@@ -33,8 +39,17 @@ ROUTE = "/slack/events"
 MAX_CLOCK_SKEW_SECONDS = 5 * 60  # as Slack's own verifiers
 # What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
 # these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
-# kind of conversation: DMs, public channels, private channels, group DMs.
-BOT_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups", "message.mpim")
+# kind of conversation: DMs, public channels, private channels, group DMs. `app_home_opened`:
+# someone opened the bot's DM (its messages tab), where it offers suggested prompts.
+MESSAGE_EVENTS = (
+    "app_mention",
+    "message.im",
+    "message.channels",
+    "message.groups",
+    "message.mpim",
+)
+BOT_EVENTS = (*MESSAGE_EVENTS, "app_home_opened")
+SUGGESTIONS_TITLE = "Try asking"
 __all__ = ["BOT_EVENTS", "SLASH_COMMANDS", "SlackBot", "SlackHttpEndpoint"]
 
 
@@ -69,12 +84,15 @@ class SlackBot:
         tracker: TaskTracker,
         signing_secret: str | None = None,
         streaming: StreamingSupport | None = None,
+        suggested_prompts: Sequence[str] | None = None,
     ) -> None:
         self.client = client
         self._assistant = assistant
         self._dispatcher = dispatcher
         self._tracker = tracker
         self._streaming = streaming or StreamingSupport()
+        self._suggested = suggested_prompts
+        self._reader = ThreadReader(client=client)
         self.app = AsyncApp(
             client=client,
             # The HTTP route's middleware checks signatures before anything is parsed; bolt
@@ -86,10 +104,12 @@ class SlackBot:
             logger=_BOLT_LOG,
         )
         self._commands = SlashCommands(client=client, assistant=assistant, sink=self._sink)
-        for event_type in dict.fromkeys(event.split(".")[0] for event in BOT_EVENTS):
+        for event_type in dict.fromkeys(event.split(".")[0] for event in MESSAGE_EVENTS):
             self.app.event(event_type)(self._on_event)
+        self.app.event("app_home_opened")(self._on_home_opened)
         for command in SLASH_COMMANDS:
             self.app.command(command)(self._on_command)
+        self.app.action(ACTION_ID)(self._on_feedback)
 
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         team = str(body.get("team_id") or context.team_id or "")
@@ -105,6 +125,59 @@ class SlackBot:
             "bot_user_id": bot_user_id,
         }
         await self._submit(f"slack:{inbound.message.message_id}", payload)
+
+    async def _on_home_opened(self, event: dict[str, Any]) -> None:
+        """Someone opened the bot's DM: offer the suggested prompts there (in the
+        background: Slack wants its acknowledgement at once)."""
+        channel = event.get("channel")
+        if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
+            return
+        self._tracker.spawn(self._suggest(channel))
+
+    async def _suggest(self, channel: str) -> None:
+        prompts = suggestions(self._suggested, knowledge=self._assistant.searches_knowledge)
+        if not prompts:
+            return
+        try:
+            # No thread_ts: the prompts belong to the DM's messages tab (Slack's agent
+            # experience ignores a call that names a thread there).
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel,
+                title=SUGGESTIONS_TITLE,
+                prompts=[{"title": p.title, "message": p.message} for p in prompts],
+            )
+        except SlackApiError as exc:
+            log.info("could not set suggested prompts (%s)", exc.response.get("error"))
+
+    async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """A click on an answer's feedback buttons: recorded, and acknowledged to the
+        voter alone (in the background: Slack wants its acknowledgement at once)."""
+        await ack()
+        click = to_feedback_click(body, action)
+        if click is None:
+            log.info("ignored a feedback click of an unknown shape")
+            return
+        self._tracker.spawn(self._vote(click, str(body.get("response_url") or "")))
+
+    async def _vote(self, click: FeedbackClick, response_url: str) -> None:
+        vote = Vote(
+            answer_id=click.answer_id,
+            platform=PLATFORM,
+            workspace=click.team,
+            user=click.user,
+            value=click.vote,
+            created_at=datetime.now(UTC),
+        )
+        text = await self._assistant.record_vote(vote)
+        try:
+            await self.client.chat_postEphemeral(
+                channel=click.channel, user=click.user, thread_ts=click.thread_ts, text=text
+            )
+        except SlackApiError as exc:
+            log.info("feedback thanks not shown (%s)", exc.response.get("error"))
+            await responder(response_url)(
+                text=text, response_type="ephemeral", replace_original=False
+            )
 
     async def _on_command(self, ack: Any, command: dict[str, Any], context: Any) -> None:
         payload = {
@@ -133,13 +206,14 @@ class SlackBot:
             await self._remove(job.posted)
             progress.posted.clear()
         if payload.get("type") == "event":
+            bot_user_id = str(payload.get("bot_user_id") or "")
             inbound = to_inbound(
                 payload["event"],
                 team_id=str(payload.get("team_id") or ""),
-                bot_user_id=str(payload.get("bot_user_id") or ""),
+                bot_user_id=bot_user_id,
             )
             if inbound is not None:
-                await self._answer(inbound, progress)
+                await self._answer(inbound, progress, bot_user_id)
         elif payload.get("type") == "command":
             command = payload["command"]
             respond = responder(str(command.get("response_url") or ""))
@@ -170,11 +244,16 @@ class SlackBot:
             on_posted=shown,
         )
 
-    async def _answer(self, inbound: SlackInbound, progress: JobProgress) -> None:
+    async def _answer(
+        self, inbound: SlackInbound, progress: JobProgress, bot_user_id: str = ""
+    ) -> None:
         if inbound.kind == "thread_reply" and not await self._assistant.is_engaged(inbound.key):
             return
         if inbound.starts_thread:
             await self._assistant.engage(inbound.key)
+        elif inbound.kind == "mention" and not await self._assistant.is_engaged(inbound.key):
+            # Called into someone else's thread: read what was said there first.
+            inbound = await self._with_thread(inbound, bot_user_id)
         sink = self._sink(
             inbound.channel,
             inbound.reply_thread_ts,
@@ -183,6 +262,20 @@ class SlackBot:
             progress,
         )
         await self._assistant.handle(inbound.message, sink)
+
+    async def _with_thread(self, inbound: SlackInbound, bot_user_id: str) -> SlackInbound:
+        message = inbound.message
+        root = inbound.key.thread
+        mention_ts = message.message_id.rpartition(":")[2]
+        context = await self._reader.read(
+            channel=inbound.channel,
+            root_ts=root,
+            before_ts=mention_ts,
+            bot_user_id=bot_user_id,
+        )
+        if not context:
+            return inbound
+        return dataclasses.replace(inbound, message=dataclasses.replace(message, context=context))
 
 
 class SlackHttpEndpoint:

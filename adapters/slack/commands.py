@@ -2,7 +2,9 @@
 
 Slash commands can't be used inside threads, so `/ask` and `/premium` post the question in
 the channel and answer in its thread; `/help` and `/reset` answer privately through the
-command's response_url.
+command's response_url. A question the core would refuse (empty, too long, premium not
+allowed or over budget, rate limited) is refused privately the same way before anything is
+posted, and no model is asked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.events import PLATFORM, to_question_text
+from adapters.slack.render import to_mrkdwn
 from adapters.slack.sink import EphemeralSink, SlackReplySink
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
@@ -120,6 +123,17 @@ class SlashCommands:
         await self._assistant.handle(message, EphemeralSink(respond=respond))
 
     async def _ask(self, command: SlashCommand, respond: Respond, progress: JobProgress) -> None:
+        text = f"/premium {command.question}" if command.name == "premium" else command.question
+        # Admission first: a refused question is answered to the asker alone and never
+        # shown in the channel. A question that passes is counted against the rate limit
+        # here, and not again when it is answered below.
+        unposted = ConversationKey(PLATFORM, command.team, command.channel, "")
+        refusal = await self._assistant.precheck(
+            IncomingMessage(unposted, command.message_id, command.user, text)
+        )
+        if refusal is not None:
+            await respond(text=to_mrkdwn(refusal), response_type="ephemeral")
+            return
         raw = command.raw_text
         shown = raw if len(raw) <= DISPLAY_LIMIT else raw[:DISPLAY_LIMIT] + "…"
         quoted = "\n".join(f">{line}" for line in shown.splitlines() or [""])
@@ -136,7 +150,6 @@ class SlashCommands:
         await progress.shown(f"{command.channel}:{root}")
         key = ConversationKey(PLATFORM, command.team, command.channel, root)
         await self._assistant.engage(key)
-        text = f"/premium {command.question}" if command.name == "premium" else command.question
         sink = self._sink(command.channel, root, command.team, command.user, progress)
         message = IncomingMessage(key, command.message_id, command.user, text)
         await self._assistant.handle(message, sink)

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.send_loop import SendLoop
+from adapters.slack.feedback import feedback_block
 from adapters.slack.render import source_line, sources_blocks, to_mrkdwn
 from adapters.text_split import cut_for_limit, split_message
 from bot.conversation import Citation
@@ -158,9 +159,10 @@ class SlackReplySink:
         self._pending += text
         self._loop.poke()
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
-        """List the sources under the answer's last message, in a context block."""
-        self._sources = sources_blocks(citations, searched=searched)
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
+        """List the sources under the answer's last message, in a context block, and the
+        feedback buttons under them."""
+        self._sources = [*sources_blocks(citations, searched=searched), feedback_block(answer_id)]
         label = "Searched:" if searched else "Sources:"
         lines = [source_line(c) for c in citations]
         self._sources_text = f"*{label}*\n" + "\n".join(lines) if lines else ""
@@ -352,8 +354,9 @@ class EphemeralSink:
         """Collect text; it is sent on close."""
         self._parts.append(text)
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
-        """List the sources as lines under the answer."""
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
+        """List the sources as lines under the answer (an ephemeral response takes no
+        feedback: it is not kept in the channel)."""
         if citations:
             label = "Searched:" if searched else "Sources:"
             self._sources = f"*{label}*\n" + "\n".join(source_line(c) for c in citations)

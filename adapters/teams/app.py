@@ -21,7 +21,13 @@ from botbuilder.schema import Activity
 from adapters.teams.auth import AsyncTokenCredentialFactory, install_signing_keys
 from adapters.teams.config import TeamsCredentials
 from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
-from adapters.teams.events import TeamsInbound, to_inbound
+from adapters.teams.events import (
+    TeamsFeedback,
+    TeamsInbound,
+    answer_message_ref,
+    to_feedback,
+    to_inbound,
+)
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_connector
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
@@ -127,6 +133,10 @@ class TeamsBot:
         if not self.authenticated and not is_loopback(activity.service_url):
             log.warning("refused an unsigned activity whose serviceUrl is not on this machine")
             return _refused("unsigned activities may only come from loopback service URLs")
+        feedback = to_feedback(activity)
+        if feedback is not None:
+            await self._vote(feedback)
+            return web.Response(status=200)  # an invoke's answer: 200, no body
         inbound = to_inbound(activity)
         if inbound is None:
             return web.Response(status=200)
@@ -140,6 +150,16 @@ class TeamsBot:
             job = Job(inbound.message.message_id, payload)
             self._tracker.spawn(self.handle_job(job, JobProgress(None, job.id)))
         return web.Response(status=202)
+
+    async def _vote(self, feedback: TeamsFeedback) -> None:
+        """Record a vote from Teams' feedback buttons (Teams thanks the voter itself)."""
+        await self._assistant.record_message_vote(
+            platform=PLATFORM,
+            workspace=feedback.tenant,
+            user=feedback.user,
+            value=feedback.vote,
+            message=feedback.message,
+        )
 
     async def handle_job(self, job: Job, progress: JobProgress) -> None:
         """Answer one queued Teams activity (already authenticated when it was queued)."""
@@ -180,6 +200,16 @@ class TeamsBot:
                 await self._assistant.handle(inbound.message, sink)
             finally:
                 await sink.stop()
+            if sink.answer_id is not None and sink.answer_messages:
+                # Teams' feedback names the message voted on: remember whose answer it is.
+                await self._assistant.link_answer_messages(
+                    platform=PLATFORM,
+                    messages=[
+                        answer_message_ref(inbound.message.key, activity_id)
+                        for activity_id in sink.answer_messages
+                    ],
+                    answer_id=sink.answer_id,
+                )
 
         try:
             await self.adapter.continue_conversation(

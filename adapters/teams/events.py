@@ -15,6 +15,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ConversationReference
 
 from bot.conversation import ConversationKey, IncomingMessage
+from bot.feedback import VoteValue
 
 PLATFORM = "teams"
 PERSONAL = "personal"
@@ -147,4 +148,53 @@ def to_inbound(activity: Activity) -> TeamsInbound | None:
         activity_id=str(activity.id),
         conversation_type=conversation_type,
         service_url=str(activity.service_url),
+    )
+
+
+# -- feedback ---------------------------------------------------------------------------
+
+FEEDBACK_INVOKE = "message/submitAction"
+_REACTIONS = {"like": "up", "dislike": "down"}
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsFeedback:
+    """A vote given with Teams' feedback buttons on one of the bot's messages."""
+
+    message: str  # "<channel or chat id>:<activity id>" of the message voted on
+    vote: VoteValue
+    tenant: str
+    user: str
+
+
+def answer_message_ref(key: ConversationKey, activity_id: str) -> str:
+    """How a posted answer message is named for feedback: its conversation (a channel's id
+    without `;messageid=`) and its activity id (unique only within that conversation)."""
+    return f"{key.channel}:{activity_id}"
+
+
+def to_feedback(activity: Activity) -> TeamsFeedback | None:
+    """Read a ``message/submitAction`` invoke from Teams' feedback loop; None for any other
+    activity or a value of another shape."""
+    if activity.type != "invoke" or activity.name != FEEDBACK_INVOKE:
+        return None
+    value = activity.value if isinstance(activity.value, dict) else {}
+    action = value.get("actionValue")
+    if value.get("actionName") != "feedback" or not isinstance(action, dict):
+        return None
+    vote = _REACTIONS.get(str(action.get("reaction") or ""))
+    if vote is None or activity.conversation is None or not activity.conversation.id:
+        return None
+    if not isinstance(activity.reply_to_id, str) or not activity.reply_to_id:
+        return None
+    sender = activity.from_property
+    user = str(getattr(sender, "aad_object_id", None) or getattr(sender, "id", None) or "")
+    if not user:
+        return None
+    key = conversation_key(activity)
+    return TeamsFeedback(
+        message=answer_message_ref(key, activity.reply_to_id),
+        vote="up" if vote == "up" else "down",
+        tenant=key.workspace,
+        user=user,
     )

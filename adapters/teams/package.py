@@ -14,12 +14,13 @@ import struct
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapters.settings import is_guid
+from bot.suggestions import TITLE_LIMIT, Suggestion, suggestions
 
 MANIFEST_VERSION = "1.30"  # the current app manifest schema (Microsoft 365 app manifest)
 MANIFEST_SCHEMA = (
@@ -52,11 +53,22 @@ class AppInfo:
     website_url: str = "https://example.com/chatbot"
     privacy_url: str = "https://example.com/chatbot/privacy"
     terms_url: str = "https://example.com/chatbot/terms"
+    # Prompt starters offered in the personal chat (the same suggestions as Slack's DM).
+    starters: tuple[Suggestion, ...] = ()
+
+
+def prompt_starters(found: Sequence[Suggestion]) -> tuple[Suggestion, ...]:
+    """The suggestions Teams can offer: a starter sends its title, at most 32 characters, so
+    a longer message cannot be one."""
+    return tuple(s for s in found if len(s.message) <= TITLE_LIMIT)
 
 
 def manifest(info: AppInfo) -> dict[str, Any]:
     """The app manifest: one bot in personal, team and group chat scopes, with its commands."""
     commands = [{"title": title, "description": text} for title, text in COMMANDS]
+    # In the personal chat the list also holds the prompt starters: Teams shows them when
+    # the chat opens and sends a starter's title when it is picked.
+    starters = [{"title": s.message, "description": s.title[:128]} for s in info.starters]
     return {
         "$schema": MANIFEST_SCHEMA,
         "manifestVersion": MANIFEST_VERSION,
@@ -89,7 +101,13 @@ def manifest(info: AppInfo) -> dict[str, Any]:
                 "supportsFiles": False,
                 "isNotificationOnly": False,
                 # One list per scope, each offering the same commands.
-                "commandLists": [{"scopes": [scope], "commands": commands} for scope in SCOPES],
+                "commandLists": [
+                    {
+                        "scopes": [scope],
+                        "commands": commands + starters if scope == "personal" else commands,
+                    }
+                    for scope in SCOPES
+                ],
             }
         ],
         "validDomains": [],
@@ -216,8 +234,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--terms-url", default=defaults.terms_url)
 
 
-def run(args: argparse.Namespace, *, app_id: str) -> int:
-    """`chatbot teams-package`: write the package; 0 on success, 2 without an app id."""
+def run(
+    args: argparse.Namespace,
+    *,
+    app_id: str,
+    suggested: Sequence[str] | None = None,
+    knowledge: bool = False,
+) -> int:
+    """`chatbot teams-package`: write the package; 0 on success, 2 without an app id.
+    ``suggested``/``knowledge``: SUGGESTED_PROMPTS, and whether knowledge sources are set."""
     app_id = args.app_id or app_id
     if not app_id:
         print(
@@ -247,7 +272,15 @@ def run(args: argparse.Namespace, *, app_id: str) -> int:
         website_url=args.website_url,
         privacy_url=args.privacy_url,
         terms_url=args.terms_url,
+        starters=prompt_starters(suggestions(suggested, knowledge=knowledge)),
     )
+    skipped = len(suggestions(suggested, knowledge=knowledge)) - len(info.starters)
+    if skipped:
+        print(
+            f"chatbot: {skipped} suggested prompt(s) left out of the Teams prompt starters: "
+            f"a starter's message may have at most {TITLE_LIMIT} characters",
+            file=sys.stderr,
+        )
     try:
         path = write_package(info, args.output)
     except OSError as exc:

@@ -49,8 +49,10 @@ class TeamsReplySink:
         self._shown = ""  # text of the last streaming update
         self._status_id: str | None = None  # a status message the answer will replace
         self._cancelled = False  # the user pressed Stop
-        self._ai = False  # a model answer: labelled "AI generated"
+        self._ai = False  # a model answer: labelled "AI generated", with Teams' feedback
         self._citations: list[Citation] = []
+        self.answer_id: str | None = None  # the model answer's id (``cite``), for feedback
+        self.answer_messages: list[str] = []  # ids of the messages that show that answer
         self._loop = SendLoop(
             flush=self._step,
             pending=lambda: bool(self._buffer),
@@ -107,10 +109,13 @@ class TeamsReplySink:
         if self._streaming:
             self._loop.poke()
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
-        """Label the answer as AI generated and attach its citations, which Teams shows as
-        pop-ups on the ``[n]`` markers; sources searched but not cited become a closing line."""
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
+        """Label the answer as AI generated, turn on Teams' feedback buttons under it (a
+        vote arrives as a ``message/submitAction`` invoke naming the message: see
+        ``answer_messages``) and attach its citations, which Teams shows as pop-ups on the
+        ``[n]`` markers; sources searched but not cited become a closing line."""
         self._ai = True
+        self.answer_id = answer_id
         if self._cancelled or not citations:
             return
         if searched:
@@ -202,6 +207,7 @@ class TeamsReplySink:
         await self._pace()
         try:
             await self._outbox.send(final)
+            self._shows_answer(stream_id)
         except DeliveryFailed as exc:
             await self._stream_failed(exc, stream_id, text)
             if not self._streaming:
@@ -236,6 +242,7 @@ class TeamsReplySink:
             if text.strip():
                 try:
                     await self._outbox.update(self._message(text, activity_id=stream_id))
+                    self._shows_answer(stream_id)
                 except DeliveryFailed as update_exc:
                     log.warning("could not complete a timed-out stream: %s", update_exc)
         elif exc.stream_closed:
@@ -269,6 +276,7 @@ class TeamsReplySink:
                 try:
                     # The status message becomes the answer: one message, no flicker.
                     await self._outbox.update(self._message(chunk, activity_id=status_id))
+                    self._shows_answer(status_id)
                     continue
                 except DeliveryFailed as exc:
                     log.warning("could not replace the status message: %s", exc)
@@ -276,14 +284,22 @@ class TeamsReplySink:
 
     async def _post(self, text: str) -> None:
         try:
-            await self._outbox.send(self._message(text))
+            self._shows_answer(await self._outbox.send(self._message(text)))
         except DeliveryFailed as exc:
             log.warning("could not post an answer in Teams: %s", exc)
 
+    def _shows_answer(self, activity_id: str | None) -> None:
+        """Note a message of a model answer (its feedback names it)."""
+        if self._ai and activity_id:
+            self.answer_messages.append(activity_id)
+
     def _message(self, text: str, *, activity_id: str | None = None) -> Activity:
-        """A message of the answer: with the AI label and the citations it shows, if any."""
+        """A message of the answer: with the AI label, Teams' feedback buttons and the
+        citations it shows, if any."""
         message = _message(text, activity_id=activity_id)
         message.entities = [ai_message(text, self._citations)] if self._ai else None
+        if self._ai:
+            message.channel_data = {"feedbackLoopEnabled": True}
         return message
 
     # -- typing indicator ----------------------------------------------------------

@@ -42,6 +42,7 @@ class RecordingSink:
     statuses: list[str] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
     searched: bool | None = None  # None: cite() was not called
+    answer_id: str | None = None
     closed: int = 0
 
     async def status(self, text: str) -> None:
@@ -50,11 +51,13 @@ class RecordingSink:
     async def write(self, text: str) -> None:
         self.writes.append(text)
 
-    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         assert self.searched is None, "cite() is called at most once"
         assert not self.closed, "cite() comes before close()"
+        assert answer_id, "every model answer has an id"
         self.citations = list(citations)
         self.searched = searched
+        self.answer_id = answer_id
 
     async def close(self) -> None:
         self.closed += 1

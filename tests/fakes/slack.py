@@ -10,6 +10,7 @@ Slack's error codes, and rate limits are HTTP 429 with ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import socket
@@ -79,6 +80,7 @@ class _Stored:
     reply_broadcast: bool = False
     edited: bool = False
     response_url: str | None = None  # the response_url that posted it, if any
+    bot_name: str | None = None  # another app's message: its bot_profile name
 
     def visible(self) -> Message:
         return Message(
@@ -179,7 +181,13 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
             "assistant.threads.setStatus": self._assistant_set_status,
+            "assistant.threads.setSuggestedPrompts": self._assistant_set_suggested_prompts,
+            "chat.postEphemeral": self._chat_post_ephemeral,
         }
+        # What each person alone was shown (chat.postEphemeral), and the suggested prompts
+        # set per DM channel ({"title": ..., "prompts": [...]}).
+        self.ephemerals: list[dict[str, Any]] = []
+        self.suggested_prompts: dict[str, dict[str, Any]] = {}
         self.add_user(bot_user_id, name=bot_name, is_bot=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -256,8 +264,11 @@ class FakeSlack:
         user: str = "U0PERSON",
         thread_ts: str | None = None,
         ts: str | None = None,
+        bot_id: str | None = None,
+        bot_name: str | None = None,
     ) -> str:
-        """Put a person's message in a channel (or thread) as if they had written it.
+        """Put a person's message in a channel (or thread) as if they had written it; with
+        ``bot_id`` (and ``bot_name``), another app's message.
 
         Returns its ts. Threads need no parent: replies may be posted to any thread_ts.
         """
@@ -265,7 +276,9 @@ class FakeSlack:
             ts = self._next_ts()
         else:
             self._clock = max(self._clock, _ts_micros(ts))
-        self._channels[channel][ts] = _Stored(channel, ts, text, thread_ts, user, None)
+        self._channels[channel][ts] = _Stored(
+            channel, ts, text, thread_ts, user, bot_id, bot_name=bot_name
+        )
         return ts
 
     def add_user(
@@ -610,11 +623,70 @@ class FakeSlack:
         if not thread:
             raise _SlackError("thread_not_found")
         thread.sort(key=lambda m: _ts_key(m.ts))
+        # Paged as Slack pages it: `limit` messages (at most 1000) from the opaque `cursor`,
+        # `has_more` and `response_metadata.next_cursor` ("" on the last page).
+        try:
+            limit = min(int(args.get("limit") or 1000), 1000)
+        except (TypeError, ValueError):
+            raise _SlackError("invalid_limit") from None
+        cursor = str(args.get("cursor") or "")
+        start = 0
+        if cursor:
+            try:
+                start = int(base64.b64decode(cursor).decode().removeprefix("next_ts:"))
+            except ValueError:
+                raise _SlackError("invalid_cursor") from None
+        page = thread[start : start + max(limit, 1)]
+        more = start + len(page) < len(thread)
+        following = base64.b64encode(f"next_ts:{start + len(page)}".encode()).decode()
         return {
-            "messages": [self._api_message(m) for m in thread],
-            "has_more": False,
-            "response_metadata": {"next_cursor": ""},
+            "messages": [self._api_message(m) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": following if more else ""},
         }
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, user = _text_arg(args, "channel"), _text_arg(args, "user")
+        if not channel:
+            raise _SlackError("channel_not_found")
+        if not user:
+            raise _SlackError("user_not_in_channel")
+        text, _, blocks = self._content(args)
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "thread_ts": args.get("thread_ts"),
+                "text": text or _blocks_text(blocks),
+            }
+        )
+        return {"message_ts": self._next_ts()}
+
+    def _assistant_set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = _text_arg(args, "channel_id")
+        if not channel:
+            raise _missing("channel_id")
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            try:
+                prompts = json.loads(prompts)
+            except ValueError:
+                raise _SlackError("invalid_arguments") from None
+        if (
+            not isinstance(prompts, list)
+            or not 1 <= len(prompts) <= SUGGESTED_PROMPTS_LIMIT
+            or not all(
+                isinstance(p, dict)
+                and isinstance(p.get("title"), str)
+                and p["title"]
+                and isinstance(p.get("message"), str)
+                and p["message"]
+                for p in prompts
+            )
+        ):
+            raise _SlackError("invalid_arguments")
+        self.suggested_prompts[channel] = {"title": args.get("title"), "prompts": prompts}
+        return {}
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = _text_arg(args, "user")
@@ -708,7 +780,14 @@ class FakeSlack:
             "user": stored.user,
             "team": self.team_id,
         }
-        if stored.bot_id is not None:
+        if stored.bot_id is not None and stored.bot_name is not None:
+            # Another app's message, with the profile Slack shows it under.
+            message |= {
+                "bot_id": stored.bot_id,
+                "app_id": f"A{stored.bot_id[1:]}",
+                "bot_profile": {"id": stored.bot_id, "name": stored.bot_name, "deleted": False},
+            }
+        elif stored.bot_id is not None:
             message |= {"bot_id": stored.bot_id, "app_id": self.app_id}
         if stored.blocks:
             message["blocks"] = stored.blocks
@@ -801,6 +880,8 @@ def _json_list(value: Any, error: str) -> list[dict[str, Any]]:
 
 
 LOADING_MESSAGES_LIMIT = 10
+SUGGESTED_PROMPTS_LIMIT = 4
+CONTEXT_ACTIONS_ELEMENTS = 5
 BLOCKS_PER_MESSAGE = 50
 CONTEXT_ELEMENTS = 10
 BLOCK_TEXT_LIMIT = 3000  # characters of a section's or a context element's text
@@ -818,6 +899,9 @@ def _check_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             texts = block.get("elements") or []
             if not texts or len(texts) > CONTEXT_ELEMENTS:
                 raise _SlackError("invalid_blocks")
+        elif kind == "context_actions":
+            _check_context_actions(block)
+            continue
         else:
             continue
         for text in texts:
@@ -827,6 +911,34 @@ def _check_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not isinstance(body, str) or not body or len(body) > BLOCK_TEXT_LIMIT:
                 raise _SlackError("invalid_blocks")
     return blocks
+
+
+def _check_context_actions(block: dict[str, Any]) -> None:
+    """A context actions block: 1 to 5 feedback buttons or icon buttons elements."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= CONTEXT_ACTIONS_ELEMENTS:
+        raise _SlackError("invalid_blocks")
+    if len(str(block.get("block_id", ""))) > 255:
+        raise _SlackError("invalid_blocks")
+    for element in elements:
+        if not isinstance(element, dict):
+            raise _SlackError("invalid_blocks")
+        if element.get("type") == "icon_button":
+            continue
+        if element.get("type") != "feedback_buttons":
+            raise _SlackError("invalid_blocks")
+        for name in ("positive_button", "negative_button"):
+            button = element.get(name)
+            text = button.get("text") if isinstance(button, dict) else None
+            if (
+                not isinstance(text, dict)
+                or text.get("type") != "plain_text"
+                or not isinstance(text.get("text"), str)
+                or not 1 <= len(text["text"]) <= 75
+                or not isinstance(button.get("value"), str)  # type: ignore[union-attr]
+                or not 1 <= len(button["value"]) <= 2000  # type: ignore[index]
+            ):
+                raise _SlackError("invalid_blocks")
 
 
 def _stream_text(args: dict[str, Any], *, required: bool) -> str:
@@ -871,6 +983,8 @@ def _blocks_text(blocks: list[dict[str, Any]]) -> str:
         return []
 
     for block in blocks:
+        if block.get("type") == "context_actions":
+            continue  # buttons (feedback), not text a person reads
         found = texts(block)
         if block.get("type") == "rich_text":
             lines.append("".join(found))

@@ -132,12 +132,16 @@ class Shown:
     final: bool = False
     ai_generated: bool = False  # carries the "AI generated" label
     citations: list[dict[str, Any]] = field(default_factory=list)  # its Claim entities
+    feedback: bool = False  # Teams shows its 👍/👎 feedback buttons under it
 
     def label(self, body: dict[str, Any]) -> None:
-        """Take the AI label and citations of the activity that set this message's text."""
+        """Take the AI label, citations and feedback loop of the activity that set this
+        message's text."""
         entity = _ai_entity(body)
         self.ai_generated = entity is not None
         self.citations = list((entity or {}).get("citation") or [])
+        data = body.get("channelData")
+        self.feedback = isinstance(data, dict) and data.get("feedbackLoopEnabled") is True
 
 
 @dataclass
