@@ -32,6 +32,7 @@ from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from bot.replies import ProviderNames
 from bot.retrieval import Retriever
 from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
@@ -48,6 +49,16 @@ if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
     from adapters.teams.app import TeamsBot
 
 log = logging.getLogger(__name__)
+
+# How the core's replies name our providers and the settings an admin changes.
+PROVIDER_NAMES = ProviderNames(
+    local="self-hosted Ollama",
+    premium="OpenAI",
+    premium_key="`OPENAI_API_KEY`",
+    premium_users="`PREMIUM_USERS`",
+    premium_model="`PREMIUM_MODEL` (and `OPENAI_BASE_URL`)",
+    install="install it with `ollama pull {model}`",
+)
 
 LOCAL_MEMORY_NOTICE = (
     "No Redis answers on localhost and REDIS_URL is not set: keeping conversation memory in "
@@ -350,6 +361,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         usage_writer=UsageWriter(ledger=ledger, tracker=tracker),
         telemetry=metrics,
         retriever=Retriever(knowledge=knowledge) if knowledge is not None else None,
+        names=PROVIDER_NAMES,
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     runtime = Runtime(

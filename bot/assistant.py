@@ -31,6 +31,7 @@ from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
 from bot.ratelimit import RateLimiter
 from bot.redact import describe_kinds, redact
+from bot.replies import GENERIC_NAMES, ProviderNames
 from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
 from bot.search import search_reply
 from bot.state import ConversationState
@@ -83,8 +84,11 @@ class Assistant:
         usage_writer: UsageWriter | None = None,
         telemetry: Telemetry | None = None,
         retriever: Retriever | None = None,
+        names: ProviderNames = GENERIC_NAMES,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``names``: how replies name the providers and their settings (the core knows
+        no provider; the composition root does)."""
         self._state = state
         self._local = Route("local", local_model)
         self._premium = (
@@ -94,10 +98,13 @@ class Assistant:
                 "premium",
                 premium.model,
                 premium,
-                PremiumAccount(premium=premium, ledger=ledger, local_model=local_model.name),
+                PremiumAccount(
+                    premium=premium, ledger=ledger, local_model=local_model.name, names=names
+                ),
             )
         )
         self._premium_name = premium_model_name
+        self._names = names
         self._ledger = ledger
         self._system_prompt = system_prompt
         self._usage = usage_writer
@@ -297,10 +304,12 @@ class Assistant:
             return self._local
         route = self._premium
         if route is None or route.premium is None:
-            raise UserFacingError(replies.PREMIUM_OFF.format(local_model=self._local.model.name))
+            raise UserFacingError(
+                self._names.fill(replies.PREMIUM_OFF, local_model=self._local.model.name)
+            )
         if not route.premium.allows(message.sender):
             raise UserFacingError(
-                replies.PREMIUM_NOT_ALLOWED.format(local_model=self._local.model.name)
+                self._names.fill(replies.PREMIUM_NOT_ALLOWED, local_model=self._local.model.name)
             )
         return route
 
@@ -323,11 +332,13 @@ class Assistant:
         """`/model`: the models here, and the sender's premium spend and budget this month."""
         route = self._premium
         line = (
-            f"`{self._premium_name}` (OpenAI; use `/premium <question>`)"
+            f"`{self._premium_name}` ({self._names.premium}; use `/premium <question>`)"
             if route is not None
             else "not configured on this bot"
         )
-        lines = [replies.MODEL_INFO.format(local_model=self._local.model.name, premium=line)]
+        lines = [
+            self._names.fill(replies.MODEL_INFO, local_model=self._local.model.name, premium=line)
+        ]
         if route is not None and route.account is not None:
             lines += await route.account.spend_lines(message, self._now())
         await sink.write("\n".join(lines))
@@ -370,6 +381,7 @@ class Assistant:
                 sink=sink,
                 premium=route.premium is not None,
                 local_model=self._local.model.name,
+                names=self._names,
                 now=self._now,
                 # Without passages a bracketed number is the model's own text, left alone.
                 text_filter=markers if prompt.passages else None,
@@ -409,7 +421,9 @@ class Assistant:
         sent, kinds = _redact_for_premium(turns)
         if kinds:
             log.info("redacted %s before a premium call", ", ".join(kinds))
-            await sink.write(replies.PREMIUM_REDACTED.format(kinds=describe_kinds(kinds)))
+            await sink.write(
+                self._names.fill(replies.PREMIUM_REDACTED, kinds=describe_kinds(kinds))
+            )
         return sent
 
     async def _finish(

@@ -14,6 +14,7 @@ from bot import replies
 from bot.conversation import ReplySink
 from bot.errors import ReplyCancelled
 from bot.outcome import Outcome
+from bot.replies import ProviderNames
 from inference.base import (
     ChatModel,
     GenerationFailed,
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Failure:
     """What a model error means for the person: an outcome and the reply for each route
-    (templates may use ``{model}`` and ``{local_model}``). ``after_text`` replaces the reply
-    when part of the answer was already shown."""
+    (templates filled by ``ProviderNames.fill`` with ``model`` and ``local_model``).
+    ``after_text`` replaces the reply when part of the answer was already shown."""
 
     outcome: Outcome
     local: str
@@ -120,6 +121,7 @@ async def generate(
     sink: ReplySink,
     premium: bool,
     local_model: str,
+    names: ProviderNames,
     now: Callable[[], datetime],
     text_filter: TextFilter | None = None,
 ) -> Generation:
@@ -160,7 +162,7 @@ async def generate(
             text = failure.after_text
         else:
             text = failure.premium if premium else failure.local
-        await sink.write(text.format(model=model.name, local_model=local_model))
+        await sink.write(names.fill(text, model=model.name, local_model=local_model))
     result.text = "".join(parts)
     if result.outcome is Outcome.OK and not result.text.strip():
         result.outcome = Outcome.EMPTY_ANSWER

@@ -23,6 +23,7 @@ from bot.conversation import IncomingMessage
 from bot.database import DatabaseError
 from bot.errors import UserFacingError
 from bot.ledger import Ledger
+from bot.replies import GENERIC_NAMES, ProviderNames
 from inference.base import ChatModel
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,18 @@ class Premium:
 class PremiumAccount:
     """Reads premium spend from the usage ledger: budget checks and the `/model` lines."""
 
-    def __init__(self, *, premium: Premium, ledger: Ledger | None, local_model: str) -> None:
+    def __init__(
+        self,
+        *,
+        premium: Premium,
+        ledger: Ledger | None,
+        local_model: str,
+        names: ProviderNames = GENERIC_NAMES,
+    ) -> None:
         self._premium = premium
         self._ledger = ledger
         self._local = local_model
+        self._names = names
 
     async def spend(self, message: IncomingMessage, now: datetime) -> Spend:
         """This month's premium spend of the sender and of their workspace."""
@@ -70,7 +79,7 @@ class PremiumAccount:
         except DatabaseError:
             log.warning("usage ledger unavailable; premium refused", exc_info=True)
             raise UserFacingError(
-                replies.PREMIUM_BUDGET_UNKNOWN.format(local_model=self._local)
+                self._names.fill(replies.PREMIUM_BUDGET_UNKNOWN, local_model=self._local)
             ) from None
         exceeded = over_budget(budgets, spend)
         if exceeded is None:
@@ -85,7 +94,8 @@ class PremiumAccount:
             )
         reset = next_month_start(now)
         raise UserFacingError(
-            text.format(
+            self._names.fill(
+                text,
                 spent=format_usd(spent),
                 budget=format_usd(budget),
                 reset=f"{reset:%B} {reset.day}",

@@ -1,6 +1,39 @@
-"""Every text the bot writes into a conversation on its own behalf (not model output)."""
+"""Every text the bot writes into a conversation on its own behalf (not model output).
+
+The core names no provider: texts that mention one, or a setting an admin changes, have
+placeholders that ``ProviderNames.fill`` fills with what the composition root gives."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderNames:
+    """How replies name the model providers and the settings an admin would change."""
+
+    local: str = "the self-hosted model server"
+    premium: str = "the premium provider"
+    premium_key: str = "the premium API key"
+    premium_users: str = "the premium allowlist"
+    premium_model: str = "the premium model setting"
+    install: str = "install `{model}` on the model server"  # may use {model}
+
+    def fill(self, template: str, **values: object) -> str:
+        """``template`` with these names and ``values`` filled in."""
+        return template.format(
+            local_provider=self.local,
+            provider=self.premium,
+            key_setting=self.premium_key,
+            users_setting=self.premium_users,
+            model_setting=self.premium_model,
+            install=self.install.format(model=values.get("model", "")),
+            **values,
+        )
+
+
+GENERIC_NAMES = ProviderNames()
+
 
 EMPTY_QUESTION = (
     "I didn't get a question. Write it after the mention, e.g. "
@@ -17,8 +50,7 @@ MODEL_UNAVAILABLE = (
     "(`chatbot doctor` shows what is wrong)."
 )
 MODEL_NOT_FOUND = (
-    "The model `{model}` is not installed on the model server. "
-    "An admin can install it with `ollama pull {model}`."
+    "The model `{model}` is not installed on the model server. An admin can {install}."
 )
 INCOMPLETE = (
     "_The model server failed in the middle of this answer, so it is incomplete. "
@@ -40,18 +72,18 @@ UNKNOWN_COMMAND = (
     "put a word before it.)"
 )
 PREMIUM_OFF = (
-    "Premium answers are not configured on this bot (no OpenAI API key), "
+    "Premium answers are not configured on this bot (no {provider} API key), "
     "so nothing was sent anywhere. Ask without `/premium` to use the local model "
-    "({local_model}), or ask the bot's admin to set `OPENAI_API_KEY`."
+    "({local_model}), or ask the bot's admin to set {key_setting}."
 )
 PREMIUM_NOT_ALLOWED = (
     "You are not on the list of people allowed to use `/premium` here, so nothing was sent. "
     "Ask without `/premium` to use the local model ({local_model}), or ask the bot's admin "
-    "to add you to `PREMIUM_USERS`."
+    "to add you to {users_setting}."
 )
 PREMIUM_SIGNATURE = "\n\n_Answered by {model} (premium)._"
 MODEL_INFO = (
-    "**Local model:** `{local_model}` (self-hosted Ollama; your text stays on company servers)\n"
+    "**Local model:** `{local_model}` ({local_provider}; your text stays on company servers)\n"
     "**Premium model:** {premium}"
 )
 RATE_LIMITED = (
@@ -61,37 +93,38 @@ RATE_LIMITED = (
 QUEUED = "Queued — #{position} in line. I'll start answering as soon as the model is free."
 OVERLOADED = "Too many questions are waiting for the model right now. Please try again in a minute."
 PREMIUM_REDACTED = (
-    "_Before sending this to OpenAI I replaced {kinds} with placeholders; "
+    "_Before sending this to {provider} I replaced {kinds} with placeholders; "
     "the values were not sent._\n\n"
 )
 PREMIUM_OVER_USER_BUDGET = (
     "You've used {spent} of your {budget} monthly premium budget, so nothing was sent to "
-    "OpenAI. It resets on {reset} (UTC). Ask without `/premium` to use the local model "
+    "{provider}. It resets on {reset} (UTC). Ask without `/premium` to use the local model "
     "({local_model}), or ask the bot's admin about `PREMIUM_MONTHLY_BUDGET_USD`."
 )
 PREMIUM_OVER_WORKSPACE_BUDGET = (
     "This workspace has used {spent} of its {budget} monthly premium budget, so nothing was "
-    "sent to OpenAI. It resets on {reset} (UTC). Ask without `/premium` to use the local model "
+    "sent to {provider}. It resets on {reset} (UTC). Ask without `/premium` to use the local "
+    "model "
     "({local_model}), or ask the bot's admin about `PREMIUM_WORKSPACE_MONTHLY_BUDGET_USD`."
 )
 PREMIUM_BUDGET_UNKNOWN = (
     "I can't check the premium budget right now (the usage database is not reachable), "
-    "so nothing was sent to OpenAI. Please try again in a few minutes, or ask without "
+    "so nothing was sent to {provider}. Please try again in a few minutes, or ask without "
     "`/premium` to use the local model ({local_model})."
 )
 PREMIUM_AUTH_FAILED = (
-    "OpenAI refused this bot's API key, so the premium model can't answer. Please tell the "
-    "bot's admin (`OPENAI_API_KEY` needs fixing). Meanwhile, ask without `/premium` to use "
+    "{provider} refused this bot's API key, so the premium model can't answer. Please tell the "
+    "bot's admin ({key_setting} needs fixing). Meanwhile, ask without `/premium` to use "
     "the local model ({local_model})."
 )
 PREMIUM_UNAVAILABLE = (
-    "The premium model (OpenAI) is not answering right now (unreachable, overloaded or "
+    "The premium model ({provider}) is not answering right now (unreachable, overloaded or "
     "rate-limited). Please try again in a few minutes, or ask without `/premium` to use the "
     "local model ({local_model})."
 )
 PREMIUM_MODEL_NOT_FOUND = (
-    "The premium model `{model}` is not available to this bot's OpenAI account. "
-    "An admin can check `PREMIUM_MODEL` (and `OPENAI_BASE_URL`)."
+    "The premium model `{model}` is not available to this bot's {provider} account. "
+    "An admin can check {model_setting}."
 )
 PREMIUM_SPEND = "*Your premium spend this month:* {spent} of your {budget} budget"
 PREMIUM_SPEND_NO_LIMIT = "*Your premium spend this month:* {spent} (no monthly limit)"

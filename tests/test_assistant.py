@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from adapters.wiring import PROVIDER_NAMES
 from bot import replies
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
@@ -45,6 +46,7 @@ def make(
         system_prompt="be brief",
         max_input_chars=100,
         rate_limiter=rate_limiter,
+        names=PROVIDER_NAMES,  # the wording the composition root gives
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from adapters.wiring import PROVIDER_NAMES
 from bot import replies
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.harness import SlackBotUnderTest
@@ -100,7 +101,7 @@ async def test_postgres_outage_and_recovery(
     assert texts[1:] == [
         "local: during 0",
         "local: during 1",
-        replies.PREMIUM_BUDGET_UNKNOWN.format(local_model="codellama:7b"),
+        PROVIDER_NAMES.fill(replies.PREMIUM_BUDGET_UNKNOWN, local_model="codellama:7b"),
     ]
     assert fake_openai.requests == []
     status, body = await get_json(f"{slack_bot.url}/readyz")

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.settings import Settings
-from adapters.wiring import build_premium
+from adapters.wiring import PROVIDER_NAMES, build_premium
 from bot import replies
 from bot.assistant import Assistant, Premium
 from bot.budget import NO_BUDGETS, Budgets, Price
@@ -86,6 +86,7 @@ def make(
         ledger=ledger,
         system_prompt="be brief",
         max_input_chars=20_000,
+        names=PROVIDER_NAMES,
         now=lambda: NOW,
         **options,  # type: ignore[arg-type]
     )
@@ -174,7 +175,7 @@ async def test_a_user_not_on_the_allowlist_is_told_and_nothing_is_sent(
 ) -> None:
     bot = make(state, local, premium_route(fake_openai, allowed=frozenset({"U1"})))
     refused = await ask(bot, "/premium hi", sender="U2")
-    assert refused == replies.PREMIUM_NOT_ALLOWED.format(local_model="codellama:7b")
+    assert refused == PROVIDER_NAMES.fill(replies.PREMIUM_NOT_ALLOWED, local_model="codellama:7b")
     assert fake_openai.requests == []
     assert "Premium **answer**." in await ask(bot, "/premium hi", sender="U1")
     assert len(fake_openai.requests) == 1
@@ -249,7 +250,9 @@ async def test_an_unreachable_ledger_refuses_premium_rather_than_spend_blind(
         down = Ledger(engine=engine, timeout_seconds=2)
         bot = make(state, local, premium_route(fake_openai, budgets=Budgets(user_usd=20)), down)
         text = await ask(bot, "/premium hi")
-        assert text == replies.PREMIUM_BUDGET_UNKNOWN.format(local_model="codellama:7b")
+        assert text == PROVIDER_NAMES.fill(
+            replies.PREMIUM_BUDGET_UNKNOWN, local_model="codellama:7b"
+        )
         assert fake_openai.requests == []
         # Without budgets there is nothing to check: premium answers.
         unlimited = make(state, local, premium_route(fake_openai), down)
@@ -402,7 +405,7 @@ async def test_a_refused_api_key_gives_an_admin_pointer_and_no_detail(
 ) -> None:
     bot = make(state, local, premium_route(fake_openai, api_key="sk-revoked-0000000000000"), ledger)
     text = await ask(bot, "/premium hi")
-    assert text == replies.PREMIUM_AUTH_FAILED.format(local_model="codellama:7b")
+    assert text == PROVIDER_NAMES.fill(replies.PREMIUM_AUTH_FAILED, local_model="codellama:7b")
     assert "sk-" not in text and "401" not in text
     (row,) = await ledger.recent()
     assert (row.route, row.outcome, row.cost_usd) == ("premium", "auth_failed", 0)
@@ -421,7 +424,7 @@ async def test_openai_busy_or_failing_is_explained(
 ) -> None:
     fake_openai.status_override = status
     text = await ask(make(state, local, premium_route(fake_openai)), "/premium hi")
-    assert text == replies.PREMIUM_UNAVAILABLE.format(local_model="codellama:7b")
+    assert text == PROVIDER_NAMES.fill(replies.PREMIUM_UNAVAILABLE, local_model="codellama:7b")
 
 
 async def test_a_dropped_stream_keeps_the_text_and_records_the_estimated_cost(
