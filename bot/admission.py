@@ -4,6 +4,7 @@ within the premium budget and the person's rate limit). A refusal is a ``UserFac
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,10 @@ from bot.ratelimit import RateLimiter, describe_wait
 from bot.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+# Questions admitted ahead whose answers are still to come (a bound, in case one never
+# comes: a crash between the check and the answer).
+COUNTED_AHEAD_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class Admission:
         self._rate_limiter = rate_limiter
         self._telemetry = telemetry
         self._now = now
+        # Message ids admitted (and counted) ahead of their answer.
+        self._counted: OrderedDict[str, bool] = OrderedDict()
 
     def check_text(self, question: str) -> str:
         """The question stripped; refuses an empty or too long one."""
@@ -62,15 +69,16 @@ class Admission:
         question: str,
         *,
         premium: PremiumAccount | None,
-        count: bool = True,
+        ahead: bool = False,
     ) -> Admitted:
         """Admit ``question`` or raise ``UserFacingError`` saying why not; a question that
-        passes counts against the sender's rate limit, unless ``count`` is False (it was
-        counted when it was checked before, see ``Assistant.precheck``)."""
+        passes counts against the sender's rate limit once. ``ahead``: checked before it is
+        shown (a slash command, refused privately), so its answer, admitted again later with
+        the same message id, is not counted again."""
         question = self.check_text(question)
         if premium is not None:
             await premium.check_budget(message, self._now())
-        if self._rate_limiter is None or not count:
+        if self._counted.pop(message.message_id, False) or self._rate_limiter is None:
             return Admitted(question)
         key = message.key
         try:
@@ -87,4 +95,8 @@ class Admission:
                     limit=decision.limit, window=decision.window, at=at, wait=wait
                 )
             )
+        if ahead:
+            self._counted[message.message_id] = True
+            while len(self._counted) > COUNTED_AHEAD_LIMIT:
+                self._counted.popitem(last=False)
         return Admitted(question)

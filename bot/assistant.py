@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,14 +22,14 @@ from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
-from bot.feedback import VOTE_NOT_RECORDED, VOTE_RECORDED, VOTE_UNKNOWN_ANSWER, Vote, VoteValue
+from bot.feedback import Feedback
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
-from bot.outcome import Event, Outcome
+from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
 from bot.ratelimit import RateLimiter
-from bot.redact import describe_kinds, redact
+from bot.redact import describe_kinds, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
 from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
 from bot.search import search_reply
@@ -43,10 +42,6 @@ from inference.base import ChatModel, Turn
 __all__ = ["Assistant", "Premium"]
 
 log = logging.getLogger(__name__)
-
-# Questions checked by ``precheck`` whose answers are still to come (a bound, in case one
-# never comes: a crash between the check and the answer).
-PRECHECKED_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +111,10 @@ class Assistant:
             now=now,
         )
         self._retriever = retriever
+        self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
         # Conversations already told that memory is down (until it is back).
         self._told_memory_down: set[str] = set()
-        # Message ids admitted (and counted against the rate limit) by ``precheck``.
-        self._prechecked: OrderedDict[str, None] = OrderedDict()
         self._commands: dict[
             str, Callable[[IncomingMessage, Command, ReplySink], Awaitable[UsageRecord | None]]
         ] = {
@@ -165,67 +159,14 @@ class Assistant:
         question = command.argument if command is not None else message.text
         try:
             route = self._route(message, premium=command is not None and command.name == "premium")
-            await self._admission.admit(message, question, premium=route.account)
+            await self._admission.admit(message, question, premium=route.account, ahead=True)
         except UserFacingError as exc:
             log.info(
                 "refused %s message %s before posting it", message.key.platform, message.message_id
             )
             self._telemetry.event(Outcome.REFUSED, message.key.platform)
             return exc.text
-        self._prechecked[message.message_id] = None
-        while len(self._prechecked) > PRECHECKED_LIMIT:
-            self._prechecked.popitem(last=False)
         return None
-
-    async def record_vote(self, vote: Vote) -> str:
-        """Record a person's vote on an answer (replacing their earlier one); what to tell
-        the voter, privately. Database trouble is logged, never shown."""
-        if self._ledger is None:
-            return VOTE_NOT_RECORDED
-        try:
-            await self._ledger.record_vote(vote)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
-            return VOTE_NOT_RECORDED
-        event = Event.VOTE_UP if vote.value == "up" else Event.VOTE_DOWN
-        self._telemetry.event(event, vote.platform)
-        log.info(
-            "recorded a %s vote from %s on answer %s", vote.value, vote.platform, vote.answer_id
-        )
-        return VOTE_RECORDED[vote.value]
-
-    async def link_answer_messages(
-        self, *, platform: str, messages: list[str], answer_id: str
-    ) -> None:
-        """Remember which posted messages show an answer, for platforms whose feedback names
-        the message (Teams); a database error is logged and the link is lost."""
-        if self._ledger is None or not messages:
-            return
-        try:
-            await self._ledger.link_messages(
-                platform=platform, messages=messages, answer_id=answer_id, at=self._now()
-            )
-        except DatabaseError:
-            log.warning("usage ledger unavailable; feedback on this answer will not be kept")
-
-    async def record_message_vote(
-        self, *, platform: str, workspace: str, user: str, value: VoteValue, message: str
-    ) -> str:
-        """``record_vote`` for a vote that names the message it was given on (Teams): the
-        answer is looked up among the linked messages (``link_answer_messages``)."""
-        if self._ledger is None:
-            return VOTE_NOT_RECORDED
-        try:
-            answer_id = await self._ledger.answer_for_message(platform=platform, message=message)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
-            return VOTE_NOT_RECORDED
-        if answer_id is None:
-            log.info("a vote on a %s message that shows no known answer", platform)
-            return VOTE_UNKNOWN_ANSWER
-        return await self.record_vote(
-            Vote(answer_id, platform, workspace, user, value, self._now())
-        )
 
     async def handle(self, message: IncomingMessage, sink: ReplySink) -> None:
         """Answer ``message``; always writes something. Dedupe happens where work is
@@ -355,11 +296,7 @@ class Assistant:
         self, message: IncomingMessage, question: str, route: Route, sink: ReplySink
     ) -> UsageRecord:
         """A model's answer to ``question``, step by step."""
-        counted = message.message_id in self._prechecked
-        self._prechecked.pop(message.message_id, None)
-        admitted = await self._admission.admit(
-            message, question, premium=route.account, count=not counted
-        )
+        admitted = await self._admission.admit(message, question, premium=route.account)
         question = admitted.question
         answer_id = uuid.uuid4().hex  # names the answer to feedback and in the ledger
         async with self._recall(message.key) as recalled:
@@ -418,7 +355,7 @@ class Assistant:
         original and the local model sees it unchanged."""
         if route.premium is None:
             return turns
-        sent, kinds = _redact_for_premium(turns)
+        sent, kinds = redact_turns(turns)
         if kinds:
             log.info("redacted %s before a premium call", ", ".join(kinds))
             await sink.write(
@@ -517,21 +454,6 @@ class Assistant:
             retrieval_ms=retrieved.elapsed_ms,
             answer_id=answer_id,
         )
-
-
-def _redact_for_premium(turns: list[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
-    """The turns with secrets replaced in the conversation (the operator's system prompt is
-    left as configured), and the kinds that were replaced."""
-    kinds: list[str] = []
-    sent: list[Turn] = []
-    for turn in turns:
-        if turn.role == "system":
-            sent.append(turn)
-            continue
-        redacted = redact(turn.content)
-        kinds.extend(redacted.kinds)
-        sent.append(Turn(turn.role, redacted.text) if redacted.changed else turn)
-    return sent, tuple(dict.fromkeys(kinds))
 
 
 def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: Outcome) -> None:

@@ -10,8 +10,10 @@ hashes and UUIDs alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+from inference.base import Turn
 
 PLACEHOLDER = "[REDACTED:{kind}]"
 
@@ -312,3 +314,18 @@ def describe_kinds(kinds: Iterable[str]) -> str:
     if len(labels) == 1:
         return labels[0]
     return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def redact_turns(turns: Sequence[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
+    """The turns with secrets replaced in the conversation (the operator's system prompt is
+    left as configured), and the kinds that were replaced."""
+    kinds: list[str] = []
+    sent: list[Turn] = []
+    for turn in turns:
+        if turn.role == "system":
+            sent.append(turn)
+            continue
+        redacted = redact(turn.content)
+        kinds.extend(redacted.kinds)
+        sent.append(Turn(turn.role, redacted.text) if redacted.changed else turn)
+    return sent, tuple(dict.fromkeys(kinds))

@@ -226,9 +226,9 @@ async def test_every_model_answer_gets_an_id_the_ledger_keeps_and_votes_name(
     assert sink.answer_id and row.answer_id == sink.answer_id
     now = datetime.now(UTC)
     up = Vote(row.answer_id, "slack", "T1", "U9", "up", now)
-    assert await bot.record_vote(up) == VOTE_RECORDED["up"]
+    assert await bot.feedback.record_vote(up) == VOTE_RECORDED["up"]
     assert (
-        await bot.record_vote(Vote(row.answer_id, "slack", "T1", "U9", "down", now))
+        await bot.feedback.record_vote(Vote(row.answer_id, "slack", "T1", "U9", "down", now))
         == (VOTE_RECORDED["down"])
     )
     assert await ledger.votes(row.answer_id) == {"slack:U9": "down"}
@@ -250,8 +250,8 @@ async def test_a_vote_while_the_database_is_down_is_refused_politely(
     try:
         bot = make(state, ScriptedModel(), Ledger(engine=engine, timeout_seconds=2))
         vote = Vote("a1", "slack", "T1", "U1", "up", datetime.now(UTC))
-        assert await bot.record_vote(vote) == VOTE_NOT_RECORDED
-        on_message = await bot.record_message_vote(
+        assert await bot.feedback.record_vote(vote) == VOTE_NOT_RECORDED
+        on_message = await bot.feedback.record_message_vote(
             platform="teams", workspace="T1", user="U1", value="up", message="C1:1"
         )
         assert on_message == VOTE_NOT_RECORDED

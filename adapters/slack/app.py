@@ -168,7 +168,7 @@ class SlackBot:
             value=click.vote,
             created_at=datetime.now(UTC),
         )
-        text = await self._assistant.record_vote(vote)
+        text = await self._assistant.feedback.record_vote(vote)
         try:
             await self.client.chat_postEphemeral(
                 channel=click.channel, user=click.user, thread_ts=click.thread_ts, text=text

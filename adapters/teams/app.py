@@ -153,7 +153,7 @@ class TeamsBot:
 
     async def _vote(self, feedback: TeamsFeedback) -> None:
         """Record a vote from Teams' feedback buttons (Teams thanks the voter itself)."""
-        await self._assistant.record_message_vote(
+        await self._assistant.feedback.record_message_vote(
             platform=PLATFORM,
             workspace=feedback.tenant,
             user=feedback.user,
@@ -202,7 +202,7 @@ class TeamsBot:
                 await sink.stop()
             if sink.answer_id is not None and sink.answer_messages:
                 # Teams' feedback names the message voted on: remember whose answer it is.
-                await self._assistant.link_answer_messages(
+                await self._assistant.feedback.link_answer_messages(
                     platform=PLATFORM,
                     messages=[
                         answer_message_ref(inbound.message.key, activity_id)
