@@ -280,15 +280,33 @@ def build_premium(settings: Settings) -> Premium | None:
     )
 
 
-async def build_runtime(settings: Settings) -> Runtime:
-    """Build the bot from settings: stores, models, core and the enabled adapters."""
+def redis_expected(settings: Settings) -> bool:
+    """Whether `connect_state` will use Redis: REDIS_URL is set, or Redis answers on
+    localhost (blocking, at most a second: for `chatbot serve` before its workers start)."""
+    if settings.redis_url is not None:
+        return True
+    import redis
+
+    client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+async def build_runtime(settings: Settings, *, model_slots: int | None = None) -> Runtime:
+    """Build the bot from settings: stores, models, core and the enabled adapters.
+    ``model_slots``: generations at once per Ollama server in this process (default
+    OLLAMA_MAX_CONCURRENCY; a worker of several takes its share)."""
     state, redis = await connect_state(settings)
     engine = database.create_engine(settings.database_url)
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
     pool = ModelPool(
         servers=ollama,
-        max_concurrency=settings.ollama_max_concurrency,
+        max_concurrency=model_slots or settings.ollama_max_concurrency,
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
     )
