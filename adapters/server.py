@@ -94,13 +94,17 @@ async def migrate(settings: Settings) -> None:
         )
 
 
+def _bad_database(exc: database.DatabaseError) -> StartupError:
+    return StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)")
+
+
 async def _build(settings: Settings, worker: Worker) -> Runtime:
     try:
         return await build_runtime(
             settings, model_slots=worker.share(settings.ollama_max_concurrency)
         )
     except database.DatabaseError as exc:  # e.g. a DATABASE_URL no driver understands
-        raise StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)") from exc
+        raise _bad_database(exc) from exc
 
 
 async def first_steps(settings: Settings, runtime: Runtime) -> None:
@@ -238,7 +242,11 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
     every worker stopped cleanly. A worker that dies on its own stops the group, so the
     process manager (systemd, Docker) restarts the whole bot."""
     sock = listen(host, port)
-    asyncio.run(migrate(settings))
+    try:
+        asyncio.run(_prepare(settings))
+    except BaseException:
+        sock.close()
+        raise
     children: dict[int, int] = {}
     stopping = False
 
@@ -291,6 +299,16 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
+
+
+async def _prepare(settings: Settings) -> None:
+    """What the workers would each find wrong is found once, before they start."""
+    await migrate(settings)
+    try:
+        engine = database.create_engine(settings.database_url)
+    except database.DatabaseError as exc:
+        raise _bad_database(exc) from exc
+    await engine.dispose()
 
 
 def _worker_main(

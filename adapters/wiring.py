@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
+from adapters.slack.budget import SlackBudget
+from adapters.slack.sink import StreamingSupport
 from adapters.teams.config import TeamsCredentials
 from bot import database
 from bot.assistant import Assistant, Premium
@@ -31,7 +33,13 @@ from bot.database import DatabaseError
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
-from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from bot.ratelimit import (
+    LocalCallPacer,
+    LocalRateLimiter,
+    RateLimiter,
+    RedisCallPacer,
+    RedisRateLimiter,
+)
 from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
 from bot.usage_writer import UsageWriter
@@ -377,6 +385,13 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             dispatcher=dispatcher,
             tracker=tracker,
             signing_secret=signing_secret,
+            # Slack's rate limits hold per workspace: every answer, in every replica, shares
+            # one budget of calls (kept in Redis when there is one).
+            streaming=StreamingSupport(
+                budget=SlackBudget(
+                    pacer=RedisCallPacer(redis=redis) if redis is not None else LocalCallPacer()
+                )
+            ),
         )
         runtime.router.register("slack", runtime.slack.handle_job)
         runtime.slack_endpoint = SlackHttpEndpoint(
