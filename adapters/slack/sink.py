@@ -227,6 +227,8 @@ class SlackReplySink:
         if self._reserved == method:
             self._reserved = None
             return
+        if method == "chat.stopStream":
+            return  # one per stream, and streams start at the pace of the same tier
         await self._budget.slot(
             method, team=self._team_id, channel=self._channel, thread=self._thread_ts or ""
         )
