@@ -46,10 +46,10 @@ from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
-from inference.openai import OpenAIChatModel
 from inference.pool import ModelPool
 
-if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
+if TYPE_CHECKING:  # botbuilder and openai are imported only when configured
+    from inference.openai import OpenAIChatModel
     from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
 
@@ -221,6 +221,8 @@ def build_openai(settings: Settings) -> OpenAIChatModel | None:
     """The premium model's client, or None without OPENAI_API_KEY."""
     if settings.openai_api_key is None:
         return None
+    from inference.openai import OpenAIChatModel  # half a second of imports: only when used
+
     return OpenAIChatModel(
         api_key=settings.openai_api_key.get_secret_value(),
         model=settings.premium_model,

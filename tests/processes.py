@@ -189,11 +189,11 @@ async def start_serve(
     *,
     output: bool = True,
     wait: bool = True,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> tuple[str, asyncio.subprocess.Process]:
-    """`chatbot serve --workers N` (one process unless asked) on a free port with ``env`` on
-    top of this environment; its URL and process (stdout and stderr together on a pipe when
-    ``output``)."""
+    """`chatbot serve --workers N` (one process unless asked; None: the default) on a free
+    port with ``env`` on top of this environment; its URL and process (stdout and stderr
+    together on a pipe when ``output``)."""
     port = free_port()
     stream = asyncio.subprocess.PIPE if output else asyncio.subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
@@ -201,8 +201,7 @@ async def start_serve(
         "serve",
         "--host",
         "127.0.0.1",
-        "--workers",
-        str(workers),
+        *(["--workers", str(workers)] if workers is not None else []),
         env={**os.environ, **env, "PORT": str(port)},
         cwd=cwd,
         stdout=stream,
