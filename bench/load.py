@@ -218,7 +218,8 @@ async def main() -> None:
     )
     parser.add_argument("--start-up", action="store_true", help="also measure `chatbot chat`")
     parser.add_argument(
-        "--bot-source", help="run the bot from this source tree (e.g. an older commit, to compare)"
+        "--bot-source",
+        help="run the bot from this source tree (absolute path; e.g. an older commit)",
     )
     parser.add_argument("--profile", help="write py-spy collapsed stacks of the bot here")
     args = parser.parse_args()
@@ -249,7 +250,7 @@ async def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     if args.bot_source:
-        env["PYTHONPATH"] = str(Path(args.bot_source).resolve())
+        env["PYTHONPATH"] = args.bot_source  # an absolute path (the bot runs in a temp dir)
     if args.start_up:  # migrate first, so that start-up is start-up
         upgrade = [CHATBOT, "db", "upgrade"]
         await asyncio.to_thread(subprocess.run, upgrade, env={**os.environ, **env}, cwd=workdir)
