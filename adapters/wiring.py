@@ -49,9 +49,9 @@ from inference.ollama import OllamaChatModel
 from inference.pool import ModelPool
 
 if TYPE_CHECKING:  # botbuilder and openai are imported only when configured
-    from inference.openai import OpenAIChatModel
     from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
+    from inference.openai import OpenAIChatModel
 
 log = logging.getLogger(__name__)
 
