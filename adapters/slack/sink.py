@@ -93,6 +93,12 @@ class SlackReplySink:
         self._reserved: str | None = None  # the method whose slot this sink already holds
         self._calls = 0  # calls made into the current message
         self._tail = ""  # the last text, sent with chat.stopStream
+        # The stream's slot is asked for while the model starts, off the first text's path.
+        self._opening: asyncio.Task[bool] | None = None
+        if streaming.native and thread_ts is not None:
+            self._opening = asyncio.get_running_loop().create_task(
+                self._budget.slot("chat.startStream", team=team_id, max_wait=0)
+            )
         self._loop = SendLoop(
             flush=self._flush,
             pending=lambda: bool(self._pending),
@@ -186,6 +192,9 @@ class SlackReplySink:
         try:
             await self._loop.close()
         finally:
+            if self._opening is not None:  # nothing was written: the slot goes unused
+                self._opening.cancel()
+                self._opening = None
             if self._counted:
                 self._budget.end(self._team_id)
                 self._counted = False
@@ -209,7 +218,7 @@ class SlackReplySink:
         if self._ts is None:
             if not (self._streaming.native and self._thread_ts is not None):
                 return True  # chat.postMessage: waits for its slot, the answer needs it
-            if await self._budget.slot("chat.startStream", team=self._team_id, max_wait=0):
+            if await self._stream_slot():
                 self._reserved = "chat.startStream"
                 return True
             # More answers stream in this workspace than its budget of streams allows:
@@ -221,6 +230,16 @@ class SlackReplySink:
             self._reserved = method
             return True
         return False
+
+    async def _stream_slot(self) -> bool:
+        """Whether a new stream may start now (its slot taken: the one asked for when the
+        answer began, else a new one)."""
+        if self._reserved == "chat.startStream":
+            return True
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            return await opening
+        return await self._budget.slot("chat.startStream", team=self._team_id, max_wait=0)
 
     async def _slot(self, method: str) -> None:
         """Wait for a slot of ``method`` unless this sink already took one."""
@@ -321,10 +340,7 @@ class SlackReplySink:
             and not self._held  # posted whole, in one call
             and self._streaming.native
             and thread_ts is not None
-            and (
-                self._reserved == "chat.startStream"
-                or await self._budget.slot("chat.startStream", team=self._team_id, max_wait=0)
-            )
+            and await self._stream_slot()
         ):
             self._reserved = "chat.startStream"
             try:
