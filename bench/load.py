@@ -7,7 +7,8 @@ the local Redis. Each conversation is a signed `app_mention` POST from its own w
 that Slack's per-workspace budget (tests/test_slack_budget.py covers it) does not pace the
 bench. Figures: Slack ack; first text (POST to the first message call, less the model's
 first-token delay); final text (the model's last token to chat.stopStream); answers/s; bot
-CPU per answer; Slack calls and Redis commands per answer. Run: `make bench` (or
+CPU per answer; Slack calls and Redis commands per answer (scripts' own commands included;
+the queue's polling too, which counts at one answer at a time). Run: `make bench` (or
 `python -m bench.load --help`).
 """
 
@@ -32,7 +33,7 @@ import redis
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import Call, FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
-from tests.processes import CHATBOT, start_serve
+from tests.processes import CHATBOT, free_port, start_redis_server, start_serve
 from tests.slack_payloads import BOT_ID, BOT_USER, TEAM, mention
 
 FIRST_TEXT = ("chat.startStream", "chat.postMessage")
@@ -212,7 +213,9 @@ async def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--reply-chars", type=int, default=120)
     parser.add_argument("--chunk-chars", type=int, default=6, help="answer characters per chunk")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/8")
+    parser.add_argument(
+        "--redis", help="Redis URL (default: a private redis-server, so its counts are the bot's)"
+    )
     parser.add_argument(
         "--max-concurrency", default="1000", help="OLLAMA_MAX_CONCURRENCY of the bot"
     )
@@ -224,6 +227,11 @@ async def main() -> None:
     parser.add_argument("--profile", help="write py-spy collapsed stacks of the bot here")
     args = parser.parse_args()
 
+    server = None
+    if args.redis is None:
+        port = free_port()
+        server = start_redis_server(port, Path(tempfile.mkdtemp(prefix="chatbot-bench-redis-")))
+        args.redis = f"redis://127.0.0.1:{port}/0"
     store = redis.Redis.from_url(args.redis)
     store.flushdb()
     slack = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
@@ -297,6 +305,8 @@ async def main() -> None:
     chat = await asyncio.to_thread(chat_start_up, env, workdir) if args.start_up else None
     await ollama.stop()
     await slack.stop()
+    if server is not None:
+        server.terminate()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; `chatbot serve --workers {args.workers}` "

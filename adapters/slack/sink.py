@@ -27,7 +27,8 @@ STREAM_INTERVAL = 0.5  # the first append; later ones further apart, up to:
 MAX_STREAM_INTERVAL = 2.0
 RATE_LIMITED_ATTEMPTS = 3  # after slack_sdk's own retries of a 429, a few more of ours
 MAX_RETRY_AFTER = 60.0
-STATUS_INTERVAL = 5.0  # a queue position is updated at most this often
+STATUS_INTERVAL = 5.0  # a queue position is updated at most this often, then
+MAX_STATUS_INTERVAL = 20.0  # less and less often (a long wait spares the workspace's budget)
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
 THINKING_DELAY = 0.5  # an answer started by then (a command, a fast model) shows no status
 THINKING = "is thinking…"
@@ -107,6 +108,7 @@ class SlackReplySink:
         )
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
         self._status_at = 0.0
+        self._status_interval = STATUS_INTERVAL
         self._status_lock = asyncio.Lock()
         # The thread's status line (assistant.threads.setStatus), which Slack clears when
         # the answer is posted: "thinking" while the model has not answered, or the place in
@@ -125,8 +127,10 @@ class SlackReplySink:
                 return  # the answer is already on its way
             now = asyncio.get_running_loop().time()
             shown_before = self._status_ts is not None or self._status_at > 0
-            if shown_before and now - self._status_at < STATUS_INTERVAL:
+            if shown_before and now - self._status_at < self._status_interval:
                 return  # the line moves fast when it is long: spare Slack's rate limits
+            if shown_before:
+                self._status_interval = min(self._status_interval * 2, MAX_STATUS_INTERVAL)
             self._status_at = now
             if self._thread_status and await self._set_status(WAITING, [text]):
                 return
