@@ -54,8 +54,8 @@ lock: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
-bench: install  ## load benchmark (needs Redis on 127.0.0.1:6379): figures for the README
-	$(PY) -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 200
-	$(PY) -m bench.load --levels 1,20,100 --answers 300 --chunk-chars 6
-	$(PY) -m bench.load --levels 1,20,50 --answers 100 --first-token-delay 0.3 --token-delay 0.03
-	$(PY) -m bench.load --levels 50 --answers 100 --first-token-delay 0.3 --token-delay 0.03 --max-concurrency 2
+bench: install  ## load benchmark (starts its own redis-server): the figures in the README
+	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers 1 --start-up
+	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers default
+	$(PY) -m bench.load --levels 1 --answers 5 --reply-chars 600 --chunk-chars 4 --first-token-delay 0.3 --token-delay 0.02
+	$(PY) -m bench.load --levels 20 --answers 20 --reply-chars 600 --chunk-chars 4 --first-token-delay 0.3 --token-delay 0.02 --max-concurrency 2

@@ -44,6 +44,16 @@ def _version() -> str:
         return "unknown"
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatbot",
@@ -61,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every one)"
     )
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="processes sharing the work (default: the number of cores, at most 4; "
+        "1 without Redis)",
+    )
     command("chat", "talk to the bot in this terminal")
     command("doctor", "check the configuration and every dependency")
     db = command("db", "database tasks (chatbot db upgrade)")
@@ -173,10 +191,38 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
     return 0
 
 
-def _serve(settings: Settings, *, host: str, port: int) -> int:
-    from adapters.server import StartupError, serve
+def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> int:
+    import logging
 
+    from adapters.server import StartupError, default_workers, run_workers, serve
+    from adapters.wiring import redis_expected
+    from inference.knowledge import is_embedded_store
+
+    count = workers or default_workers()
+    log = logging.getLogger("adapters.cli")
+    if count > 1 and not redis_expected(settings):
+        if workers is not None:
+            log.warning(
+                "--workers %d needs Redis (REDIS_URL) to share the work: running one process",
+                workers,
+            )
+        count = 1
+    if (
+        count > 1
+        and settings.knowledge_sources.strip()
+        and is_embedded_store(settings.knowledge_store)
+    ):
+        # Every worker answers from the index, and the embedded store opens in one process.
+        log.log(
+            logging.WARNING if workers is not None else logging.INFO,
+            "the embedded knowledge store (KNOWLEDGE_STORE=%s) opens in one process: running "
+            "one; set KNOWLEDGE_STORE to a Qdrant server URL for more workers",
+            settings.knowledge_store,
+        )
+        count = 1
     try:
+        if count > 1:
+            return run_workers(settings, host=host, port=port, workers=count)
         asyncio.run(serve(settings, host=host, port=port))
     except StartupError as exc:
         print(f"chatbot: {exc}", file=sys.stderr)
@@ -208,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             log_path = chat_log_path()
     logs.configure(level, settings.log_format, path=log_path)
     if args.command == "serve":
-        return _serve(settings, host=args.host, port=args.port or settings.port)
+        return _serve(
+            settings, host=args.host, port=args.port or settings.port, workers=args.workers
+        )
     if args.command == "chat":
         try:
             asyncio.run(_chat(settings, log_path=log_path))

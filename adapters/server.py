@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +20,7 @@ from adapters.wiring import Runtime, build_runtime
 from bot import database
 
 log = logging.getLogger(__name__)
+MAX_DEFAULT_WORKERS = 4
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 MAX_BODY_BYTES = 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,11 +94,17 @@ async def migrate(settings: Settings) -> None:
         )
 
 
-async def _build(settings: Settings) -> Runtime:
+def _bad_database(exc: database.DatabaseError) -> StartupError:
+    return StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)")
+
+
+async def _build(settings: Settings, worker: Worker) -> Runtime:
     try:
-        return await build_runtime(settings)
+        return await build_runtime(
+            settings, model_slots=worker.share(settings.ollama_max_concurrency)
+        )
     except database.DatabaseError as exc:  # e.g. a DATABASE_URL no driver understands
-        raise StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)") from exc
+        raise _bad_database(exc) from exc
 
 
 async def first_steps(settings: Settings, runtime: Runtime) -> None:
@@ -127,18 +138,42 @@ def _log_routes(settings: Settings, runtime: Runtime, host: str, port: int) -> N
     log.info("listening on http://%s:%d (memory: %s)", host, port, runtime.memory)
 
 
-async def serve(settings: Settings, *, host: str, port: int) -> None:
-    """Run the bot until SIGTERM or SIGINT (Ctrl-C), then drain answers in flight and close."""
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """Which of the ``count`` processes of `chatbot serve --workers` this one is."""
+
+    index: int = 0
+    count: int = 1
+
+    def share(self, total: int) -> int:
+        """This worker's part of ``total`` slots (at least one): the model servers' limit
+        holds across the workers as long as it is at least their number."""
+        return max(1, total // self.count + (1 if self.index < total % self.count else 0))
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
+    worker: Worker = Worker(),
+) -> None:
+    """Run the bot until SIGTERM or SIGINT (Ctrl-C), then drain answers in flight and close.
+    With ``sock`` (a worker of `run_workers`), accept on that shared, listening socket; the
+    supervisor has applied the migrations."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await migrate(settings)
-    runtime = await _build(settings)
+    if sock is None:
+        await migrate(settings)
+    runtime = await _build(settings, worker)
     runner = web.AppRunner(build_web_app(runtime), access_log=None)
+    site: web.BaseSite
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -155,8 +190,9 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
             api_url=settings.slack_api_url,
         )
         connecting = asyncio.create_task(runtime.socket_mode.run(), name="slack-socket-mode")
-    _log_routes(settings, runtime, host, port)
-    await first_steps(settings, runtime)
+    if worker.index == 0:  # said once for the whole group
+        _log_routes(settings, runtime, host, port)
+        await first_steps(settings, runtime)
     try:
         await stop.wait()
     finally:
@@ -173,3 +209,128 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
         await runtime.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def default_workers() -> int:
+    """The number of cores this process may run on, at most MAX_DEFAULT_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port for the workers to share (OSError if taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    """`chatbot serve --workers N`: bind the port, apply migrations once, then fork N worker
+    processes that accept on the same socket and consume the same Redis work queue. SIGTERM
+    or SIGINT stops them all (each drains its answers in flight); the exit code is 0 when
+    every worker stopped cleanly. A worker that dies on its own stops the group, so the
+    process manager (systemd, Docker) restarts the whole bot."""
+    sock = listen(host, port)
+    try:
+        asyncio.run(_prepare(settings))
+    except BaseException:
+        sock.close()
+        raise
+    children: dict[int, int] = {}
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    # Signals wait until every worker is forked and the handlers are in place.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    previous = {sig: signal.signal(sig, stop_all) for sig in stop_signals}
+    try:
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(_worker_main(settings, sock, host, port, Worker(index, workers)))
+            children[pid] = index
+        sock.close()  # only the workers accept
+        log.info("started %d worker processes (%s)", workers, ", ".join(map(str, children)))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    code = 0
+    try:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            index = children.pop(pid, None)
+            if index is None:
+                continue
+            exit_code = os.waitstatus_to_exitcode(status)
+            if not stopping:
+                log.error(
+                    "worker %d (pid %d) exited (code %d): stopping the others",
+                    index,
+                    pid,
+                    exit_code,
+                )
+                code = exit_code if exit_code > 0 else 1
+                stop_all()
+            elif exit_code != 0 and code == 0:
+                code = exit_code if exit_code > 0 else 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
+
+
+async def _prepare(settings: Settings) -> None:
+    """What the workers would each find wrong is found once, before they start."""
+    await migrate(settings)
+    try:
+        engine = database.create_engine(settings.database_url)
+    except database.DatabaseError as exc:
+        raise _bad_database(exc) from exc
+    await engine.dispose()
+
+
+def _worker_main(
+    settings: Settings, sock: socket.socket, host: str, port: int, worker: Worker
+) -> int:
+    """The body of one forked worker; its exit code."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    code = 0
+    try:
+        asyncio.run(serve(settings, host=host, port=port, sock=sock, worker=worker))
+    except StartupError as exc:
+        print(f"chatbot: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+        code = 130
+    except BaseException:
+        log.exception("worker %d stopped on an error", worker.index)
+        code = 1
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code

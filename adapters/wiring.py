@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
+from adapters.slack.budget import SlackBudget
+from adapters.slack.sink import StreamingSupport
 from adapters.teams.config import TeamsCredentials
 from bot import database
 from bot.assistant import Assistant, Premium
@@ -31,7 +33,13 @@ from bot.database import DatabaseError
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
-from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from bot.ratelimit import (
+    LocalCallPacer,
+    LocalRateLimiter,
+    RateLimiter,
+    RedisCallPacer,
+    RedisRateLimiter,
+)
 from bot.replies import ProviderNames
 from bot.retrieval import Retriever
 from bot.state import ConversationState, local_state, redis_state
@@ -40,13 +48,13 @@ from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
-from inference.openai import OpenAIChatModel
 from inference.pool import ModelPool
 
-if TYPE_CHECKING:  # botbuilder is imported only when Teams is on
+if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
     from adapters.knowledge import KnowledgeService
     from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
+    from inference.openai import OpenAIChatModel
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +251,8 @@ def build_openai(settings: Settings) -> OpenAIChatModel | None:
     """The premium model's client, or None without OPENAI_API_KEY."""
     if settings.openai_api_key is None:
         return None
+    from inference.openai import OpenAIChatModel  # half a second of imports: only when used
+
     return OpenAIChatModel(
         api_key=settings.openai_api_key.get_secret_value(),
         model=settings.premium_model,
@@ -322,15 +332,33 @@ def build_knowledge(
     return build(settings, wait_idle=tracker.wait_idle if tracker is not None else None)
 
 
-async def build_runtime(settings: Settings) -> Runtime:
-    """Build the bot from settings: stores, models, core and the enabled adapters."""
+def redis_expected(settings: Settings) -> bool:
+    """Whether `connect_state` will use Redis: REDIS_URL is set, or Redis answers on
+    localhost (blocking, at most a second: for `chatbot serve` before its workers start)."""
+    if settings.redis_url is not None:
+        return True
+    import redis
+
+    client = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+async def build_runtime(settings: Settings, *, model_slots: int | None = None) -> Runtime:
+    """Build the bot from settings: stores, models, core and the enabled adapters.
+    ``model_slots``: generations at once per Ollama server in this process (default
+    OLLAMA_MAX_CONCURRENCY; a worker of several takes its share)."""
     state, redis = await connect_state(settings)
     engine = database.create_engine(settings.database_url)
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
     pool = ModelPool(
         servers=ollama,
-        max_concurrency=settings.ollama_max_concurrency,
+        max_concurrency=model_slots or settings.ollama_max_concurrency,
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
     )
@@ -408,6 +436,13 @@ async def build_runtime(settings: Settings) -> Runtime:
             tracker=tracker,
             signing_secret=signing_secret,
             suggested_prompts=settings.suggested_prompts,
+            # Slack's rate limits hold per workspace: every answer, in every replica, shares
+            # one budget of calls (kept in Redis when there is one).
+            streaming=StreamingSupport(
+                budget=SlackBudget(
+                    pacer=RedisCallPacer(redis=redis) if redis is not None else LocalCallPacer()
+                )
+            ),
         )
         runtime.router.register("slack", runtime.slack.handle_job)
         runtime.slack_endpoint = SlackHttpEndpoint(

@@ -45,3 +45,9 @@ def work_stream() -> str:
 def job_posted(job_id: str) -> str:
     """Platform message ids a job has shown so far."""
     return f"{PREFIX}:job:{job_id}:posted"
+
+
+def call_pace(scope: str) -> str:
+    """The pace (theoretical arrival time) of calls to an outside API in one scope, e.g. a
+    Slack method in one workspace."""
+    return f"{PREFIX}:pace:{scope}"

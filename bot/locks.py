@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import LockError
@@ -35,6 +37,75 @@ class ConversationLocks(Protocol):
         ...
 
 
+# Take the lock and read the conversation's history in one round trip (the history is
+# read after the lock is taken, as a separate read would be).
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('LRANGE', KEYS[2], 0, -1)}
+end
+return {0}
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(slots=True)
+class _Hold:
+    task: asyncio.Task[Any] | None
+    token: str
+    history: list[Any] | None  # read with the lock, until the holder asks for it
+    released: bool = False
+
+
+class HeldLocks:
+    """The conversation locks this process holds, shared by `RedisLocks` and `RedisMemory`:
+    the history read together with the lock, and the release that goes with the answer's
+    append (fewer round trips per answer). Only the task that took a lock sees its entry."""
+
+    def __init__(self) -> None:
+        self._holds: dict[ConversationKey, _Hold] = {}
+
+    def _mine(self, key: ConversationKey) -> _Hold | None:
+        hold = self._holds.get(key)
+        if hold is None or hold.released or hold.task is not asyncio.current_task():
+            return None
+        return hold
+
+    def take_history(self, key: ConversationKey) -> list[Any] | None:
+        """The history read with this task's lock on ``key`` (once), else None."""
+        hold = self._mine(key)
+        if hold is None or hold.history is None:
+            return None
+        history, hold.history = hold.history, None
+        return history
+
+    def token(self, key: ConversationKey) -> str | None:
+        """This task's lock token on ``key``, to release the lock with a last write."""
+        hold = self._mine(key)
+        return None if hold is None else hold.token
+
+    def add(self, key: ConversationKey, hold: _Hold) -> None:
+        """Note a lock just taken."""
+        self._holds[key] = hold
+
+    def drop(self, key: ConversationKey, hold: _Hold) -> None:
+        """Forget a lock given up."""
+        if self._holds.get(key) is hold:
+            del self._holds[key]
+
+    def released(self, key: ConversationKey) -> None:
+        """This task's lock on ``key`` was released by a last write."""
+        hold = self._mine(key)
+        if hold is not None:
+            hold.released = True
+
+
 class RedisLocks:
     """Redis locks with a short TTL renewed while held: a crashed holder frees the
     conversation within the TTL, a long answer keeps it."""
@@ -45,39 +116,56 @@ class RedisLocks:
         redis: Redis,
         ttl_seconds: float = LOCK_TTL_SECONDS,
         wait_seconds: float = LOCK_WAIT_SECONDS,
+        held: HeldLocks | None = None,
     ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._wait = wait_seconds
+        self._held = held or HeldLocks()
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
 
     @asynccontextmanager
     async def lock(self, key: ConversationKey) -> AsyncIterator[None]:
-        """Hold ``key``'s lock, renewing it, until the block ends."""
-        lock = self._redis.lock(
-            keys.lock(key), timeout=self._ttl, sleep=0.05, blocking_timeout=self._wait
-        )
+        """Hold ``key``'s lock, renewing it, until the block ends (or the answer's append
+        released it)."""
+        name, token, ttl_ms = keys.lock(key), uuid.uuid4().hex, int(self._ttl * 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
         with translated_redis_errors("taking a conversation lock"):
-            acquired = await lock.acquire()
-        if not acquired:
-            raise ConversationBusy(f"conversation still locked after {self._wait} s")
+            while True:
+                got = await self._acquire(keys=[name, keys.history(key)], args=[token, ttl_ms])
+                if int(got[0]):
+                    break
+                if loop.time() >= deadline:
+                    raise ConversationBusy(f"conversation still locked after {self._wait} s")
+                await asyncio.sleep(0.05)
+        hold = _Hold(asyncio.current_task(), token, list(got[1]))
+        self._held.add(key, hold)
 
         async def renew() -> None:
-            while True:
+            while not hold.released:
                 await asyncio.sleep(self._ttl / 3)
+                if hold.released:
+                    return
                 try:
-                    await lock.reacquire()
+                    if not await self._renew(keys=[name], args=[token, ttl_ms]):
+                        log.warning("could not renew a conversation lock (it expired)")
                 except _LOCK_ERRORS:
                     log.warning("could not renew a conversation lock")
 
-        renewal = asyncio.get_running_loop().create_task(renew())
+        renewal = loop.create_task(renew())
         try:
             yield
         finally:
             renewal.cancel()
-            try:
-                await lock.release()
-            except _LOCK_ERRORS:
-                pass  # expired or Redis gone: the TTL frees it either way
+            self._held.drop(key, hold)
+            if not hold.released:
+                try:
+                    await self._release(keys=[name], args=[token])
+                except _LOCK_ERRORS:
+                    pass  # Redis gone: the TTL frees it
 
 
 class LocalLocks:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from bot import keys
 from bot.conversation import ConversationKey
+from bot.locks import HeldLocks
 from bot.redis_errors import translated_redis_errors
 from inference.base import Turn
 
@@ -52,23 +53,56 @@ def _decode(raw: str | bytes) -> Turn | None:
     return Turn(role, content)
 
 
+# Append, cap, restart the expiry clocks and, when this answer holds the conversation's
+# lock, release it: the answer is remembered, the next one may start.
+_APPEND = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+
 class RedisMemory:
     """Memory in Redis lists, shared by every replica."""
 
-    def __init__(self, *, redis: Redis, ttl_seconds: int, max_turns: int = MAX_STORED_TURNS):
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        ttl_seconds: int,
+        max_turns: int = MAX_STORED_TURNS,
+        held: HeldLocks | None = None,
+    ):
         self._redis = redis
         self._ttl = ttl_seconds
         self._max_turns = max_turns
+        self._held = held or HeldLocks()
+        self._append = redis.register_script(_APPEND)
 
     async def history(self, key: ConversationKey) -> list[Turn]:
         """The stored turns of a conversation, oldest first."""
-        with translated_redis_errors("reading history"):
-            raw = await self._redis.lrange(keys.history(key), 0, -1)
+        raw = self._held.take_history(key)  # read with the conversation's lock
+        if raw is None:
+            with translated_redis_errors("reading history"):
+                raw = await self._redis.lrange(keys.history(key), 0, -1)
         return [t for t in map(_decode, raw) if t is not None]
 
     async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
-        """Add turns, cap the list and restart the expiry clocks, in one round trip."""
+        """Add turns, cap the list and restart the expiry clocks, in one round trip (which
+        also releases the conversation's lock this answer holds)."""
         name = keys.history(key)
+        token = self._held.token(key)
+        if turns and token is not None:
+            with translated_redis_errors("appending to history"):
+                await self._append(
+                    keys=[name, keys.engaged(key), keys.lock(key)],
+                    args=[self._max_turns, self._ttl, token, *(_encode(t) for t in turns)],
+                )
+            self._held.released(key)
+            return
         with translated_redis_errors("appending to history"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(name, *(_encode(t) for t in turns))

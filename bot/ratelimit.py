@@ -1,4 +1,5 @@
-"""Per-user question limits: per clock minute and per UTC day, shared by every replica."""
+"""Per-user question limits: per clock minute and per UTC day, shared by every replica; and
+the pace of calls to an outside API (a generic cell rate algorithm), shared the same way."""
 
 from __future__ import annotations
 
@@ -133,3 +134,87 @@ def describe_wait(decision: RateDecision, now: float) -> tuple[str, str]:
     if minutes < 90:
         return at, f"{minutes} min"
     return at, f"{minutes // 60} h {minutes % 60} min"
+
+
+# GCRA: the key holds the theoretical arrival time (TAT, ms) of the next call. A call at
+# `now` may go at max(TAT, now) - tolerance; it is reserved (TAT moves one interval on) only
+# when that is within `max_wait`. Redis' own clock, so replicas agree.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > tonumber(ARGV[3]) then return -1 end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
+return wait
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """At most ``per_minute`` calls a minute on average, ``burst`` of them at once."""
+
+    per_minute: float
+    burst: int = 1
+
+    @property
+    def interval_ms(self) -> int:
+        """Milliseconds between calls at the steady pace."""
+        return max(1, round(60_000 / self.per_minute))
+
+    @property
+    def tolerance_ms(self) -> int:
+        """How far ahead of the steady pace a burst may run."""
+        return self.interval_ms * max(0, self.burst - 1)
+
+
+class CallPacer(Protocol):
+    """Spaces calls to an outside API that limits its callers' rate."""
+
+    async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
+        """Reserve the next call in ``scope``: the seconds to wait before making it, or
+        None (nothing reserved) when that would be longer than ``max_wait``."""
+        ...
+
+
+class RedisCallPacer:
+    """The pace kept in Redis, shared by every replica (one Lua call per reservation)."""
+
+    def __init__(self, *, redis: Redis) -> None:
+        self._script = redis.register_script(_RESERVE)
+
+    async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
+        """Reserve the next call in ``scope`` (see `CallPacer`)."""
+        limit = min(max_wait, 3600.0)
+        with translated_redis_errors("pacing calls"):
+            wait = int(
+                await self._script(
+                    keys=[keys.call_pace(scope)],
+                    args=[pace.interval_ms, pace.tolerance_ms, int(limit * 1000)],
+                )
+            )
+        return None if wait < 0 else wait / 1000
+
+
+class LocalCallPacer:
+    """The same pace inside one process (the laptop mode, and tests)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._tat: dict[str, float] = {}
+
+    async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
+        """Reserve the next call in ``scope`` (see `CallPacer`)."""
+        now = self.clock()
+        tat = max(self._tat.get(scope, now), now)
+        wait = max(0.0, tat - pace.tolerance_ms / 1000 - now)
+        if wait > max_wait:
+            return None
+        if len(self._tat) > 10_000:
+            self._tat = {k: v for k, v in self._tat.items() if v > now}
+        self._tat[scope] = tat + pace.interval_ms / 1000
+        return wait

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.engagement import Engagement, LocalEngagement, RedisEngagement
-from bot.locks import LOCK_TTL_SECONDS, ConversationLocks, LocalLocks, RedisLocks
+from bot.locks import LOCK_TTL_SECONDS, ConversationLocks, HeldLocks, LocalLocks, RedisLocks
 from bot.memory import MAX_STORED_TURNS, LocalMemory, Memory, RedisMemory
 from bot.redis_errors import translated_redis_errors
 
@@ -41,10 +41,11 @@ def redis_state(
         with translated_redis_errors("ping"):
             await asyncio.wait_for(redis.ping(), timeout=PING_TIMEOUT_SECONDS)
 
+    held = HeldLocks()  # lock and history read together, released with the last append
     return ConversationState(
-        memory=RedisMemory(redis=redis, ttl_seconds=ttl_seconds, max_turns=max_turns),
+        memory=RedisMemory(redis=redis, ttl_seconds=ttl_seconds, max_turns=max_turns, held=held),
         engagement=RedisEngagement(redis=redis, ttl_seconds=ttl_seconds),
-        locks=RedisLocks(redis=redis, ttl_seconds=lock_ttl_seconds),
+        locks=RedisLocks(redis=redis, ttl_seconds=lock_ttl_seconds, held=held),
         ping=ping,
     )
 

@@ -184,10 +184,16 @@ async def wait_healthy(url: str, timeout: float = 15.0) -> None:
 
 
 async def start_serve(
-    env: dict[str, str], cwd: Path, *, output: bool = True, wait: bool = True
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    output: bool = True,
+    wait: bool = True,
+    workers: int | None = 1,
 ) -> tuple[str, asyncio.subprocess.Process]:
-    """`chatbot serve` on a free port with ``env`` on top of this environment; its URL and
-    process (stdout and stderr together on a pipe when ``output``)."""
+    """`chatbot serve --workers N` (one process unless asked; None: the default) on a free
+    port with ``env`` on top of this environment; its URL and process (stdout and stderr
+    together on a pipe when ``output``)."""
     port = free_port()
     stream = asyncio.subprocess.PIPE if output else asyncio.subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
@@ -195,6 +201,7 @@ async def start_serve(
         "serve",
         "--host",
         "127.0.0.1",
+        *(["--workers", str(workers)] if workers is not None else []),
         env={**os.environ, **env, "PORT": str(port)},
         cwd=cwd,
         stdout=stream,

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.send_loop import SendLoop
+from adapters.slack.budget import SlackBudget
 from adapters.slack.feedback import feedback_block
 from adapters.slack.render import source_line, sources_blocks, to_mrkdwn
 from adapters.text_split import cut_for_limit, split_message
@@ -23,8 +24,12 @@ log = logging.getLogger(__name__)
 # Slack renders about 4,000 characters of a message well; leave room for mrkdwn escaping.
 MESSAGE_LIMIT = 3500
 UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a second per message
-STREAM_INTERVAL = 0.5
-STATUS_INTERVAL = 5.0  # a queue position is updated at most this often
+STREAM_INTERVAL = 0.5  # the first append; later ones further apart, up to:
+MAX_STREAM_INTERVAL = 2.0
+RATE_LIMITED_ATTEMPTS = 3  # after slack_sdk's own retries of a 429, a few more of ours
+MAX_RETRY_AFTER = 60.0
+STATUS_INTERVAL = 5.0  # a queue position is updated at most this often, then
+MAX_STATUS_INTERVAL = 20.0  # less and less often (a long wait spares the workspace's budget)
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
 THINKING_DELAY = 0.5  # an answer started by then (a command, a fast model) shows no status
 THINKING = "is thinking…"
@@ -48,9 +53,11 @@ _STREAMING_REFUSED = {
 
 @dataclass(slots=True)
 class StreamingSupport:
-    """Whether Slack's native streaming works here; shared by every sink of one app."""
+    """Whether Slack's native streaming works here, and the workspaces' budget of Web API
+    calls; shared by every sink of one app."""
 
     native: bool = True
+    budget: SlackBudget = field(default_factory=SlackBudget)
 
 
 class SlackReplySink:
@@ -82,14 +89,27 @@ class SlackReplySink:
         self._native = False  # the current message is a native stream
         self._sources: list[dict[str, Any]] = []  # context blocks shown under the answer
         self._sources_text = ""  # the same as text, for notifications and screen readers
+        self._budget = streaming.budget
+        self._counted = False  # counted among the workspace's answers streaming at once
+        self._held = False  # no stream slot was free: the answer is posted whole at the end
+        self._reserved: str | None = None  # the method whose slot this sink already holds
+        self._calls = 0  # calls made into the current message
+        self._tail = ""  # the last text, sent with chat.stopStream
+        # The stream's slot is asked for while the model starts, off the first text's path.
+        self._opening: asyncio.Task[bool] | None = None
+        if streaming.native and thread_ts is not None:
+            self._opening = asyncio.get_running_loop().create_task(
+                self._budget.slot("chat.startStream", team=team_id, max_wait=0)
+            )
         self._loop = SendLoop(
             flush=self._flush,
             pending=lambda: bool(self._pending),
             finish=self._finish,
-            interval=lambda: STREAM_INTERVAL if self._native else UPDATE_INTERVAL,
+            interval=self._interval,
         )
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
         self._status_at = 0.0
+        self._status_interval = STATUS_INTERVAL
         self._status_lock = asyncio.Lock()
         # The thread's status line (assistant.threads.setStatus), which Slack clears when
         # the answer is posted: "thinking" while the model has not answered, or the place in
@@ -108,8 +128,10 @@ class SlackReplySink:
                 return  # the answer is already on its way
             now = asyncio.get_running_loop().time()
             shown_before = self._status_ts is not None or self._status_at > 0
-            if shown_before and now - self._status_at < STATUS_INTERVAL:
+            if shown_before and now - self._status_at < self._status_interval:
                 return  # the line moves fast when it is long: spare Slack's rate limits
+            if shown_before:
+                self._status_interval = min(self._status_interval * 2, MAX_STATUS_INTERVAL)
             self._status_at = now
             if self._thread_status and await self._set_status(WAITING, [text]):
                 return
@@ -173,17 +195,92 @@ class SlackReplySink:
             self._thinking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._thinking
-        await self._loop.close()
+        try:
+            await self._loop.close()
+        finally:
+            if self._opening is not None:  # nothing was written: the slot goes unused
+                self._opening.cancel()
+                self._opening = None
+            if self._counted:
+                self._budget.end(self._team_id)
+                self._counted = False
         if not self._loop.started and self._sources:
             await self._post_sources_alone()
         elif self._status_shown:
             async with self._status_lock:  # no answer came: take the status away
                 await self._set_status("")
 
-    async def _flush(self) -> bool:
-        text, self._pending = self._pending, ""
-        if not text:
+    def _interval(self) -> float:
+        """Seconds until the next call: growing as the message gets longer (fewer calls per
+        answer), and wider as more answers stream at once in the workspace."""
+        if self._native:
+            base = min(STREAM_INTERVAL * (1 + self._calls), MAX_STREAM_INTERVAL)
+            return self._budget.interval("chat.appendStream", team=self._team_id, base=base)
+        return self._budget.interval("chat.update", team=self._team_id, base=UPDATE_INTERVAL)
+
+    async def _take_turn(self) -> bool:
+        """Take a free slot for the next call now, or say the text has to wait (it is sent
+        with what follows, in one call)."""
+        if self._ts is None:
+            if not (self._streaming.native and self._thread_ts is not None):
+                return True  # chat.postMessage: waits for its slot, the answer needs it
+            if await self._stream_slot():
+                self._reserved = "chat.startStream"
+                return True
+            # More answers stream in this workspace than its budget of streams allows:
+            # this one is posted whole when it ends (the thread shows "thinking" meanwhile).
+            self._held = True
+            return False
+        method = "chat.appendStream" if self._native else "chat.update"
+        if await self._budget.slot(method, team=self._team_id, max_wait=0):
+            self._reserved = method
             return True
+        return False
+
+    async def _stream_slot(self) -> bool:
+        """Whether a new stream may start now (its slot taken: the one asked for when the
+        answer began, else a new one)."""
+        if self._reserved == "chat.startStream":
+            return True
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            return await opening
+        return await self._budget.slot("chat.startStream", team=self._team_id, max_wait=0)
+
+    async def _slot(self, method: str) -> None:
+        """Wait for a slot of ``method`` unless this sink already took one."""
+        if self._reserved == method:
+            self._reserved = None
+            return
+        if method == "chat.stopStream":
+            return  # one per stream, and streams start at the pace of the same tier
+        await self._budget.slot(
+            method, team=self._team_id, channel=self._channel, thread=self._thread_ts or ""
+        )
+
+    async def _call(self, method: str, send: Callable[[], Awaitable[Any]]) -> Any:
+        """One Web API call in its slot. A 429 that outlasted slack_sdk's retries is waited
+        out (Retry-After) here too: the call had no effect, so it is made again as it was;
+        text written meanwhile waits in the buffer and goes in the next call."""
+        await self._slot(method)
+        for attempt in range(RATE_LIMITED_ATTEMPTS + 1):
+            try:
+                return await send()
+            except SlackApiError as exc:
+                if _err(exc) != "ratelimited" or attempt == RATE_LIMITED_ATTEMPTS:
+                    raise
+                await asyncio.sleep(_retry_after(exc))
+        raise AssertionError("unreachable")
+
+    async def _flush(self) -> bool:
+        if not self._pending:
+            return True
+        if not self._counted:
+            self._budget.begin(self._team_id)
+            self._counted = True
+        if not self._loop.closing and (self._held or not await self._take_turn()):
+            return True
+        text, self._pending = self._pending, ""
         if not self._loop.closing and len(self._current) + len(text) > self._limit // 2:
             # Near the end of a message, send whole words only: the message may have to end
             # after this piece, and text already streamed cannot be taken back.
@@ -208,10 +305,16 @@ class SlackReplySink:
         if self._ts is None:
             await self._start(piece)  # the new message holds the piece
             return
-        if self._native:
+        if self._native and self._loop.closing:
+            self._tail += piece  # the last text goes with chat.stopStream: one call fewer
+        elif self._native:
+            ts = self._ts
             try:
-                await self._client.chat_appendStream(
-                    channel=self._channel, ts=self._ts, markdown_text=piece
+                await self._call(
+                    "chat.appendStream",
+                    lambda: self._client.chat_appendStream(
+                        channel=self._channel, ts=ts, markdown_text=piece
+                    ),
                 )
             except SlackApiError as exc:
                 # The stream expired or was stopped: carry on in a new, ordinary message.
@@ -222,10 +325,13 @@ class SlackReplySink:
                 await self._start(piece, allow_native=False)
                 return
         else:
-            await self._client.chat_update(
-                channel=self._channel, ts=self._ts, text=to_mrkdwn(self._current + piece)
+            ts, shown = self._ts, to_mrkdwn(self._current + piece)
+            await self._call(
+                "chat.update",
+                lambda: self._client.chat_update(channel=self._channel, ts=ts, text=shown),
             )
         self._current += piece
+        self._calls += 1
 
     async def _start(self, piece: str, *, allow_native: bool = True) -> None:
         async with self._status_lock:
@@ -234,16 +340,28 @@ class SlackReplySink:
     async def _start_message(self, piece: str, *, allow_native: bool) -> None:
         status_ts, self._status_ts = self._status_ts, None
         self._status_shown = False  # Slack clears the thread's status when the answer posts
-        if allow_native and self._streaming.native and self._thread_ts is not None:
+        thread_ts = self._thread_ts
+        if (
+            allow_native
+            and not self._held  # posted whole, in one call
+            and self._streaming.native
+            and thread_ts is not None
+            and await self._stream_slot()
+        ):
+            self._reserved = "chat.startStream"
             try:
-                response = await self._client.chat_startStream(
-                    channel=self._channel,
-                    thread_ts=self._thread_ts,
-                    recipient_team_id=self._team_id or None,
-                    recipient_user_id=self._user_id or None,
-                    markdown_text=piece,
+                response = await self._call(
+                    "chat.startStream",
+                    lambda: self._client.chat_startStream(
+                        channel=self._channel,
+                        thread_ts=thread_ts,
+                        recipient_team_id=self._team_id or None,
+                        recipient_user_id=self._user_id or None,
+                        markdown_text=piece,
+                    ),
                 )
                 self._ts, self._native, self._current = str(response["ts"]), True, piece
+                self._calls = 1
                 await self._posted(self._ts)
                 if status_ts is not None:
                     await self._delete(status_ts)
@@ -257,17 +375,23 @@ class SlackReplySink:
                     log.warning("chat.startStream failed (%s); using chat.update", error)
         if status_ts is not None:
             # The placeholder becomes the answer: one message, no flicker.
-            await self._client.chat_update(
-                channel=self._channel, ts=status_ts, text=to_mrkdwn(piece)
+            await self._call(
+                "chat.update",
+                lambda: self._client.chat_update(
+                    channel=self._channel, ts=status_ts, text=to_mrkdwn(piece)
+                ),
             )
             self._ts = status_ts
         else:
-            response = await self._client.chat_postMessage(
-                channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
+            response = await self._call(
+                "chat.postMessage",
+                lambda: self._client.chat_postMessage(
+                    channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
+                ),
             )
             self._ts = str(response["ts"])
             await self._posted(self._ts)
-        self._native, self._current = False, piece
+        self._native, self._current, self._calls = False, piece, 1
 
     async def _posted(self, ts: str) -> None:
         if self._on_posted is not None:
@@ -281,16 +405,22 @@ class SlackReplySink:
 
     async def _end_message(self, *, last: bool = False) -> None:
         sources = self._sources if last else []
+        tail, self._tail = self._tail, ""
         if self._ts is not None and self._native:
+            ts = self._ts
+            extra: dict[str, Any] = {"markdown_text": tail} if tail else {}
+            if sources:
+                extra["blocks"] = sources
             try:
-                if sources:
-                    await self._client.chat_stopStream(
-                        channel=self._channel, ts=self._ts, blocks=sources
-                    )
-                else:
-                    await self._client.chat_stopStream(channel=self._channel, ts=self._ts)
+                await self._call(
+                    "chat.stopStream",
+                    lambda: self._client.chat_stopStream(channel=self._channel, ts=ts, **extra),
+                )
             except SlackApiError as exc:
                 log.warning("chat.stopStream failed (%s)", _err(exc))
+                if tail:  # the stream is gone: the last text goes in a message of its own
+                    self._ts, self._native, self._current = None, False, ""
+                    await self._start(tail, allow_native=False)
         elif self._ts is not None and sources:
             # Blocks replace the text on screen: the answer goes in sections above the
             # sources, and stays in ``text`` for notifications.
@@ -330,6 +460,15 @@ class SlackReplySink:
                     await self._posted(str(response["ts"]))
             except SlackApiError as exc:
                 log.warning("could not show the sources in Slack (%s)", _err(exc))
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    """Seconds Slack asked to wait (Retry-After), 1 when it did not say."""
+    try:
+        value = float(exc.response.headers.get("Retry-After", 1))
+    except (AttributeError, TypeError, ValueError):
+        value = 1.0
+    return min(max(value, 0.0), MAX_RETRY_AFTER)
 
 
 def _err(exc: SlackApiError) -> str:

@@ -166,7 +166,10 @@ class TeamsReplySink:
             # Streaming turned out not to be available here: the answer goes out on close.
             self._buffer, self._segment = self._segment + text + self._buffer, ""
             return
-        if self._segment and not self._cancelled:
+        closing_a_stream = self._loop.closing and self._stream_id is not None
+        if self._segment and not self._cancelled and not closing_a_stream:
+            # (Closing a stream: the rest goes in the final message, in the next free slot,
+            # rather than in one more update the final would wait a whole interval behind.)
             await self._send_update()
 
     async def _send_update(self) -> None:

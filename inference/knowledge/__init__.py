@@ -14,6 +14,12 @@ from typing import Protocol
 from inference.base import InferenceError
 
 
+def is_embedded_store(location: str) -> bool:
+    """Whether ``KNOWLEDGE_STORE`` names a directory (Qdrant's embedded mode, which one
+    process at a time can open) rather than a server."""
+    return not location.startswith(("http://", "https://"))
+
+
 class KnowledgeError(InferenceError):
     """Root of knowledge errors."""
 

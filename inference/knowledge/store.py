@@ -25,7 +25,7 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
-from inference.knowledge import KnowledgeUnavailable
+from inference.knowledge import is_embedded_store, KnowledgeUnavailable
 
 ALIAS = "knowledge"
 STATUS_COLLECTION = "knowledge_sources"
@@ -87,11 +87,6 @@ def collection_name(model: str, dimension: int) -> str:
     """The collection for one embedding model and dimension."""
     slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
     return f"knowledge_{slug}_{dimension}"
-
-
-def is_local(location: str) -> bool:
-    """Whether ``KNOWLEDGE_STORE`` names a directory (embedded mode) rather than a server."""
-    return not location.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +179,7 @@ class KnowledgeStore:
     def __init__(self, *, location: str, timeout: float = 10.0) -> None:
         """Configure; ``open()`` connects (an embedded store is loaded off the event loop)."""
         self.location = location
-        self.local = is_local(location)
+        self.local = is_embedded_store(location)
         self._timeout = timeout
         self._client: AsyncQdrantClient | None = None
         self._lock = asyncio.Lock()

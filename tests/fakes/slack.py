@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.slack_tiers import SlackTiers
+
 __all__ = ["Call", "FakeSlack", "Message"]
 
 STREAM_METHODS = frozenset({"chat.startStream", "chat.appendStream", "chat.stopStream"})
@@ -156,6 +158,8 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []
         self.refuse_streaming = False
+        # Slack's published rate limits per method (tests/fakes/slack_tiers.py), when set.
+        self.tiers: SlackTiers | None = None
         self.on_call: Callable[[Call], None] | None = None  # observer of every API call
         # Bot tokens must name the stream's recipient (Slack answers missing_recipient_*).
         self.stream_requires_recipient = True
@@ -397,6 +401,9 @@ class FakeSlack:
                 body = {"ok": True, "url": f"ws://127.0.0.1:{self._port}/link?ticket=t1"}
         elif token != self.bot_token:
             body = {"ok": False, "error": "invalid_auth"}
+        elif self.tiers is not None and (wait := self.tiers.check(method, args)) is not None:
+            status, headers["Retry-After"] = 429, str(wait)
+            body = {"ok": False, "error": "ratelimited"}
         else:
             try:
                 body = {"ok": True, **self._methods[method](args)}

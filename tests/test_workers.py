@@ -1,0 +1,135 @@
+"""`chatbot serve --workers 2`: two processes on one port and one Redis work queue, both
+answering; SIGTERM stops the whole group after the answers in flight are finished."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from bot import keys
+from bot.workqueue import GROUP
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.processes import start_serve, stop
+from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
+
+
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def answering(redis: Redis) -> set[int]:
+    """The pids of the work-queue consumers holding work right now."""
+    try:
+        consumers = await redis.xinfo_consumers(keys.work_stream(), GROUP)
+    except Exception:  # the group is not created yet
+        return set()
+    name = lambda c: c["name"].decode() if isinstance(c["name"], bytes) else c["name"]  # noqa: E731
+    return {int(name(c).split(":")[1]) for c in consumers if c["pending"]}
+
+
+async def test_two_workers_share_the_port_and_the_work_and_stop_together(
+    tmp_path: Path, redis_url: str, redis_client: Redis, fake_ollama: FakeOllama
+) -> None:
+    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
+    await fake.start()
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+        "SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    url, proc = await start_serve(env, tmp_path, workers=2)
+    try:
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        fake_ollama.reply = "one two three four five six seven eight"
+        fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.3  # a few seconds each
+        threads = [f"1500000000.0001{i:02d}" for i in range(4)]
+        seen: set[int] = set()
+        async with aiohttp.ClientSession() as http:
+            for i, ts in enumerate(threads):
+                raw = json.dumps(mention(f"question {i}", ts))
+                headers = {"Content-Type": "application/json", **sign(raw)}
+                async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
+                    assert r.status == 200
+                await asyncio.sleep(0.2)
+                seen |= await answering(redis_client)
+        for _ in range(100):
+            if seen >= workers:
+                break
+            seen |= await answering(redis_client)
+            await asyncio.sleep(0.05)
+        assert seen == workers  # both processes were answering at once
+        proc.send_signal(signal.SIGTERM)  # while answers are still streaming
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        assert "Traceback" not in out.decode()
+        assert not any(alive(pid) for pid in workers)
+        for ts in threads:  # every answer in flight was finished before the group stopped
+            assert fake.thread_text(CHANNEL, ts) == fake_ollama.reply
+            assert not any(m.streaming for m in fake.messages(CHANNEL, ts))
+    finally:
+        await stop(proc)
+        await fake.stop()
+
+
+@pytest.mark.parametrize("argument", ["0", "two"])
+async def test_workers_must_be_a_positive_number(argument: str, tmp_path: Path) -> None:
+    from tests.processes import CHATBOT
+
+    done = await asyncio.create_subprocess_exec(
+        CHATBOT, "serve", "--workers", argument, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await done.communicate()
+    assert done.returncode == 2
+    assert "at least 1" in out.decode()
+
+
+async def test_an_embedded_knowledge_store_runs_one_process(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> None:
+    """Qdrant's embedded store opens in one process: every answer needs it, so `--workers 2`
+    with one runs one process (and says why) instead of workers that cannot search."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nText.\n")
+    env = {
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+        "KNOWLEDGE_SOURCES": str(docs),
+        "KNOWLEDGE_STORE": str(tmp_path / "store"),
+        "KNOWLEDGE_REFRESH_MINUTES": "0",
+    }
+    url, proc = await start_serve(env, tmp_path, workers=2)
+    try:
+        assert children(proc.pid) == set()  # no workers forked: it answers itself
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert "embedded knowledge store" in out.decode() and "running one" in out.decode()
+    finally:
+        await stop(proc)
