@@ -133,3 +133,44 @@ async def test_an_embedded_knowledge_store_runs_one_process(
         assert "embedded knowledge store" in out.decode() and "running one" in out.decode()
     finally:
         await stop(proc)
+
+
+async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> None:
+    app_token = "xapp-1-A123ABC456-1234567890-abcdef"
+    fake = FakeSlack(
+        bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID, app_token=app_token
+    )
+    await fake.start()
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": app_token,
+        "SLACK_SIGNING_SECRET": "",
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
+    }
+    _, proc = await start_serve(env, tmp_path, wait=False, workers=2)
+    try:
+        for _ in range(400):
+            if len([s for s in fake.sockets if not s.closed]) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(fake.sockets) == 2  # Slack spreads events over an app's connections
+        threads = ["1500000000.000100", "1500000000.000200"]
+        for ts in threads:
+            ack = await fake.send_envelope("events_api", mention(f"via {ts}", ts), timeout=20)
+            assert "envelope_id" in ack
+            fake.sockets.reverse()  # the next envelope goes through the other connection
+        await fake.wait_for(
+            lambda f: all(f.thread_text(CHANNEL, ts) == "Hello **world**" for ts in threads), 15
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        assert "Traceback" not in out.decode()
+    finally:
+        await stop(proc)
+        await fake.stop()
