@@ -22,6 +22,7 @@ from adapters.teams.auth import AsyncTokenCredentialFactory, install_signing_key
 from adapters.teams.config import TeamsCredentials
 from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
 from adapters.teams.events import (
+    PLATFORM,
     TeamsFeedback,
     TeamsInbound,
     answer_message_ref,
@@ -36,7 +37,6 @@ from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)
-PLATFORM = "teams"
 
 UNAUTHENTICATED_WARNING = (
     "TEAMS_ALLOW_UNAUTHENTICATED=true and no MICROSOFT_APP_ID: /api/messages accepts UNSIGNED "
