@@ -3,6 +3,7 @@ pool read at scrape time, all in one registry per runtime (served at `GET /metri
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -15,8 +16,10 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from bot.telemetry import EventName
@@ -27,6 +30,17 @@ if TYPE_CHECKING:  # qdrant-client is imported only when team knowledge is on
     from inference.knowledge.store import SourceStatus
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+SHARED_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_between_processes(directory: str) -> None:
+    """Keep the counters and histograms of every process started from here on in files in
+    ``directory``, summed at each scrape: for `chatbot serve --workers`, whose scrapes any
+    worker may answer. Call before the workers build their metrics."""
+    os.environ[SHARED_METRICS_ENV] = directory
+    # prometheus_client picks its value store when imported; pick again for the workers.
+    values.ValueClass = values.get_value_class()
+
 
 # Answers take 2-90 s on a model server; the default buckets (max 10 s) would put most of
 # them in +Inf.
@@ -221,10 +235,24 @@ class Metrics:
             ["platform", "vote"],
             registry=self.registry,
         )
+        # With `chatbot serve --workers`, counters and histograms live in files shared by
+        # the workers, and a scrape (answered by any one of them) sums them all; the live
+        # collectors below (process, pool, knowledge) describe the answering worker.
+        shared = os.environ.get(SHARED_METRICS_ENV)
+        self._exposed = self.registry
+        if shared:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=shared)
         if process:
-            ProcessCollector(registry=self.registry)
+            self._live(ProcessCollector(registry=None))
         if pool is not None:
-            self.registry.register(PoolCollector(pool))
+            self._live(PoolCollector(pool))
+
+    def _live(self, collector: Collector) -> None:
+        """A collector read at scrape time from this process."""
+        self.registry.register(collector)
+        if self._exposed is not self.registry:
+            self._exposed.register(collector)
 
     # -- bot.telemetry.Telemetry ------------------------------------------------------
 
@@ -259,10 +287,11 @@ class Metrics:
 
     def watch_knowledge(self, knowledge: KnowledgeView) -> None:
         """Expose team knowledge's per-source figures."""
-        self.registry.register(KnowledgeCollector(knowledge))
+        self._live(KnowledgeCollector(knowledge))
 
     # -- exposition -----------------------------------------------------------------------
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format (``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus text format (``CONTENT_TYPE``): with workers, the sums
+        over every worker of the same `chatbot serve`."""
+        return generate_latest(self._exposed)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from adapters.metrics import share_between_processes
 from adapters.settings import Settings
 from adapters.wiring import Runtime, build_runtime
 from bot import database
@@ -247,6 +250,8 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
     except BaseException:
         sock.close()
         raise
+    shared_metrics = tempfile.mkdtemp(prefix="chatbot-metrics-")
+    share_between_processes(shared_metrics)
     children: dict[int, int] = {}
     stopping = False
 
@@ -298,6 +303,7 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        shutil.rmtree(shared_metrics, ignore_errors=True)
     return code
 
 

@@ -174,3 +174,47 @@ async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it
     finally:
         await stop(proc)
         await fake.stop()
+
+
+async def test_every_scrape_counts_the_answers_of_every_worker(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> None:
+    """Any worker may answer a scrape of /metrics: each one shows the sums over all."""
+    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
+    await fake.start()
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+    }
+    url, proc = await start_serve(env, tmp_path, workers=2, output=False)
+    threads = [f"1500000000.0002{i:02d}" for i in range(6)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i, ts in enumerate(threads):
+                raw = json.dumps(mention(f"question {i}", ts))
+                headers = {"Content-Type": "application/json", **sign(raw)}
+                async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
+                    assert r.status == 200
+            for _ in range(200):
+                if all(fake.thread_text(CHANNEL, ts) for ts in threads):
+                    break
+                await asyncio.sleep(0.05)
+            totals = []
+            for _ in range(8):  # new connections: the kernel spreads them over the workers
+                async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/metrics") as r:
+                    text = await r.text()
+                totals.append(
+                    sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in text.splitlines()
+                        if line.startswith("chatbot_requests_total{") and 'outcome="ok"' in line
+                    )
+                )
+        assert totals == [len(threads)] * 8
+    finally:
+        await stop(proc)
+        await fake.stop()
