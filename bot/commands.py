@@ -64,9 +64,7 @@ _CHANNELS = (
 
 # What the core formats today (local_model, premium_model): the wording of every chat
 # platform, premium listed. `help_text` is the shape to move to.
-HELP_TEXT = "\n\n".join(
-    [_INTRO, "\n".join([_WHERE["chat"], _PREMIUM, _COMMON]), _CHANNELS]
-)
+HELP_TEXT = "\n\n".join([_INTRO, "\n".join([_WHERE["chat"], _PREMIUM, _COMMON]), _CHANNELS])
 
 
 def help_text(*, platform: str, local_model: str, premium_model: str | None) -> str:

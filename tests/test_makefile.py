@@ -4,7 +4,6 @@ interrupted install may have left out), and an install that is redone until it f
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
