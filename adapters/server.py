@@ -89,7 +89,8 @@ async def migrate(settings: Settings) -> None:
         )
 
 
-async def _build(settings: Settings) -> Runtime:
+async def build(settings: Settings) -> Runtime:
+    """The runtime, or StartupError with one line saying what to correct."""
     try:
         return await build_runtime(settings)
     except database.DatabaseError as exc:  # e.g. a DATABASE_URL no driver understands
@@ -134,7 +135,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await migrate(settings)
-    runtime = await _build(settings)
+    runtime = await build(settings)
     runner = web.AppRunner(build_web_app(runtime), access_log=None)
     try:
         await runner.setup()
