@@ -131,6 +131,7 @@ def configure(
         "aiohttp.access",
         "openai",
         "msal",
+        "alembic.runtime.plugins",  # one line per plugin on every migration
     ):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     once = OnceUntilChanged()

@@ -18,8 +18,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.ledger import UsageRecord
 from bot.telemetry import EventName
+from bot.usage import UsageRecord
 from inference.pool import ModelPool
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -27,6 +27,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Answers take 2-90 s on a model server; the default buckets (max 10 s) would put most of
 # them in +Inf.
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0)
+RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 
 # Messages that asked no model, as (route, outcome) labels of chatbot_requests_total.
@@ -133,6 +134,13 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self._retrieval = Histogram(
+            "chatbot_retrieval_latency_seconds",
+            "Time spent searching the team knowledge index for a question.",
+            ["platform"],
+            buckets=RETRIEVAL_BUCKETS,
+            registry=self.registry,
+        )
         self._rate_limited = Counter(
             "chatbot_rate_limited",
             "Questions refused by the per-user rate limits.",
@@ -169,6 +177,8 @@ class Metrics:
         self._completion_tokens.labels(record.route, record.model).inc(record.completion_tokens)
         if record.cost_usd > 0:
             self._cost.labels(record.model).inc(record.cost_usd)
+        if record.retrieval_ms is not None:
+            self._retrieval.labels(record.platform).observe(record.retrieval_ms / 1000)
 
     def event(self, name: EventName, platform: str) -> None:
         """Count what happened to a message that asked no model, or on the way."""
@@ -181,12 +191,6 @@ class Metrics:
         else:
             route, outcome = NO_MODEL_LABELS.get(name, ("none", name))
             self._requests.labels(platform, route, outcome).inc()
-
-    # -- crash recovery -----------------------------------------------------------------
-
-    def reclaimed(self, count: int = 1) -> None:
-        """Count questions taken over from a replica that stopped answering them."""
-        self._reclaimed.inc(count)
 
     # -- exposition -----------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from bot.state import ConversationState, LocalState, RedisState
+from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
 from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
@@ -223,7 +223,7 @@ def build_openai(settings: Settings) -> OpenAIChatModel | None:
 async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | None]:
     """Redis when configured or found on localhost; else memory inside this process."""
     redis = build_redis(settings)
-    state = RedisState(
+    state = redis_state(
         redis=redis,
         ttl_seconds=settings.memory_ttl_seconds,
         lock_ttl_seconds=settings.work_reclaim_seconds,
@@ -235,7 +235,7 @@ async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | 
     except Exception:
         await redis.aclose()
         log.warning(LOCAL_MEMORY_NOTICE)
-        return LocalState(ttl_seconds=settings.memory_ttl_seconds), None
+        return local_state(ttl_seconds=settings.memory_ttl_seconds), None
     return state, redis
 
 
@@ -348,9 +348,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
         dispatcher = runtime.work_queue
     else:
-        dispatcher = LocalDispatcher(
-            state=state, tracker=tracker, handler=runtime.router, telemetry=metrics
-        )
+        dispatcher = LocalDispatcher(tracker=tracker, handler=runtime.router, telemetry=metrics)
     if settings.slack_bot_token is not None:
         client = build_slack_client(settings, session=http)
         secret = settings.slack_signing_secret

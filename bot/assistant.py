@@ -1,66 +1,62 @@
-"""The core: one inbound message in, one reply out, whatever happens in between."""
+"""The core: one inbound message in, one reply out, whatever happens in between.
+
+A question goes through named steps (DESIGN.md, "Flow of one message"):
+admit -> recall (lock + history) -> retrieve -> build the prompt -> redact (premium) ->
+generate -> cite -> remember -> record. Commands (`/help`, `/reset`, `/model`, `/search`,
+`/premium`, `/ask`) are answered by ``_commands``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot import replies
-from bot.budget import (
-    FREE,
-    NO_BUDGETS,
-    Budgets,
-    Price,
-    Spend,
-    format_usd,
-    month_start,
-    next_month_start,
-    over_budget,
-)
-from bot.commands import HELP_TEXT, parse_command
+from bot.admission import Admission
+from bot.citations import MarkerFilter, searched, to_citations
+from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
-from bot.errors import ReplyCancelled, StateUnavailable, UserFacingError
-from bot.ledger import Ledger, UsageRecord
-from bot.prompt import build_prompt, prompt_budget
-from bot.ratelimit import RateDecision, RateLimiter, describe_wait
+from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
+from bot.generation import Generation, generate
+from bot.ledger import Ledger
+from bot.outcome import Outcome
+from bot.premium import Premium, PremiumAccount
+from bot.prompt import Prompt, build_prompt, prompt_budget
+from bot.ratelimit import RateLimiter
 from bot.redact import describe_kinds, redact
+from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
+from bot.search import search_reply
 from bot.state import ConversationState
-from bot.telemetry import EventName, NullTelemetry, Telemetry, request_scope
+from bot.telemetry import NullTelemetry, Telemetry, request_scope
+from bot.usage import UsageRecord
 from bot.usage_writer import UsageWriter
-from inference.base import (
-    ChatModel,
-    GenerationFailed,
-    ModelNotFound,
-    ModelUnavailable,
-    Overloaded,
-    ProviderAuthFailed,
-    Queued,
-    StreamEvent,
-    TextDelta,
-    Turn,
-    Usage,
-)
+from inference.base import ChatModel, Turn
+
+__all__ = ["Assistant", "Premium"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Premium:
-    """The premium route: a model, who may use it (``None`` users = everyone), what its
-    tokens cost and the monthly budgets checked before each call."""
+class Route:
+    """Where a question is answered: the local model, or the premium one."""
 
+    name: str  # "local" or "premium"
     model: ChatModel
-    allowed_users: Collection[str] | None
-    price: Price = FREE
-    budgets: Budgets = NO_BUDGETS
+    premium: Premium | None = None
+    account: PremiumAccount | None = None
 
-    def allows(self, user: str) -> bool:
-        """Whether ``user`` is on the allowlist."""
-        return self.allowed_users is None or user in self.allowed_users
+
+@dataclass(slots=True)
+class Recalled:
+    """The conversation as read under its lock; ``down``: memory could not be used."""
+
+    history: list[Turn] = field(default_factory=list)
+    down: bool = False
 
 
 class Assistant:
@@ -79,26 +75,51 @@ class Assistant:
         rate_limiter: RateLimiter | None = None,
         usage_writer: UsageWriter | None = None,
         telemetry: Telemetry | None = None,
+        retriever: Retriever | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._state = state
-        self._local = local_model
-        self._premium = premium
+        self._local = Route("local", local_model)
+        self._premium = (
+            None
+            if premium is None
+            else Route(
+                "premium",
+                premium.model,
+                premium,
+                PremiumAccount(premium=premium, ledger=ledger, local_model=local_model.name),
+            )
+        )
         self._premium_name = premium_model_name
         self._ledger = ledger
         self._system_prompt = system_prompt
-        self._max_input = max_input_chars
-        self._rate_limiter = rate_limiter
-        # Conversations already told that memory is down (until it is back).
-        self._told_memory_down: set[str] = set()
         self._usage = usage_writer
         self._telemetry: Telemetry = telemetry or NullTelemetry()
+        self._admission = Admission(
+            max_input_chars=max_input_chars,
+            rate_limiter=rate_limiter,
+            telemetry=self._telemetry,
+            now=now,
+        )
+        self._retriever = retriever
         self._now = now
+        # Conversations already told that memory is down (until it is back).
+        self._told_memory_down: set[str] = set()
+        self._commands: dict[
+            str, Callable[[IncomingMessage, Command, ReplySink], Awaitable[UsageRecord | None]]
+        ] = {
+            "ask": self._ask,
+            "premium": self._ask_premium,
+            "help": self._help,
+            "reset": self._reset,
+            "model": self._model_info,
+            "search": self._search,
+        }
 
     async def is_engaged(self, key: ConversationKey) -> bool:
         """Whether replies in this thread reach the bot without a mention."""
         try:
-            return await self._state.is_engaged(key)
+            return await self._state.engagement.is_engaged(key)
         except StateUnavailable:
             log.warning("state store unavailable; treating thread as not engaged")
             return False
@@ -106,56 +127,52 @@ class Assistant:
     async def engage(self, key: ConversationKey) -> None:
         """Make the bot own a thread it started or was mentioned at the top of."""
         try:
-            await self._state.engage(key)
+            await self._state.engagement.engage(key)
         except StateUnavailable:
             log.warning("state store unavailable; thread not marked engaged")
 
-    async def handle(
-        self, message: IncomingMessage, sink: ReplySink, *, dedupe: bool = True
-    ) -> None:
-        """Answer ``message`` exactly once (across replicas); always writes something.
-
-        ``dedupe=False`` when the caller already made sure (the work queue dedupes on
-        submission, and a replica taking over abandoned work must answer it).
-        Every log line written meanwhile carries one request id (``bot.telemetry``).
-        """
+    async def handle(self, message: IncomingMessage, sink: ReplySink) -> None:
+        """Answer ``message``; always writes something. Dedupe happens where work is
+        submitted (``bot.dispatch``), before this. Every log line written meanwhile
+        carries one request id (``bot.telemetry``)."""
         with request_scope():
-            await self._handle(message, sink, dedupe)
+            await self._handle(message, sink)
 
-    async def _handle(self, message: IncomingMessage, sink: ReplySink, dedupe: bool) -> None:
-        platform = message.key.platform
-        try:
-            if dedupe and not await self._state.claim(platform, message.message_id):
-                log.debug("duplicate message %s ignored", message.message_id)
-                self._telemetry.event("dedupe_hit", platform)
-                return
-        except StateUnavailable:
-            log.warning("state store unavailable; answering without dedupe")
+    async def _handle(self, message: IncomingMessage, sink: ReplySink) -> None:
         record: UsageRecord | None = None
-        outcome: EventName = "command"
+        outcome = Outcome.COMMAND
         try:
             record = await self._respond(message, sink)
         except UserFacingError as exc:
-            outcome = "refused"
+            outcome = Outcome.REFUSED
             await _try(sink.write(exc.text))
+        except ConversationBusy:
+            outcome = Outcome.REFUSED
+            await _try(sink.write(replies.BUSY))
         except StateUnavailable:
-            outcome = "store_unavailable"
+            outcome = Outcome.STORE_UNAVAILABLE
             log.warning("state store unavailable while answering")
             await _try(sink.write(replies.STORE_UNAVAILABLE))
         except Exception:
-            outcome = "error"
+            outcome = Outcome.ERROR
             log.exception("unexpected error while answering")
             await _try(sink.write(replies.INTERNAL_ERROR))
         finally:
             await _try(sink.close())
+        await self._report(message, record, outcome)
+
+    async def _report(
+        self, message: IncomingMessage, record: UsageRecord | None, outcome: Outcome
+    ) -> None:
+        """Log, count and record (in the usage ledger) how the message ended."""
         _log_handled(message, record, outcome)
         if record is None:
-            self._telemetry.event(outcome, platform)
-        else:
-            self._telemetry.usage(record)
-        if record is not None and self._usage is not None:
+            self._telemetry.event(outcome, message.key.platform)
+            return
+        self._telemetry.usage(record)
+        if self._usage is not None:
             self._usage.add(record)
-        elif record is not None and self._ledger is not None:
+        elif self._ledger is not None:
             try:
                 await self._ledger.record(record)
             except DatabaseError:
@@ -164,254 +181,218 @@ class Assistant:
     async def _respond(self, message: IncomingMessage, sink: ReplySink) -> UsageRecord | None:
         command = parse_command(message.text)
         if command is None:
-            return await self._chat(message, message.text, self._local, "local", sink)
-        if command.name == "ask":
-            return await self._chat(message, command.argument, self._local, "local", sink)
-        if command.name == "help":
-            await sink.write(
-                HELP_TEXT.format(local_model=self._local.name, premium_model=self._premium_name)
-            )
-        elif command.name == "reset":
-            await self._state.forget(message.key)
-            await sink.write(replies.RESET_DONE)
-        elif command.name == "model":
-            await sink.write(await self._model_info(message))
-        elif command.name == "premium":
-            premium = self._premium
-            if premium is None:
-                raise UserFacingError(replies.PREMIUM_OFF.format(local_model=self._local.name))
-            if not premium.allows(message.sender):
-                raise UserFacingError(
-                    replies.PREMIUM_NOT_ALLOWED.format(local_model=self._local.name)
-                )
-            return await self._chat(
-                message, command.argument, premium.model, "premium", sink, premium=premium
-            )
-        else:
+            return await self._answer(message, message.text, self._local, sink)
+        handler = self._commands.get(command.name)
+        if handler is None:
             await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
-        return None
+            return None
+        return await handler(message, command, sink)
 
-    async def _chat(
-        self,
-        message: IncomingMessage,
-        question: str,
-        model: ChatModel,
-        route: str,
-        sink: ReplySink,
-        *,
-        premium: Premium | None = None,
+    # -- commands ---------------------------------------------------------------------
+
+    async def _ask(
+        self, message: IncomingMessage, command: Command, sink: ReplySink
     ) -> UsageRecord:
-        question = question.strip()
-        if not question:
-            raise UserFacingError(replies.EMPTY_QUESTION)
-        if len(question) > self._max_input:
+        return await self._answer(message, command.argument, self._local, sink)
+
+    async def _ask_premium(
+        self, message: IncomingMessage, command: Command, sink: ReplySink
+    ) -> UsageRecord:
+        route = self._premium
+        if route is None or route.premium is None:
+            raise UserFacingError(replies.PREMIUM_OFF.format(local_model=self._local.model.name))
+        if not route.premium.allows(message.sender):
             raise UserFacingError(
-                replies.TOO_LONG.format(length=len(question), limit=self._max_input)
+                replies.PREMIUM_NOT_ALLOWED.format(local_model=self._local.model.name)
             )
-        key = message.key
-        if premium is not None:
-            await self._check_budget(message, premium)
-        memory_down = False  # Redis unreachable: answer anyway, without memory or limits
-        if self._rate_limiter is not None:
-            try:
-                decision = await self._rate_limiter.acquire(
-                    f"{key.platform}:{key.workspace}:{message.sender}"
-                )
-            except StateUnavailable:
-                memory_down, decision = True, RateDecision(True)
-            if not decision.allowed:
-                self._telemetry.event("rate_limited", key.platform)
-                at, wait = describe_wait(decision, self._now().timestamp())
-                raise UserFacingError(
-                    replies.RATE_LIMITED.format(
-                        limit=decision.limit, window=decision.window, at=at, wait=wait
-                    )
-                )
-        parts: list[str] = []
-        usage = Usage(0, 0)
-        first_token_at: datetime | None = None
-        outcome = "ok"
+        return await self._answer(message, command.argument, route, sink)
+
+    async def _help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        await sink.write(
+            help_text(
+                platform=message.key.platform,
+                local_model=self._local.model.name,
+                premium_model=self._premium_name if self._premium is not None else None,
+            )
+        )
+
+    async def _reset(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        await self._state.memory.forget(message.key)
+        await sink.write(replies.RESET_DONE)
+
+    async def _model_info(
+        self, message: IncomingMessage, command: Command, sink: ReplySink
+    ) -> None:
+        """`/model`: the models here, and the sender's premium spend and budget this month."""
+        route = self._premium
+        line = (
+            f"`{self._premium_name}` (OpenAI; use `/premium <question>`)"
+            if route is not None
+            else "not configured on this bot"
+        )
+        lines = [replies.MODEL_INFO.format(local_model=self._local.model.name, premium=line)]
+        if route is not None and route.account is not None:
+            lines += await route.account.spend_lines(message, self._now())
+        await sink.write("\n".join(lines))
+
+    async def _search(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/search <words>`: the best-matching indexed documents, without asking a model."""
+        words = self._admission.check_text(command.argument)
+        knowledge = self._retriever.knowledge if self._retriever is not None else None
+        await sink.write(await search_reply(knowledge, message.key, words))
+
+    # -- the answer path ----------------------------------------------------------------
+
+    async def _answer(
+        self, message: IncomingMessage, question: str, route: Route, sink: ReplySink
+    ) -> UsageRecord:
+        """A model's answer to ``question``, step by step."""
+        admitted = await self._admission.admit(message, question, premium=route.account)
+        question = admitted.question
+        async with self._recall(message.key) as recalled:
+            recalled.down |= admitted.limits_down
+            retrieved = await self._retrieve(message.key, question, recalled.history)
+            prompt = build_prompt(
+                system_prompt=self._system_prompt,
+                history=recalled.history,
+                question=question,
+                budget_tokens=prompt_budget(route.model.context_tokens),
+                passages=retrieved.passages,
+            )
+            turns = await self._redact(route, prompt.turns, sink)
+            markers = MarkerFilter(range(1, len(prompt.passages) + 1))
+            generation = await generate(
+                model=route.model,
+                turns=turns,
+                sink=sink,
+                premium=route.premium is not None,
+                local_model=self._local.model.name,
+                now=self._now,
+                # Without passages a bracketed number is the model's own text, left alone.
+                text_filter=markers if prompt.passages else None,
+            )
+            await self._finish(route, generation, retrieved, prompt, markers, sink)
+            if not await self._remember(message.key, question, generation):
+                recalled.down = True
+        await self._note_memory_down(message.key, recalled.down, generation, sink)
+        return self._record(message, route, generation, retrieved, len(prompt.passages))
+
+    @asynccontextmanager
+    async def _recall(self, key: ConversationKey) -> AsyncIterator[Recalled]:
+        """Hold the conversation (taken before history is read) and read its history;
+        with Redis down, answer without memory."""
+        recalled = Recalled()
         async with AsyncExitStack() as held:
             try:
-                await held.enter_async_context(self._state.lock(key))
-                history = await self._state.history(key)
+                await held.enter_async_context(self._state.locks.lock(key))
+                recalled.history = await self._state.memory.history(key)
             except StateUnavailable:
-                memory_down, history = True, []
-            turns = build_prompt(
-                system_prompt=self._system_prompt,
-                history=history,
-                question=question,
-                budget_tokens=prompt_budget(model.context_tokens),
+                recalled.down = True
+            yield recalled
+
+    async def _retrieve(
+        self, key: ConversationKey, question: str, history: list[Turn]
+    ) -> Retrieved:
+        if self._retriever is None:
+            return NOT_CONFIGURED
+        return await self._retriever.retrieve(key, question, history)
+
+    async def _redact(self, route: Route, turns: list[Turn], sink: ReplySink) -> list[Turn]:
+        """Text leaves the company on the premium route: secrets are replaced in what is sent
+        (passages included; only the turns that fit the prompt are scanned). Memory keeps the
+        original and the local model sees it unchanged."""
+        if route.premium is None:
+            return turns
+        sent, kinds = _redact_for_premium(turns)
+        if kinds:
+            log.info("redacted %s before a premium call", ", ".join(kinds))
+            await sink.write(replies.PREMIUM_REDACTED.format(kinds=describe_kinds(kinds)))
+        return sent
+
+    async def _finish(
+        self,
+        route: Route,
+        generation: Generation,
+        retrieved: Retrieved,
+        prompt: Prompt,
+        markers: MarkerFilter,
+        sink: ReplySink,
+    ) -> None:
+        """After the answer's text: the knowledge note, the premium signature, the sources."""
+        if generation.outcome is not Outcome.OK:
+            return
+        if retrieved.unavailable:
+            await sink.write("\n\n" + replies.KNOWLEDGE_UNAVAILABLE)
+        elif retrieved.elapsed_ms is not None and not prompt.passages:
+            await sink.write("\n\n" + replies.NO_SOURCE_MATCHED)
+        if route.premium is not None:
+            await sink.write(replies.PREMIUM_SIGNATURE.format(model=route.model.name))
+        if markers.cited:
+            await sink.cite(to_citations(prompt.passages, markers.cited), searched=False)
+        elif prompt.passages:
+            await sink.cite(searched(prompt.passages), searched=True)
+
+    async def _remember(self, key: ConversationKey, question: str, generation: Generation) -> bool:
+        """Append the question and the answer (with its markers, not the passages) to
+        memory; a stopped answer is remembered as far as it went. False: memory is down."""
+        outcome = generation.outcome
+        if not (
+            outcome is Outcome.OK or (outcome is Outcome.CANCELLED and generation.text.strip())
+        ):
+            return True
+        try:
+            await self._state.memory.append(
+                key, [Turn("user", question), Turn("assistant", generation.text)]
             )
-            if premium is not None:
-                # Text leaves the company here: secrets are replaced in what is sent (only
-                # the turns that fit the prompt are scanned); memory keeps the original and
-                # the local model sees it unchanged.
-                turns, kinds = _redact_for_premium(turns)
-                if kinds:
-                    log.info("redacted %s before a premium call", ", ".join(kinds))
-                    await sink.write(replies.PREMIUM_REDACTED.format(kinds=describe_kinds(kinds)))
-            stream = model.stream(turns)
-            try:
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        if first_token_at is None:
-                            first_token_at = self._now()
-                        parts.append(event.text)
-                        await sink.write(event.text)
-                    elif isinstance(event, Queued):
-                        await sink.status(replies.QUEUED.format(position=event.position))
-                    else:
-                        usage = event
-            except ReplyCancelled:
-                # The person stopped the answer: closing the stream (below) ends generation.
-                outcome = "cancelled"
-            except ProviderAuthFailed:
-                outcome = "auth_failed"
-                log.error("%s refused the API key: check OPENAI_API_KEY", model.name)
-                await sink.write(replies.PREMIUM_AUTH_FAILED.format(local_model=self._local.name))
-            except ModelNotFound:
-                outcome = "model_not_found"
-                not_found = replies.PREMIUM_MODEL_NOT_FOUND if premium else replies.MODEL_NOT_FOUND
-                await sink.write(not_found.format(model=model.name))
-            except Overloaded:
-                outcome = "overloaded"
-                await sink.write(replies.OVERLOADED)
-            except ModelUnavailable:
-                outcome = "model_unavailable"
-                await sink.write(
-                    replies.PREMIUM_UNAVAILABLE.format(local_model=self._local.name)
-                    if premium is not None
-                    else replies.MODEL_UNAVAILABLE
-                )
-            except GenerationFailed:
-                outcome = "generation_failed"
-                await sink.write(
-                    "\n\n" + replies.INCOMPLETE if parts else replies.MODEL_UNAVAILABLE
-                )
-            finally:
-                await _close(stream)
-            answer = "".join(parts)
-            if outcome == "ok" and not answer.strip():
-                outcome = "empty_answer"
-                await sink.write(replies.EMPTY_ANSWER)
-            if outcome == "ok" and route == "premium":
-                await sink.write(replies.PREMIUM_SIGNATURE.format(model=model.name))
-            # A stopped answer is remembered as far as it went: that is what was shown.
-            if outcome == "ok" or (outcome == "cancelled" and answer.strip()):
-                try:
-                    await self._state.append(
-                        key, [Turn("user", question), Turn("assistant", answer)]
-                    )
-                except StateUnavailable:
-                    memory_down = True
-        if memory_down and outcome != "cancelled":
-            log.warning("conversation memory unavailable; answered without it")
-            if key.as_id() not in self._told_memory_down:
-                self._told_memory_down.add(key.as_id())
-                await sink.write("\n\n" + replies.MEMORY_DOWN)
-        else:
+        except StateUnavailable:
+            return False
+        return True
+
+    async def _note_memory_down(
+        self, key: ConversationKey, down: bool, generation: Generation, sink: ReplySink
+    ) -> None:
+        """Tell a conversation once that it was answered without memory."""
+        if not down:
             self._told_memory_down.clear()
+            return
+        log.warning("conversation memory unavailable; answered without it")
+        if generation.outcome is not Outcome.OK or key.as_id() in self._told_memory_down:
+            return
+        self._told_memory_down.add(key.as_id())
+        try:
+            await sink.write("\n\n" + replies.MEMORY_DOWN)
+        except ReplyCancelled:
+            pass
+
+    def _record(
+        self,
+        message: IncomingMessage,
+        route: Route,
+        generation: Generation,
+        retrieved: Retrieved,
+        passages: int,
+    ) -> UsageRecord:
+        key = message.key
         done = self._now()
+        first = generation.first_token_at
+        price = route.premium.price if route.premium is not None else None
         return UsageRecord(
             platform=key.platform,
             workspace=key.workspace,
             user=message.sender,
             conversation=key.as_id(),
-            route=route,
-            model=model.name,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+            route=route.name,
+            model=route.model.name,
+            prompt_tokens=generation.usage.prompt_tokens,
+            completion_tokens=generation.usage.completion_tokens,
             latency_ms=_ms(message.received_at, done),
-            first_token_ms=_ms(message.received_at, first_token_at) if first_token_at else None,
-            outcome=outcome,
+            first_token_ms=_ms(message.received_at, first) if first else None,
+            outcome=generation.outcome,
             created_at=done,
-            cost_usd=premium.price.cost(usage) if premium is not None else 0.0,
+            cost_usd=price.cost(generation.usage) if price is not None else 0.0,
+            passages=passages,
+            retrieval_ms=retrieved.elapsed_ms,
         )
-
-    async def _spend(self, message: IncomingMessage) -> Spend:
-        """This month's premium spend of the sender and of their workspace."""
-        if self._ledger is None:
-            raise DatabaseError("no usage ledger configured")
-        return await self._ledger.spend_since(
-            user=message.sender,
-            workspace=message.key.workspace,
-            since=month_start(self._now()),
-        )
-
-    async def _check_budget(self, message: IncomingMessage, premium: Premium) -> None:
-        """Refuse a premium call over budget, or when the budget cannot be checked."""
-        budgets = premium.budgets
-        if not budgets.limited:
-            return
-        local = self._local.name
-        try:
-            spend = await self._spend(message)
-        except DatabaseError:
-            # Never spend without knowing the budget.
-            log.warning("usage ledger unavailable; premium refused", exc_info=True)
-            raise UserFacingError(
-                replies.PREMIUM_BUDGET_UNKNOWN.format(local_model=local)
-            ) from None
-        exceeded = over_budget(budgets, spend)
-        if exceeded is None:
-            return
-        if exceeded == "user":
-            text, spent, budget = (
-                replies.PREMIUM_OVER_USER_BUDGET,
-                spend.user_usd,
-                budgets.user_usd,
-            )
-        else:
-            text, spent, budget = (
-                replies.PREMIUM_OVER_WORKSPACE_BUDGET,
-                spend.workspace_usd,
-                budgets.workspace_usd,
-            )
-        reset = next_month_start(self._now())
-        raise UserFacingError(
-            text.format(
-                spent=format_usd(spent),
-                budget=format_usd(budget),
-                reset=f"{reset:%B} {reset.day}",
-                local_model=local,
-            )
-        )
-
-    async def _model_info(self, message: IncomingMessage) -> str:
-        """`/model`: the models here, and the sender's premium spend and budget this month."""
-        premium = self._premium
-        line = (
-            f"`{self._premium_name}` (OpenAI; use `/premium <question>`)"
-            if premium is not None
-            else "not configured on this bot"
-        )
-        text = replies.MODEL_INFO.format(local_model=self._local.name, premium=line)
-        if premium is None:
-            return text
-        if not premium.allows(message.sender):
-            return f"{text}\n{replies.PREMIUM_SPEND_NOT_ALLOWED}"
-        try:
-            spend = await self._spend(message)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; spend not shown", exc_info=True)
-            return f"{text}\n{replies.PREMIUM_SPEND_UNKNOWN}"
-        budgets = premium.budgets
-        lines = [
-            replies.PREMIUM_SPEND.format(
-                spent=format_usd(spend.user_usd), budget=format_usd(budgets.user_usd)
-            )
-            if budgets.user_usd > 0
-            else replies.PREMIUM_SPEND_NO_LIMIT.format(spent=format_usd(spend.user_usd))
-        ]
-        if budgets.workspace_usd > 0:
-            lines.append(
-                replies.PREMIUM_WORKSPACE_SPEND.format(
-                    spent=format_usd(spend.workspace_usd),
-                    budget=format_usd(budgets.workspace_usd),
-                )
-            )
-        return "\n".join([text, *lines])
 
 
 def _redact_for_premium(turns: list[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
@@ -429,14 +410,14 @@ def _redact_for_premium(turns: list[Turn]) -> tuple[list[Turn], tuple[str, ...]]
     return sent, tuple(dict.fromkeys(kinds))
 
 
-def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: str) -> None:
+def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: Outcome) -> None:
     """One INFO line per handled message: what happened, never what was said."""
     if record is None:
         log.info("handled %s message %s: %s", message.key.platform, message.message_id, outcome)
         return
     log.info(
         "answered %s message %s: route=%s model=%s outcome=%s latency_ms=%d "
-        "first_token_ms=%s prompt_tokens=%d completion_tokens=%d",
+        "first_token_ms=%s prompt_tokens=%d completion_tokens=%d passages=%d retrieval_ms=%s",
         record.platform,
         message.message_id,
         record.route,
@@ -446,14 +427,9 @@ def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: 
         record.first_token_ms,
         record.prompt_tokens,
         record.completion_tokens,
+        record.passages,
+        record.retrieval_ms,
     )
-
-
-async def _close(events: AsyncIterator[StreamEvent]) -> None:
-    """Close a model stream (an async generator) so its server slot is freed at once."""
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def _ms(start: datetime, end: datetime) -> int:

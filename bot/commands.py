@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-CommandName = Literal["premium", "reset", "help", "model", "ask", "unknown"]
+CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "unknown"]
 KNOWN: dict[str, CommandName] = {
     "premium": "premium",
     "reset": "reset",
     "help": "help",
     "model": "model",
     "ask": "ask",
+    "search": "search",
 }
 # `/word` followed by whitespace or the end; `/usr/bin/env` and `/tmp/x` are not commands.
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z_-]{0,30})(?=\s|$)\s*(.*)$", re.DOTALL)
@@ -46,6 +47,7 @@ _PREMIUM = (
 )
 _COMMON = (
     "- `/reset`: forget this conversation (only this one)\n"
+    "- `/search <words>`: list the indexed team documents that match, without asking a model\n"
     "- `/model`: which models answer here, and your premium spend this month\n"
     "- `/help`: this list"
 )
@@ -61,10 +63,6 @@ _CHANNELS = (
     "In a channel, mention me and I answer in the message's thread, keeping the context of "
     "that thread."
 )
-
-# What the core formats today (local_model, premium_model): the wording of every chat
-# platform, premium listed. `help_text` is the shape to move to.
-HELP_TEXT = "\n\n".join([_INTRO, "\n".join([_WHERE["chat"], _PREMIUM, _COMMON]), _CHANNELS])
 
 
 def help_text(*, platform: str, local_model: str, premium_model: str | None) -> str:

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 
+from bot.errors import BotError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # How long a SQLite connection waits for another writer's lock before failing.
@@ -42,7 +44,7 @@ _SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql": "postgresql+psycopg
 _POSTGRES_REPLACED = {"postgresql+psycopg2", "postgresql+asyncpg", "postgresql+pg8000"}
 
 
-class DatabaseError(Exception):
+class DatabaseError(BotError):
     """Root error of the database layer: the database is unreachable or refused an operation."""
 
 

@@ -7,7 +7,8 @@ import logging
 import uuid
 from typing import Any, Protocol
 
-from bot.state import ConversationState
+from bot.dedupe import SeenIds
+from bot.outcome import Event
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
 from bot.workqueue import Handler, Job, JobProgress
@@ -48,20 +49,19 @@ class LocalDispatcher:
     def __init__(
         self,
         *,
-        state: ConversationState,
         tracker: TaskTracker,
         handler: Handler,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._state = state
+        self._seen = SeenIds()
         self._tracker = tracker
         self._handler = handler
         self._telemetry = telemetry or NullTelemetry()
 
     async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
         """Start answering at once unless this id was seen before."""
-        if dedupe_id and not await self._state.claim("work", dedupe_id):
-            self._telemetry.event("dedupe_hit", str(payload.get("platform", "")))
+        if dedupe_id and not self._seen.first_time(dedupe_id):
+            self._telemetry.event(Event.DEDUPE_HIT, str(payload.get("platform", "")))
             return False
         job = Job(uuid.uuid4().hex, payload)
         self._tracker.spawn(self._run(job), name="work")

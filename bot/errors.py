@@ -11,6 +11,10 @@ class StateUnavailable(BotError):
     """The conversation store (Redis) could not be reached."""
 
 
+class ConversationBusy(BotError):
+    """The conversation stayed locked by another answer for too long."""
+
+
 class ReplyCancelled(BotError):
     """Raised by a reply sink when the person stopped the answer (e.g. Teams' Stop button):
     the core stops generating."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,32 +26,10 @@ from sqlalchemy.types import TypeDecorator
 
 from bot.budget import Spend
 from bot.database import Base, translated_errors
+from bot.usage import UsageRecord
 
 PING_TIMEOUT_SECONDS = 3.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """What one request to a model cost and how it went."""
-
-    platform: str  # "slack", "teams", "console"
-    workspace: str  # Slack team id / Teams tenant id
-    user: str
-    conversation: str  # ConversationKey.as_id()
-    route: str  # "local" or "premium"
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: int  # from receiving the message to the end of the answer
-    first_token_ms: int | None
-    outcome: str  # "ok", "model_unavailable", "model_not_found", "generation_failed", "error"
-    created_at: datetime  # timezone-aware
-    cost_usd: float = 0.0  # tokens x the model's price; 0 for local models
-
-    def __post_init__(self) -> None:
-        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
-            raise ValueError("UsageRecord.created_at must be timezone-aware")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -108,6 +85,9 @@ class RequestRow(Base):
     cost_usd: Mapped[float] = mapped_column(
         Numeric(14, 8, asdecimal=False), server_default=text("0")
     )
+    # Team knowledge: passages given to the model, and the time retrieval took.
+    passages: Mapped[int] = mapped_column(Integer(), server_default=text("0"))
+    retrieval_ms: Mapped[int | None] = mapped_column(Integer())
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
@@ -132,6 +112,8 @@ def _to_row(record: UsageRecord) -> RequestRow:
         outcome=record.outcome,
         created_at=record.created_at,
         cost_usd=record.cost_usd,
+        passages=record.passages,
+        retrieval_ms=record.retrieval_ms,
     )
 
 
@@ -150,6 +132,8 @@ def _to_record(row: RequestRow) -> UsageRecord:
         outcome=row.outcome,
         created_at=row.created_at,
         cost_usd=float(row.cost_usd or 0),
+        passages=row.passages or 0,
+        retrieval_ms=row.retrieval_ms,
     )
 
 

@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot import keys
-from bot.errors import StateUnavailable
+from bot.redis_errors import translated_redis_errors
 
 # Both counters are checked and, only when both allow it, incremented: atomically, so
 # replicas cannot overshoot and a refused question does not count.
@@ -87,13 +86,11 @@ class RedisRateLimiter:
             return RateDecision(True)
         now = self.clock()
         minute, day, _, _ = _windows(now)
-        try:
+        with translated_redis_errors("checking the rate limit"):
             code = await self._script(
                 keys=[keys.rate_minute(user, minute), keys.rate_day(user, day)],
                 args=[self._per_minute, self._per_day],
             )
-        except RedisError as exc:
-            raise StateUnavailable("rate limit check failed") from exc
         if int(code) == 0:
             return RateDecision(True)
         return _refusal(int(code), self._per_minute, self._per_day, now)

@@ -32,10 +32,11 @@ STORE_UNAVAILABLE = (
     "My conversation memory (Redis) is not reachable right now, so I can't answer in context. "
     "Please try again in a minute."
 )
+BUSY = "I'm still answering an earlier message in this thread. Please ask again in a minute."
 RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
 UNKNOWN_COMMAND = (
-    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/reset`, "
-    "`/model`, `/help`. (To ask about something that starts with a slash, "
+    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/search <words>`, "
+    "`/reset`, `/model`, `/help`. (To ask about something that starts with a slash, "
     "put a word before it.)"
 )
 PREMIUM_OFF = (
@@ -99,9 +100,24 @@ PREMIUM_SPEND_UNKNOWN = (
     "*Your premium spend this month:* unknown right now (the usage database is not reachable)"
 )
 PREMIUM_SPEND_NOT_ALLOWED = "_You are not on the list of people allowed to use `/premium` here._"
-# Appended whether or not the question was answered (the model may be down as well), so
-# it says only what is true either way.
+# Appended (once per conversation) to an answer given while memory is down.
 MEMORY_DOWN = (
     "_My conversation memory is unavailable right now: the earlier messages of this "
     "conversation were not used, and this one won't be remembered. It recovers by itself._"
+)
+# Team knowledge (indexed sources).
+NO_SOURCE_MATCHED = (
+    "_No indexed source matched this question; this answer is from the model alone._"
+)
+KNOWLEDGE_UNAVAILABLE = (
+    "_The team knowledge index is not reachable right now, so this answer does not draw on it._"
+)
+SEARCH_HEADER = "**Best matches in the indexed sources for “{words}”:**"
+SEARCH_NOTHING = "No indexed document matches “{words}”. Try other words, or ask me directly."
+SEARCH_NOT_CONFIGURED = (
+    "Team knowledge is not set up on this bot, so there is nothing to search. "
+    "An admin can add sources with `KNOWLEDGE_SOURCES` and run `chatbot index`."
+)
+SEARCH_UNAVAILABLE = (
+    "The team knowledge index is not reachable right now. Please try again in a few minutes."
 )

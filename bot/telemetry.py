@@ -11,20 +11,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal, Protocol
+from typing import Protocol
 
-from bot.ledger import UsageRecord
+from bot.outcome import Event, Outcome
+from bot.usage import UsageRecord
 
-# What happened to a message that produced no usage record (no model was called), or
-# something noticed on the way. "command": /help, /reset, /model answered; "refused": a
-# user-facing refusal (empty, too long, premium not allowed or over budget, rate limit);
-# "store_unavailable" and "error": the message got an apology; "dedupe_hit": a redelivered
-# or doubled event that was not answered again; "rate_limited": a question refused by the
-# rate limit (also counted as "refused"); "reclaimed": a question another replica accepted
-# and did not finish, taken over here.
-EventName = Literal[
-    "command", "refused", "store_unavailable", "error", "dedupe_hit", "rate_limited", "reclaimed"
-]
+# What is counted besides usage records: how a message that asked no model ended
+# (``Outcome.COMMAND``, ``REFUSED``, ``STORE_UNAVAILABLE``, ``ERROR``), or an ``Event``.
+EventName = Outcome | Event
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 

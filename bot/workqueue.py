@@ -24,7 +24,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot import keys
-from bot.errors import StateUnavailable
+from bot.dedupe import DEDUPE_TTL_SECONDS
+from bot.outcome import Event
+from bot.redis_errors import translated_redis_errors
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
 
@@ -90,7 +92,7 @@ class WorkQueue:
         reclaim_idle_seconds: float = 30.0,
         heartbeat_seconds: float = 5.0,
         block_seconds: float = 1.0,
-        dedupe_ttl_seconds: int = 24 * 3600,
+        dedupe_ttl_seconds: int = DEDUPE_TTL_SECONDS,
         telemetry: Telemetry | None = None,
     ) -> None:
         self._redis = redis
@@ -110,15 +112,13 @@ class WorkQueue:
 
     async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
         """Queue work once per dedupe id (across replicas); False for a duplicate."""
-        try:
+        with translated_redis_errors("queueing work"):
             entry = await self._submit(
                 keys=[self._stream, keys.seen("work", dedupe_id or "")],
                 args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, json.dumps(payload)],
             )
-        except RedisError as exc:
-            raise StateUnavailable("could not queue work") from exc
         if entry is None:
-            self._telemetry.event("dedupe_hit", str(payload.get("platform", "")))
+            self._telemetry.event(Event.DEDUPE_HIT, str(payload.get("platform", "")))
         return entry is not None
 
     async def note_posted(self, job_id: str, message_id: str) -> None:
@@ -160,10 +160,8 @@ class WorkQueue:
 
     async def backlog(self) -> int:
         """Entries queued or in flight (acknowledged entries are deleted)."""
-        try:
+        with translated_redis_errors("reading the work queue"):
             return int(await self._redis.xlen(self._stream))
-        except RedisError as exc:
-            raise StateUnavailable("could not read the work queue") from exc
 
     def stop(self) -> None:
         """Take no new work; entries in flight finish (or are reclaimed by others)."""
@@ -212,7 +210,7 @@ class WorkQueue:
             self._tracker.spawn(self._ack(entry_id))
             return
         if reclaimed:
-            self._telemetry.event("reclaimed", str(payload.get("platform", "")))
+            self._telemetry.event(Event.RECLAIMED, str(payload.get("platform", "")))
         self._in_flight.add(entry_id)
         self._tracker.spawn(self._process(entry_id, payload, reclaimed), name="work")
 

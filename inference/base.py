@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -79,9 +79,10 @@ class ChatModel(Protocol):
         """How many tokens of prompt plus answer the model accepts."""
         ...
 
-    def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+    def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate an answer to ``turns``, yielding text deltas and finally usage.
 
+        An async generator: close it (``contextlib.aclosing``) to stop generating early.
         Raises ``ModelUnavailable``, ``ModelNotFound`` or ``GenerationFailed``.
         """
         ...

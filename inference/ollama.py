@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -12,14 +13,14 @@ from ollama import ResponseError
 
 from inference.base import (
     GenerationFailed,
+    InferenceError,
     ModelNotFound,
     ModelUnavailable,
     StreamEvent,
-    TextDelta,
     Turn,
     Usage,
 )
-from inference.messages import to_langchain
+from inference.streaming import stream_chat
 
 PING_TIMEOUT_SECONDS = 3.0
 
@@ -103,46 +104,35 @@ class OllamaChatModel:
     def __repr__(self) -> str:
         return f"OllamaChatModel(model={self._model!r}, num_ctx={self._num_ctx})"
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate an answer to ``turns``: text deltas in order, then one ``Usage``.
 
         Raises ``ModelNotFound`` if the server lacks the model, ``ModelUnavailable``
         for any failure before the first text arrived, and ``GenerationFailed`` for
         any failure after it.
         """
-        messages = to_langchain(turns)
-        usage = Usage(prompt_tokens=0, completion_tokens=0)
-        started = False
-        chunks = self._chat.astream(messages)
-        try:
-            async for chunk in chunks:
-                if chunk.usage_metadata is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage_metadata["input_tokens"],
-                        completion_tokens=chunk.usage_metadata["output_tokens"],
-                    )
-                text = str(chunk.text)
-                if text:
-                    started = True
-                    yield TextDelta(text)
-        except ResponseError as exc:
-            # An HTTP error status before the body, or an {"error": ...} NDJSON line
-            # in it (status_code -1), which is how Ollama reports a runner failure.
-            if started:
-                raise GenerationFailed(f"Ollama failed mid-answer with {self._model}") from exc
-            if _is_model_missing(exc):
-                raise ModelNotFound(f"Ollama does not have the model {self._model}") from exc
-            raise ModelUnavailable(f"Ollama could not serve {self._model}") from exc
-        except _EXCHANGE_ERRORS as exc:
-            if started:
-                raise GenerationFailed(f"Ollama failed mid-answer with {self._model}") from exc
-            raise ModelUnavailable(f"Ollama could not serve {self._model}") from exc
-        finally:
-            # A caller that stops early must drop the HTTP stream so Ollama stops
-            # generating; close LangChain's generator now rather than at collection.
-            if isinstance(chunks, AsyncGenerator):
-                await chunks.aclose()
-        yield usage
+        async with aclosing(
+            stream_chat(
+                self._chat,
+                turns,
+                errors=(ResponseError, *_EXCHANGE_ERRORS),
+                translate=self._translate,
+                usage_when_missing=lambda _turns, _parts: Usage(0, 0),
+            )
+        ) as events:
+            async for event in events:
+                yield event
+
+    def _translate(self, exc: Exception, started: bool) -> InferenceError:
+        """Ollama's failure as ours: before the first text the server is unusable (or lacks
+        the model), after it the answer broke off."""
+        if started:
+            return GenerationFailed(f"Ollama failed mid-answer with {self._model}")
+        # An HTTP error status before the body, or an {"error": ...} NDJSON line in it
+        # (status_code -1), which is how Ollama reports a runner failure.
+        if isinstance(exc, ResponseError) and _is_model_missing(exc):
+            return ModelNotFound(f"Ollama does not have the model {self._model}")
+        return ModelUnavailable(f"Ollama could not serve {self._model}")
 
     async def aclose(self) -> None:
         """Close the connection pool (at shutdown)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 
 import httpx
 import openai
@@ -13,15 +14,15 @@ from pydantic import SecretStr
 
 from inference.base import (
     GenerationFailed,
+    InferenceError,
     ModelNotFound,
     ModelUnavailable,
     ProviderAuthFailed,
     StreamEvent,
-    TextDelta,
     Turn,
     Usage,
 )
-from inference.messages import to_langchain
+from inference.streaming import estimated_usage, stream_chat
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,6 @@ PING_TIMEOUT_SECONDS = 5.0
 # answer): every prompt token is paid for, and a long thread must not cost dollars.
 DEFAULT_CONTEXT_TOKENS = 32_768
 DEFAULT_MAX_ANSWER_TOKENS = 4_096
-# When the server reports no usage (some compatible servers ignore stream_options),
-# tokens are estimated from the text so that budgets still hold.
-_CHARS_PER_TOKEN = 4
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -58,10 +56,6 @@ _EXCHANGE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     ValueError,
 )
-
-
-def _estimate(text: str) -> int:
-    return (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
 
 
 def _is_model_missing(exc: openai.NotFoundError) -> bool:
@@ -130,7 +124,7 @@ class OpenAIChatModel:
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self._model!r}, base_url={self._base_url!r})"
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate an answer to ``turns``: text deltas in order, then one ``Usage``.
 
         Raises ``ProviderAuthFailed`` when the key is refused, ``ModelNotFound`` when the
@@ -138,57 +132,41 @@ class OpenAIChatModel:
         first text and ``GenerationFailed`` after it (preceded by an estimated ``Usage``,
         since tokens generated before the failure are billed).
         """
-        messages = to_langchain(turns)
-        usage: Usage | None = None
-        parts: list[str] = []
-        chunks = self._chat.astream(messages)
-        try:
-            async for chunk in chunks:
-                if chunk.usage_metadata is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage_metadata["input_tokens"],
-                        completion_tokens=chunk.usage_metadata["output_tokens"],
-                    )
-                text = str(chunk.text)
-                if text:
-                    parts.append(text)
-                    yield TextDelta(text)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise ProviderAuthFailed(
-                f"the OpenAI endpoint refused the API key (HTTP {exc.status_code})"
-            ) from exc
-        except openai.NotFoundError as exc:
-            if parts:
-                yield self._estimated(turns, parts)
-                raise GenerationFailed(f"OpenAI failed mid-answer with {self._model}") from exc
-            if _is_model_missing(exc):
-                raise ModelNotFound(f"the OpenAI endpoint has no model {self._model}") from exc
-            raise ModelUnavailable(f"the OpenAI endpoint answered 404 for {self._model}") from exc
-        except _EXCHANGE_ERRORS as exc:
-            if parts:
-                yield self._estimated(turns, parts)
-                raise GenerationFailed(f"OpenAI failed mid-answer with {self._model}") from exc
-            status = getattr(exc, "status_code", None)
-            raise ModelUnavailable(
-                f"OpenAI could not serve {self._model}"
-                + (f" (HTTP {status})" if status else f" ({type(exc).__name__})")
-            ) from exc
-        finally:
-            # A caller that stops early must drop the HTTP stream so generation (and
-            # billing) stops; close LangChain's generator now rather than at collection.
-            if isinstance(chunks, AsyncGenerator):
-                await chunks.aclose()
-        if usage is None:
-            log.warning("%s reported no token usage; estimating it from the text", self._model)
-            usage = self._estimated(turns, parts)
-        yield usage
+        async with aclosing(
+            stream_chat(
+                self._chat,
+                turns,
+                errors=_EXCHANGE_ERRORS,
+                translate=self._translate,
+                usage_when_missing=self._usage_when_missing,
+                usage_on_failure=True,
+            )
+        ) as events:
+            async for event in events:
+                yield event
 
-    @staticmethod
-    def _estimated(turns: Sequence[Turn], parts: Sequence[str]) -> Usage:
-        return Usage(
-            prompt_tokens=sum(_estimate(t.content) + 4 for t in turns),
-            completion_tokens=_estimate("".join(parts)),
+    def _translate(self, exc: Exception, started: bool) -> InferenceError:
+        """OpenAI's failure as ours."""
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ProviderAuthFailed(
+                f"the OpenAI endpoint refused the API key (HTTP {exc.status_code})"
+            )
+        if started:
+            return GenerationFailed(f"OpenAI failed mid-answer with {self._model}")
+        if isinstance(exc, openai.NotFoundError):
+            if _is_model_missing(exc):
+                return ModelNotFound(f"the OpenAI endpoint has no model {self._model}")
+            return ModelUnavailable(f"the OpenAI endpoint answered 404 for {self._model}")
+        status = getattr(exc, "status_code", None)
+        return ModelUnavailable(
+            f"OpenAI could not serve {self._model}"
+            + (f" (HTTP {status})" if status else f" ({type(exc).__name__})")
         )
+
+    def _usage_when_missing(self, turns: Sequence[Turn], parts: Sequence[str]) -> Usage:
+        # Some compatible servers ignore stream_options: estimate, so budgets still hold.
+        log.warning("%s reported no token usage; estimating it from the text", self._model)
+        return estimated_usage(turns, parts)
 
     async def ping(self) -> None:
         """Check that the endpoint accepts the key and serves the model (GET /models/{id}).

@@ -8,7 +8,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,7 +40,7 @@ class ServerModel(Protocol):
     @property
     def base_url(self) -> str: ...
 
-    def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]: ...
 
     async def ping(self) -> None: ...
 
@@ -96,17 +96,6 @@ class FifoSlots:
                 future.set_result(None)
                 return
         self._active -= 1
-
-
-@asynccontextmanager
-async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-    """Close a provider's stream (an async generator) however the consumer leaves it."""
-    try:
-        yield events
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 @dataclass
@@ -227,7 +216,7 @@ class ModelPool:
             await self.check_health()
             await asyncio.sleep(interval)
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
+    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate on the first available server; identical context-free questions asked
         while one is being answered share that generation."""
         key = self._flight_key(turns)
@@ -273,7 +262,7 @@ class ModelPool:
             async for queued in self._acquire(server):
                 yield queued
             try:
-                async with _closing(server.model.stream(turns)) as events:
+                async with aclosing(server.model.stream(turns)) as events:
                     try:
                         async with asyncio.timeout(self._first_token_timeout):
                             first = await anext(events)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -60,6 +64,108 @@ def start_redis_server(port: int, workdir: Path, timeout: float = 10.0) -> subpr
             proc.kill()
             raise AssertionError(f"redis-server did not start within {timeout:g} s")
         time.sleep(0.02)
+
+
+def postgres_bindir() -> Path | None:
+    """The directory holding `initdb` and `pg_ctl`: on PATH, else Debian's newest
+    /usr/lib/postgresql/<version>/bin; None when PostgreSQL is not installed."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    versions.sort(key=lambda bindir: int(bindir.parent.name) if bindir.parent.name.isdigit() else 0)
+    return versions[-1] if versions else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (made by `initdb`) in a temporary directory, listening
+    on 127.0.0.1:``port`` only; `start` and `stop` it to make an outage. Run as the
+    `postgres` user when this process is root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, bindir: Path, workdir: Path, port: int) -> None:
+        self.bindir = bindir
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, *args: str, timeout: float) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            log = self.workdir / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise AssertionError(
+                f"{args[0]} {args[1] if len(args) > 1 else ''} failed: "
+                f"{done.stdout}{done.stderr}{tail}"
+            )
+
+    def init(self, timeout: float = 60.0) -> None:
+        """Create the cluster: trust authentication on 127.0.0.1, no fsync (throwaway)."""
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--no-sync", "--no-instructions", timeout=timeout,
+        )  # fmt: skip
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "start", "-D", str(self.data), "-l", str(self.workdir / "server.log"),
+            "-o", options, "-w", "-t", str(int(timeout)), timeout=timeout + 5,
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        """Stop the server (``mode``: smart, fast or immediate) and wait until it is gone."""
+        self._run(
+            "pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)),
+            timeout=timeout + 5,
+        )  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        """Whether the server's postmaster.pid is present (it is removed on a clean stop)."""
+        return (self.data / "postmaster.pid").exists()
+
+    def kill(self) -> None:
+        """Stop a server still running however it can, for clean-up."""
+        if not self.running:
+            return
+        try:
+            self.stop("immediate", timeout=15)
+        except (AssertionError, subprocess.TimeoutExpired):
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A started throwaway PostgreSQL cluster on a free port; stopped and deleted on exit,
+    also when the test fails. Raises LookupError when PostgreSQL is not installed."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise LookupError("PostgreSQL (initdb, pg_ctl) is not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="chatbot-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres", "postgres")
+        cluster = PostgresCluster(bindir, workdir, free_port())
+        cluster.init()
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.kill()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def wait_healthy(url: str, timeout: float = 15.0) -> None:

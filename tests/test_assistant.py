@@ -10,8 +10,11 @@ from redis.asyncio import Redis
 from bot import replies
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
+from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
-from bot.state import RedisState
+from bot.state import ConversationState, redis_state
+from bot.tasks import TaskTracker
+from bot.workqueue import Job, JobProgress
 from inference.base import GenerationFailed, ModelNotFound, ModelUnavailable
 from tests.fakes.core import RecordingSink, ScriptedModel
 
@@ -20,13 +23,13 @@ OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
 
 
 @pytest.fixture
-async def state(redis_url: str) -> AsyncIterator[RedisState]:
+async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     client = Redis.from_url(redis_url)
-    yield RedisState(redis=client, ttl_seconds=600)
+    yield redis_state(redis=client, ttl_seconds=600)
     await client.aclose()
 
 
-def make(state: RedisState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
+def make(state: ConversationState, model: ScriptedModel, ledger: Ledger | None = None) -> Assistant:
     return Assistant(
         state=state,
         local_model=model,
@@ -52,7 +55,7 @@ async def ask(bot: Assistant, text: str, key: ConversationKey = KEY) -> str:
     return sink.text
 
 
-async def test_answer_streams_and_follow_up_sees_history(state: RedisState) -> None:
+async def test_answer_streams_and_follow_up_sees_history(state: ConversationState) -> None:
     model = ScriptedModel(reply="A monad is a monoid.")
     bot = make(state, model)
     sink = RecordingSink()
@@ -70,18 +73,23 @@ async def test_answer_streams_and_follow_up_sees_history(state: RedisState) -> N
     assert [t.role for t in model.calls[2]] == ["system", "user"]
 
 
-async def test_same_message_id_is_answered_once(state: RedisState) -> None:
-    model = ScriptedModel()
-    bot = make(state, model)
-    message = msg("hi")
-    first, second = RecordingSink(), RecordingSink()
-    await bot.handle(message, first)
-    await bot.handle(message, second)
-    assert first.text and second.writes == [] and second.closed == 0
-    assert len(model.calls) == 1
+async def test_same_message_id_is_answered_once_without_redis() -> None:
+    """Without Redis the local dispatcher dedupes where work is submitted."""
+    answered: list[str] = []
+
+    async def handler(job: Job, progress: JobProgress) -> None:
+        answered.append(job.payload["text"])
+
+    tracker = TaskTracker()
+    dispatcher = LocalDispatcher(tracker=tracker, handler=handler)
+    assert await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
+    assert not await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
+    assert await dispatcher.submit("C1:1.2", {"platform": "slack", "text": "again"})
+    assert await tracker.wait_idle(5)
+    assert sorted(answered) == ["again", "hi"]
 
 
-async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:
+async def test_reset_forgets_only_this_conversation(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     await ask(bot, "one")
@@ -93,12 +101,13 @@ async def test_reset_forgets_only_this_conversation(state: RedisState) -> None:
     assert len(model.calls[3]) == 4  # OTHER kept its history
 
 
-async def test_help_model_unknown_and_premium_off(state: RedisState) -> None:
+async def test_help_model_unknown_and_premium_off(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     help_text = await ask(bot, "/help")
-    for command in ("/premium", "/reset", "/help", "/model"):
+    for command in ("/reset", "/help", "/model", "/search"):
         assert command in help_text
+    assert "/premium" not in help_text  # not configured here
     assert "scripted:1b" in await ask(bot, "/model")
     assert "/deploy" in await ask(bot, "/deploy now")
     premium = await ask(bot, "/premium what is love?")
@@ -106,7 +115,7 @@ async def test_help_model_unknown_and_premium_off(state: RedisState) -> None:
     assert model.calls == []
 
 
-async def test_empty_and_oversized_questions_are_refused(state: RedisState) -> None:
+async def test_empty_and_oversized_questions_are_refused(state: ConversationState) -> None:
     model = ScriptedModel()
     bot = make(state, model)
     assert await ask(bot, "   ") == replies.EMPTY_QUESTION
@@ -124,7 +133,7 @@ async def test_empty_and_oversized_questions_are_refused(state: RedisState) -> N
     ],
 )
 async def test_model_failures_become_clear_messages(
-    state: RedisState, error: Exception, fail_after: int, expected: str
+    state: ConversationState, error: Exception, fail_after: int, expected: str
 ) -> None:
     model = ScriptedModel(reply="0123456789abcdef", error=error, fail_after=fail_after)  # type: ignore[arg-type]
     bot = make(state, model)
@@ -140,7 +149,7 @@ async def test_model_failures_become_clear_messages(
     assert [t.content for t in model.calls[-1]] == ["be brief", "again"]
 
 
-async def test_unexpected_errors_never_leak(state: RedisState) -> None:
+async def test_unexpected_errors_never_leak(state: ConversationState) -> None:
     class Exploding(ScriptedModel):
         async def stream(self, turns):  # type: ignore[no-untyped-def, override]
             raise RuntimeError("secret-token-xyz at /internal/path")
@@ -150,7 +159,9 @@ async def test_unexpected_errors_never_leak(state: RedisState) -> None:
     assert text == replies.INTERNAL_ERROR
 
 
-async def test_each_answer_is_recorded_in_the_ledger(state: RedisState, ledger: Ledger) -> None:
+async def test_each_answer_is_recorded_in_the_ledger(
+    state: ConversationState, ledger: Ledger
+) -> None:
     model = ScriptedModel(reply="0123456789")
     bot = make(state, model, ledger)
     await ask(bot, "hi")

@@ -30,7 +30,8 @@ from bot.database import (
     to_sync_url,
     upgrade,
 )
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
+from bot.usage import UsageRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_upgrade_creates_the_table_and_a_second_upgrade_changes_nothing(
     upgrade(database_url)
 
     assert {"requests", "alembic_version"} <= table_names(database_url)
-    assert current_revision(database_url) == head_revision() == "0002"
+    assert current_revision(database_url) == head_revision() == "0003"
 
     with sync_connection(database_url) as connection:
         connection.execute(

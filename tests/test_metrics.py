@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.metrics import Metrics, public_url
-from bot.ledger import UsageRecord
+from bot.usage import UsageRecord
 from tests.harness import SlackBotUnderTest
 from tests.slack_payloads import BOT_USER, channel_message, mention
 
@@ -186,3 +186,18 @@ def test_backend_urls_lose_their_credentials() -> None:
     assert public_url("http://admin:pw@gpu:11434") == "http://gpu:11434"
     assert public_url("redis://:pw@redis:6379/0") == "redis://redis:6379/0"
     assert public_url("http://gpu:11434") == "http://gpu:11434"
+
+
+def test_retrieval_latency_is_a_histogram() -> None:
+    metrics = Metrics()
+    metrics.usage(record(retrieval_ms=12, passages=3))
+    metrics.usage(record())  # no knowledge configured: not observed
+    samples = parse(metrics.render().decode())
+    assert value(samples, "chatbot_retrieval_latency_seconds_count", platform="teams") == 1
+    assert (
+        value(samples, "chatbot_retrieval_latency_seconds_bucket", platform="teams", le="0.01") == 0
+    )
+    assert (
+        value(samples, "chatbot_retrieval_latency_seconds_bucket", platform="teams", le="0.025")
+        == 1
+    )

@@ -186,13 +186,13 @@ async def test_queue_position_reaches_the_user(gpu: FakeOllama, redis_url: str) 
 
     from bot.assistant import Assistant
     from bot.conversation import ConversationKey, IncomingMessage
-    from bot.state import RedisState
+    from bot.state import redis_state
     from tests.fakes.core import RecordingSink
 
     gpu.first_token_delay = 0.8
     client = Redis.from_url(redis_url)
     bot = Assistant(
-        state=RedisState(redis=client, ttl_seconds=60),
+        state=redis_state(redis=client, ttl_seconds=60),
         local_model=pool_of(gpu, max_concurrency=1),
         premium=None,
         premium_model_name="gpt-4.1",

@@ -18,9 +18,10 @@ from bot.assistant import Assistant, Premium
 from bot.budget import NO_BUDGETS, Budgets, Price
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import create_engine
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter
-from bot.state import RedisState
+from bot.state import ConversationState, redis_state
+from bot.usage import UsageRecord
 from inference.openai import OpenAIChatModel
 from tests.fakes.core import RecordingSink, ScriptedModel
 from tests.fakes.openai import API_KEY, FakeOpenAI
@@ -41,9 +42,9 @@ GPT41 = Price(2.00, 8.00)
 
 
 @pytest.fixture
-async def state(redis_url: str) -> AsyncIterator[RedisState]:
+async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     client = Redis.from_url(redis_url)
-    yield RedisState(redis=client, ttl_seconds=600)
+    yield redis_state(redis=client, ttl_seconds=600)
     await client.aclose()
 
 
@@ -71,7 +72,7 @@ def premium_route(
 
 
 def make(
-    state: RedisState,
+    state: ConversationState,
     local: ScriptedModel,
     premium: Premium | None,
     ledger: Ledger | None = None,
@@ -123,7 +124,7 @@ def spent(user: str, usd: float, *, workspace: str = "T1", at: datetime = NOW) -
 
 
 async def test_premium_answers_with_memory_names_the_model_and_records_cost(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     bot = make(state, local, premium_route(fake_openai), ledger)
     await ask(bot, "what is a monad?")  # local
@@ -158,7 +159,7 @@ async def test_premium_answers_with_memory_names_the_model_and_records_cost(
 
 
 async def test_no_api_key_means_premium_is_off_and_nothing_is_sent(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI
 ) -> None:
     settings = Settings(_env_file=None, openai_base_url=fake_openai.url)  # type: ignore[call-arg]
     premium = build_premium(settings)
@@ -169,7 +170,7 @@ async def test_no_api_key_means_premium_is_off_and_nothing_is_sent(
 
 
 async def test_a_user_not_on_the_allowlist_is_told_and_nothing_is_sent(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI
 ) -> None:
     bot = make(state, local, premium_route(fake_openai, allowed=frozenset({"U1"})))
     refused = await ask(bot, "/premium hi", sender="U2")
@@ -183,7 +184,7 @@ async def test_a_user_not_on_the_allowlist_is_told_and_nothing_is_sent(
 
 
 async def test_user_over_budget_is_refused_until_next_month(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     await ledger.record(spent("U1", 12.5))
     await ledger.record(spent("U1", 7.5, at=NOW - timedelta(days=3)))
@@ -202,7 +203,7 @@ async def test_user_over_budget_is_refused_until_next_month(
 
 
 async def test_user_under_budget_is_answered(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     await ledger.record(spent("U1", 19.99))
     bot = make(state, local, premium_route(fake_openai, budgets=Budgets(user_usd=20)), ledger)
@@ -210,7 +211,7 @@ async def test_user_under_budget_is_answered(
 
 
 async def test_workspace_over_budget_is_refused_for_everyone_in_it(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     for user in ("U7", "U8", "U9"):
         await ledger.record(spent(user, 40))
@@ -226,7 +227,7 @@ async def test_workspace_over_budget_is_refused_for_everyone_in_it(
 
 
 async def test_an_over_budget_refusal_does_not_use_up_the_rate_limit(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     await ledger.record(spent("U1", 25))
     bot = make(
@@ -241,7 +242,7 @@ async def test_an_over_budget_refusal_does_not_use_up_the_rate_limit(
 
 
 async def test_an_unreachable_ledger_refuses_premium_rather_than_spend_blind(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, tmp_path: Path
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'chatbot.db'}")
     try:
@@ -264,7 +265,7 @@ async def test_an_unreachable_ledger_refuses_premium_rather_than_spend_blind(
 
 
 async def test_model_shows_the_models_and_this_months_spend_and_budget(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     await ledger.record(spent("U1", 1.5))
     await ledger.record(spent("U2", 3.25))
@@ -283,7 +284,7 @@ async def test_model_shows_the_models_and_this_months_spend_and_budget(
 
 
 async def test_model_without_premium_or_with_the_ledger_down(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, tmp_path: Path
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     assert "not configured" in await ask(make(state, local, None), "/model")
     engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'chatbot.db'}")
@@ -330,7 +331,7 @@ SECRETS = [
 
 @pytest.mark.parametrize(("kind", "secret", "question"), SECRETS, ids=[s[0] for s in SECRETS])
 async def test_each_secret_kind_is_redacted_from_the_question_sent_to_openai(
-    state: RedisState,
+    state: ConversationState,
     local: ScriptedModel,
     fake_openai: FakeOpenAI,
     kind: str,
@@ -350,7 +351,7 @@ async def test_each_secret_kind_is_redacted_from_the_question_sent_to_openai(
 
 
 async def test_history_is_redacted_too_and_the_local_model_sees_it_unchanged(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI
 ) -> None:
     bot = make(state, local, premium_route(fake_openai))
     first = f"my env:\nSLACK_BOT_TOKEN={SLACK_BOT}\nDB_PASSWORD=hunter2"
@@ -376,7 +377,7 @@ async def test_history_is_redacted_too_and_the_local_model_sees_it_unchanged(
 
 @pytest.mark.parametrize("question", UNTOUCHED[:8] + UNTOUCHED[13:22])
 async def test_ordinary_text_reaches_openai_unchanged_without_a_note(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, question: str
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, question: str
 ) -> None:
     text = await ask(make(state, local, premium_route(fake_openai)), f"/premium {question}")
     assert fake_openai.messages()[-1] == ("user", question)
@@ -384,7 +385,7 @@ async def test_ordinary_text_reaches_openai_unchanged_without_a_note(
 
 
 async def test_the_local_route_is_never_redacted(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI
 ) -> None:
     question = f"why is {AWS_ACCESS} denied? password=hunter2"
     text = await ask(make(state, local, premium_route(fake_openai)), question)
@@ -397,7 +398,7 @@ async def test_the_local_route_is_never_redacted(
 
 
 async def test_a_refused_api_key_gives_an_admin_pointer_and_no_detail(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     bot = make(state, local, premium_route(fake_openai, api_key="sk-revoked-0000000000000"), ledger)
     text = await ask(bot, "/premium hi")
@@ -408,7 +409,7 @@ async def test_a_refused_api_key_gives_an_admin_pointer_and_no_detail(
 
 
 async def test_an_unknown_premium_model_points_at_premium_model(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI
 ) -> None:
     text = await ask(make(state, local, premium_route(fake_openai, model="gpt-9")), "/premium hi")
     assert "`gpt-9`" in text and "PREMIUM_MODEL" in text and "ollama" not in text
@@ -416,7 +417,7 @@ async def test_an_unknown_premium_model_points_at_premium_model(
 
 @pytest.mark.parametrize("status", [429, 500])
 async def test_openai_busy_or_failing_is_explained(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, status: int
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, status: int
 ) -> None:
     fake_openai.status_override = status
     text = await ask(make(state, local, premium_route(fake_openai)), "/premium hi")
@@ -424,7 +425,7 @@ async def test_openai_busy_or_failing_is_explained(
 
 
 async def test_a_dropped_stream_keeps_the_text_and_records_the_estimated_cost(
-    state: RedisState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
 ) -> None:
     fake_openai.reply = "The first part of a long answer, and then the rest."
     fake_openai.chunk_size = 5

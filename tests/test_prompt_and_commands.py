@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from bot.commands import parse_command
-from bot.prompt import build_prompt, estimate_tokens, prompt_budget
+from bot.prompt import build_prompt, prompt_budget
 from inference.base import Turn
+from inference.tokens import estimate_message_tokens
 
 
 def test_everything_fits_when_short() -> None:
     history = [Turn("user", "q1"), Turn("assistant", "a1")]
-    turns = build_prompt(system_prompt="sys", history=history, question="q2", budget_tokens=1000)
+    turns = build_prompt(
+        system_prompt="sys", history=history, question="q2", budget_tokens=1000
+    ).turns
     assert [t.role for t in turns] == ["system", "user", "assistant", "user"]
     assert turns[-1].content == "q2"
 
@@ -25,10 +28,10 @@ def test_oldest_turns_go_first_and_system_and_question_stay() -> None:
     budget = 1000
     turns = build_prompt(
         system_prompt="sys", history=history, question=question, budget_tokens=budget
-    )
+    ).turns
     assert turns[0] == Turn("system", "sys")
     assert turns[-1] == Turn("user", question)
-    assert sum(estimate_tokens(t.content) for t in turns) <= budget
+    assert sum(estimate_message_tokens(t.content) for t in turns) <= budget
     kept = [t.content.split()[1] for t in turns[1:-1]]
     assert kept and kept[-1] == "49"  # the newest history survives
     assert turns[1].role == "user"  # no orphaned answer at the start
@@ -38,7 +41,7 @@ def test_question_stays_even_when_over_budget() -> None:
     question = "q" * 10_000
     turns = build_prompt(
         system_prompt="sys", history=[Turn("user", "old")], question=question, budget_tokens=100
-    )
+    ).turns
     assert turns == [Turn("system", "sys"), Turn("user", question)]
 
 
@@ -50,7 +53,7 @@ def test_budget_leaves_room_for_the_answer() -> None:
 def test_commands_are_recognised_with_arguments() -> None:
     cmd = parse_command("/premium  explain   this\nplease")
     assert cmd is not None and cmd.name == "premium" and cmd.argument == "explain   this\nplease"
-    for word in ("reset", "help", "model", "ask"):
+    for word in ("reset", "help", "model", "ask", "search"):
         parsed = parse_command(f"/{word}")
         assert parsed is not None and parsed.name == word and parsed.argument == ""
     assert parse_command("/RESET").name == "reset"  # type: ignore[union-attr]

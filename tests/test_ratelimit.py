@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter, describe_wait
-from bot.state import RedisState
+from bot.state import redis_state
 from tests.fakes.core import RecordingSink, ScriptedModel
 
 # 2026-11-26 10:00:30 UTC
@@ -102,7 +102,7 @@ async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
     client = Redis.from_url(redis_url)
     model = ScriptedModel()
     bot = Assistant(
-        state=RedisState(redis=client, ttl_seconds=60),
+        state=redis_state(redis=client, ttl_seconds=60),
         local_model=model,
         premium=None,
         premium_model_name="gpt-4.1",

@@ -105,7 +105,9 @@ async def test_a_replica_killed_mid_answer_loses_no_question(
     fake_ollama: FakeOllama,
 ) -> None:
     fake_ollama.reply = "one two three four five six seven eight nine ten eleven twelve"
-    fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.25  # about 4 s of streaming
+    # About 15 s of streaming: the first replica is still answering when the second is up,
+    # however slowly processes start on a loaded machine.
+    fake_ollama.chunk_size, fake_ollama.token_delay = 4, 1.0
     a, proc_a = await replicas()
     ts = "1500000000.000100"
     assert await post(a, mention("tell me slowly", ts)) == 200

@@ -157,7 +157,7 @@ async def test_inline_reset_and_help_in_a_thread(slack_bot: SlackBotUnderTest) -
     await slack_bot.settle()
     texts = [m.text for m in slack_bot.slack.messages(CHANNEL, TS)]
     assert replies.RESET_DONE in texts[1]
-    assert "/premium" in texts[2] and "/reset" in texts[2]
+    assert "/search" in texts[2] and "/reset" in texts[2]
     assert model_messages(slack_bot)[1:] == [("user", "what number?")]
     assert len(slack_bot.ollama.requests) == 2
 
@@ -201,7 +201,7 @@ async def test_slash_help_and_reset(slack_bot: SlackBotUnderTest) -> None:
     await slack_bot.post_command(slash("/reset", "", response_url=url, trigger_id="t2"))
     await slack_bot.settle()
     help_text, reset_text = (r["text"] for r in slack_bot.slack.responses)
-    assert "/premium" in help_text and "/reset" in help_text
+    assert "/search" in help_text and "/reset" in help_text
     assert "/reset" in reset_text and "thread" in reset_text
     # In a DM, /reset forgets the rolling conversation.
     channel = "D024BE91L"

@@ -32,7 +32,7 @@ async def test_rate_limit_refusal_says_when_to_ask_again(slack_bot: SlackBotUnde
     # Commands still work for a limited user and are not counted.
     await slack_bot.post_event(channel_message("/help", "1700000000.000300", thread_ts=root))
     await slack_bot.settle()
-    assert "/premium" in slack_bot.slack.messages(CHANNEL, root)[-1].text
+    assert "/search" in slack_bot.slack.messages(CHANNEL, root)[-1].text
 
 
 async def test_oversized_and_empty_questions_are_refused_without_a_model_call(

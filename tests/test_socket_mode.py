@@ -45,7 +45,7 @@ async def test_socket_mode_answers_events_and_slash_commands(
             "slash_commands", slash("/help", "", response_url=fake.response_url())
         )
         await fake.wait_for(lambda f: bool(f.responses), timeout=10)
-        assert "/premium" in fake.responses[-1]["text"]
+        assert "/search" in fake.responses[-1]["text"]
         # Without a signing secret the HTTP route accepts nothing.
         async with (
             aiohttp.ClientSession() as http,

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from bot import keys
 from bot.conversation import ConversationKey
-from bot.state import ConversationState, LocalState, RedisState
+from bot.state import ConversationState, local_state, redis_state
 from inference.base import Turn
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -20,58 +20,54 @@ OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
 @pytest.fixture(params=["redis", "local"])
 async def state(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[ConversationState]:
     if request.param == "local":
-        yield LocalState(ttl_seconds=60, max_turns=6)
+        yield local_state(ttl_seconds=60, max_turns=6)
         return
     client = Redis.from_url(redis_url)
-    yield RedisState(redis=client, ttl_seconds=60, max_turns=6)
+    yield redis_state(redis=client, ttl_seconds=60, max_turns=6)
     await client.aclose()
 
 
 async def test_history_is_kept_per_conversation_in_order(state: ConversationState) -> None:
-    await state.append(KEY, [Turn("user", "q1"), Turn("assistant", "a1")])
-    await state.append(KEY, [Turn("user", "q2"), Turn("assistant", "a2")])
-    await state.append(OTHER, [Turn("user", "elsewhere"), Turn("assistant", "x")])
-    assert [t.content for t in await state.history(KEY)] == ["q1", "a1", "q2", "a2"]
-    assert [t.content for t in await state.history(OTHER)] == ["elsewhere", "x"]
+    await state.memory.append(KEY, [Turn("user", "q1"), Turn("assistant", "a1")])
+    await state.memory.append(KEY, [Turn("user", "q2"), Turn("assistant", "a2")])
+    await state.memory.append(OTHER, [Turn("user", "elsewhere"), Turn("assistant", "x")])
+    assert [t.content for t in await state.memory.history(KEY)] == ["q1", "a1", "q2", "a2"]
+    assert [t.content for t in await state.memory.history(OTHER)] == ["elsewhere", "x"]
 
 
 async def test_history_is_capped_keeping_the_newest(state: ConversationState) -> None:
     for i in range(5):
-        await state.append(KEY, [Turn("user", f"q{i}"), Turn("assistant", f"a{i}")])
-    assert [t.content for t in await state.history(KEY)] == ["q2", "a2", "q3", "a3", "q4", "a4"]
+        await state.memory.append(KEY, [Turn("user", f"q{i}"), Turn("assistant", f"a{i}")])
+    assert [t.content for t in await state.memory.history(KEY)] == [
+        "q2",
+        "a2",
+        "q3",
+        "a3",
+        "q4",
+        "a4",
+    ]
 
 
 async def test_forget_clears_only_that_conversation(state: ConversationState) -> None:
-    await state.append(KEY, [Turn("user", "q"), Turn("assistant", "a")])
-    await state.append(OTHER, [Turn("user", "q"), Turn("assistant", "a")])
-    await state.forget(KEY)
-    assert await state.history(KEY) == []
-    assert len(await state.history(OTHER)) == 2
-
-
-async def test_claim_is_true_once(state: ConversationState) -> None:
-    assert await state.claim("slack", "C1:1.1")
-    assert not await state.claim("slack", "C1:1.1")
-    assert await state.claim("teams", "C1:1.1")
-
-
-async def test_concurrent_claims_let_exactly_one_win(state: ConversationState) -> None:
-    results = await asyncio.gather(*(state.claim("slack", "C1:2.2") for _ in range(20)))
-    assert results.count(True) == 1
+    await state.memory.append(KEY, [Turn("user", "q"), Turn("assistant", "a")])
+    await state.memory.append(OTHER, [Turn("user", "q"), Turn("assistant", "a")])
+    await state.memory.forget(KEY)
+    assert await state.memory.history(KEY) == []
+    assert len(await state.memory.history(OTHER)) == 2
 
 
 async def test_engaged_threads(state: ConversationState) -> None:
-    assert not await state.is_engaged(KEY)
-    await state.engage(KEY)
-    assert await state.is_engaged(KEY)
-    assert not await state.is_engaged(OTHER)
+    assert not await state.engagement.is_engaged(KEY)
+    await state.engagement.engage(KEY)
+    assert await state.engagement.is_engaged(KEY)
+    assert not await state.engagement.is_engaged(OTHER)
 
 
 async def test_lock_serialises_one_conversation_but_not_others(state: ConversationState) -> None:
     order: list[str] = []
 
     async def hold(key: ConversationKey, name: str, delay: float) -> None:
-        async with state.lock(key):
+        async with state.locks.lock(key):
             order.append(f"{name}+")
             await asyncio.sleep(delay)
             order.append(f"{name}-")
@@ -85,20 +81,22 @@ async def test_lock_serialises_one_conversation_but_not_others(state: Conversati
 
 async def test_redis_memory_expires_and_survives_a_new_client(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
-    await RedisState(redis=client, ttl_seconds=100).append(KEY, [Turn("user", "q")])
+    await redis_state(redis=client, ttl_seconds=100).memory.append(KEY, [Turn("user", "q")])
     ttl = await client.ttl(keys.history(KEY))
     assert 0 < ttl <= 100
     await client.aclose()
     # A restarted bot (a new client) sees the same memory.
     fresh = Redis.from_url(redis_url)
-    assert [t.content for t in await RedisState(redis=fresh, ttl_seconds=100).history(KEY)] == ["q"]
+    assert [
+        t.content for t in await redis_state(redis=fresh, ttl_seconds=100).memory.history(KEY)
+    ] == ["q"]
     await fresh.aclose()
 
 
 async def test_corrupt_entries_are_skipped(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
     await client.rpush(keys.history(KEY), b"not json", b'{"role":"user","content":"ok"}')
-    assert [t.content for t in await RedisState(redis=client, ttl_seconds=60).history(KEY)] == [
-        "ok"
-    ]
+    assert [
+        t.content for t in await redis_state(redis=client, ttl_seconds=60).memory.history(KEY)
+    ] == ["ok"]
     await client.aclose()

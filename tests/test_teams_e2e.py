@@ -329,7 +329,7 @@ async def test_reset_help_and_model_commands_typed_after_the_mention(
     await say("personal_message", "remember 7", "10")
     assert await say("channel_mention", "/reset", "1730825899001") == replies.RESET_DONE
     help_text = await say("channel_mention", "/help", "1730825899002")
-    assert all(command in help_text for command in ("/premium", "/reset", "/help"))
+    assert all(command in help_text for command in ("/search", "/reset", "/help"))
     assert "codellama:7b" in await say("channel_mention", "/model", "1730825899003")
     assert len(teams_bot.ollama.requests) == 2, "commands do not reach the model"
 

@@ -24,7 +24,8 @@ from bot.budget import (
     price_for,
 )
 from bot.database import create_engine, current_revision, downgrade, to_sync_url, upgrade
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
+from bot.usage import UsageRecord
 from bot.usage_report import format_report, parse_since, percentile, usage_report
 from inference.base import Usage
 
@@ -155,7 +156,7 @@ def test_0002_adds_cost_to_existing_rows_and_downgrades_cleanly(database_url: st
     )
     assert "cost_usd" not in _columns(database_url)
 
-    upgrade(database_url)
+    upgrade(database_url, "0002")
 
     assert current_revision(database_url) == "0002"
     assert [float(v) for (v,) in _execute(database_url, "SELECT cost_usd FROM requests")] == [0.0]

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.database import create_engine, upgrade
-from bot.ledger import Ledger, UsageRecord
+from bot.ledger import Ledger
 from bot.tasks import TaskTracker
+from bot.usage import UsageRecord
 from bot.usage_writer import UsageWriter
 
 

@@ -182,7 +182,7 @@ class SlackBot:
             inbound.message.sender,
             progress,
         )
-        await self._assistant.handle(inbound.message, sink, dedupe=False)
+        await self._assistant.handle(inbound.message, sink)
 
 
 class SlackHttpEndpoint:

@@ -117,7 +117,7 @@ class SlashCommands:
         rolling = ConversationKey(PLATFORM, command.team, command.channel, "")
         text = f"/{command.name} {command.question}".strip()
         message = IncomingMessage(rolling, command.message_id, command.user, text, command.is_dm)
-        await self._assistant.handle(message, EphemeralSink(respond=respond), dedupe=False)
+        await self._assistant.handle(message, EphemeralSink(respond=respond))
 
     async def _ask(self, command: SlashCommand, respond: Respond, progress: JobProgress) -> None:
         raw = command.raw_text
@@ -139,4 +139,4 @@ class SlashCommands:
         text = f"/premium {command.question}" if command.name == "premium" else command.question
         sink = self._sink(command.channel, root, command.team, command.user, progress)
         message = IncomingMessage(key, command.message_id, command.user, text)
-        await self._assistant.handle(message, sink, dedupe=False)
+        await self._assistant.handle(message, sink)

@@ -177,7 +177,7 @@ class TeamsBot:
             await sink.begin()
             try:
                 # Deduplicated when queued (a replica taking over must answer).
-                await self._assistant.handle(inbound.message, sink, dedupe=False)
+                await self._assistant.handle(inbound.message, sink)
             finally:
                 await sink.stop()
 

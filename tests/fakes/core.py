@@ -1,11 +1,14 @@
-"""In-memory fakes of our own interfaces: a scripted chat model and a recording sink."""
+"""In-memory fakes of our own interfaces: a scripted chat model, a recording sink and a
+knowledge index over a fixed list of passages."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from bot.conversation import Citation
 from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
+from inference.knowledge import Passage
 
 
 @dataclass
@@ -37,6 +40,8 @@ class RecordingSink:
 
     writes: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    searched: bool | None = None  # None: cite() was not called
     closed: int = 0
 
     async def status(self, text: str) -> None:
@@ -45,9 +50,33 @@ class RecordingSink:
     async def write(self, text: str) -> None:
         self.writes.append(text)
 
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        assert self.searched is None, "cite() is called at most once"
+        assert not self.closed, "cite() comes before close()"
+        self.citations = list(citations)
+        self.searched = searched
+
     async def close(self) -> None:
         self.closed += 1
 
     @property
     def text(self) -> str:
         return "".join(self.writes)
+
+
+@dataclass
+class FixedKnowledge:
+    """An index that returns fixed passages (or raises ``error``), recording each query."""
+
+    passages: list[Passage] = field(default_factory=list)
+    error: Exception | None = None
+    queries: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    async def retrieve(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
+        self.queries.append((query, tuple(scope)))
+        if self.error is not None:
+            raise self.error
+        return self.passages[:limit]
+
+    async def search(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
+        return await self.retrieve(query, scope=scope, limit=limit)

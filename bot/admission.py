@@ -1,0 +1,84 @@
+"""The admit step: whether a question may go to a model at all (not empty, not too long,
+within the premium budget and the person's rate limit). A refusal is a ``UserFacingError``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import replies
+from bot.conversation import IncomingMessage
+from bot.errors import StateUnavailable, UserFacingError
+from bot.outcome import Event
+from bot.premium import PremiumAccount
+from bot.ratelimit import RateLimiter, describe_wait
+from bot.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A question that may be answered; ``limits_down``: the rate limit could not be checked
+    (Redis is down), so it is answered without limits or memory."""
+
+    question: str
+    limits_down: bool = False
+
+
+class Admission:
+    """Checks a question before any model is asked, in the order a person would want to
+    hear about problems: empty, too long, premium budget, rate limit."""
+
+    def __init__(
+        self,
+        *,
+        max_input_chars: int,
+        rate_limiter: RateLimiter | None,
+        telemetry: Telemetry,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._max_input = max_input_chars
+        self._rate_limiter = rate_limiter
+        self._telemetry = telemetry
+        self._now = now
+
+    def check_text(self, question: str) -> str:
+        """The question stripped; refuses an empty or too long one."""
+        question = question.strip()
+        if not question:
+            raise UserFacingError(replies.EMPTY_QUESTION)
+        if len(question) > self._max_input:
+            raise UserFacingError(
+                replies.TOO_LONG.format(length=len(question), limit=self._max_input)
+            )
+        return question
+
+    async def admit(
+        self, message: IncomingMessage, question: str, *, premium: PremiumAccount | None
+    ) -> Admitted:
+        """Admit ``question`` or raise ``UserFacingError`` saying why not; a question that
+        passes counts against the sender's rate limit."""
+        question = self.check_text(question)
+        if premium is not None:
+            await premium.check_budget(message, self._now())
+        if self._rate_limiter is None:
+            return Admitted(question)
+        key = message.key
+        try:
+            decision = await self._rate_limiter.acquire(
+                f"{key.platform}:{key.workspace}:{message.sender}"
+            )
+        except StateUnavailable:
+            return Admitted(question, limits_down=True)
+        if not decision.allowed:
+            self._telemetry.event(Event.RATE_LIMITED, key.platform)
+            at, wait = describe_wait(decision, self._now().timestamp())
+            raise UserFacingError(
+                replies.RATE_LIMITED.format(
+                    limit=decision.limit, window=decision.window, at=at, wait=wait
+                )
+            )
+        return Admitted(question)

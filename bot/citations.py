@@ -1,0 +1,116 @@
+"""Citation markers in a streamed answer: ``[n]`` markers for passages the model was given
+are kept (and noted), markers for numbers it was not given are removed, even when a marker
+arrives split across two chunks. Code (fenced or inline) is never touched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+
+from bot.conversation import Citation
+from inference.knowledge import Passage
+
+# `[1]`, `[2, 3]`, `[1,2]`: one marker group.
+_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+# An unfinished marker group at the end of a chunk: hold it until the next chunk.
+_PARTIAL = re.compile(r"\[[\d,\s]{0,16}$")
+# After these a bracket is indexing (`items[1]`, `f(x)[0]`), not a citation.
+_INDEXING = re.compile(r"[\w)\"'`]$")
+EXCERPT_CHARS = 160
+TITLE_CHARS = 80
+
+
+class MarkerFilter:
+    """Rewrites citation markers in streamed text; ``cited`` lists the valid numbers used,
+    in order of first use."""
+
+    def __init__(self, valid: Collection[int]) -> None:
+        self._valid = frozenset(valid)
+        self._held = ""
+        self._fence = False  # inside a ``` block
+        self._inline = False  # inside `code`
+        self._before = ""  # the last character shown, to tell `x[1]` from `text [1]`
+        self.cited: list[int] = []
+
+    def feed(self, text: str) -> str:
+        """The part of ``text`` that can be shown now; an unfinished marker is held."""
+        text = self._held + text
+        self._held = ""
+        if not self._fence and not self._inline:
+            partial = _PARTIAL.search(text)
+            if partial is not None:
+                self._held = text[partial.start() :]
+                text = text[: partial.start()]
+        return self._rewrite(text)
+
+    def flush(self) -> str:
+        """What was held back (the answer ended)."""
+        text, self._held = self._held, ""
+        return self._rewrite(text)
+
+    def _rewrite(self, text: str) -> str:
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            if text.startswith("```", i):
+                self._fence = not self._fence
+                out.append("```")
+                i += 3
+                continue
+            char = text[i]
+            if char == "`" and not self._fence:
+                self._inline = not self._inline
+            elif char == "\n" and self._inline:
+                self._inline = False  # inline code never spans lines
+            if char == "[" and not self._fence and not self._inline:
+                match = _MARKER.match(text, i)
+                previous = out[-1][-1:] if out and out[-1] else self._before
+                if match is not None and not _INDEXING.search(previous):
+                    out.append(self._markers(match.group(1)))
+                    i = match.end()
+                    continue
+            out.append(char)
+            i += 1
+        shown = "".join(out)
+        if shown:
+            self._before = shown[-1]
+        return shown
+
+    def _markers(self, group: str) -> str:
+        kept: list[str] = []
+        for part in group.split(","):
+            number = int(part)
+            if number in self._valid:
+                kept.append(f"[{number}]")
+                if number not in self.cited:
+                    self.cited.append(number)
+        return "".join(kept)
+
+
+def to_citations(passages: Sequence[Passage], numbers: Sequence[int]) -> list[Citation]:
+    """The sources to show for passages ``numbers`` (1-based, as given to the model)."""
+    return [_citation(n, passages[n - 1]) for n in numbers if 1 <= n <= len(passages)]
+
+
+def searched(passages: Sequence[Passage]) -> list[Citation]:
+    """Every passage given to the model, for an answer that cited none."""
+    return [_citation(n, p) for n, p in enumerate(passages, start=1)]
+
+
+def _citation(number: int, passage: Passage) -> Citation:
+    title = passage.title or passage.document
+    if passage.heading and passage.heading not in title:
+        title = f"{title} › {passage.heading}"
+    return Citation(
+        number=number,
+        title=shorten(title, TITLE_CHARS),
+        url=passage.url,
+        excerpt=shorten(" ".join(passage.text.split()), EXCERPT_CHARS),
+    )
+
+
+def shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
+    return cut.rstrip() + "…"

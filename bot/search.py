@@ -1,0 +1,37 @@
+"""`/search <words>`: the best-matching indexed documents, listed without asking a model."""
+
+from __future__ import annotations
+
+import logging
+
+from bot import replies
+from bot.citations import EXCERPT_CHARS, TITLE_CHARS, shorten
+from bot.conversation import ConversationKey
+from bot.retrieval import scope_of
+from inference.knowledge import Knowledge, KnowledgeError
+
+log = logging.getLogger(__name__)
+
+SEARCH_RESULTS = 5
+
+
+async def search_reply(knowledge: Knowledge | None, key: ConversationKey, words: str) -> str:
+    """The reply to `/search words` asked in ``key`` (restricted sources honoured)."""
+    if knowledge is None:
+        return replies.SEARCH_NOT_CONFIGURED
+    try:
+        found = await knowledge.search(words, scope=scope_of(key), limit=SEARCH_RESULTS)
+    except KnowledgeError:
+        log.warning("team knowledge unavailable for /search", exc_info=True)
+        return replies.SEARCH_UNAVAILABLE
+    if not found:
+        return replies.SEARCH_NOTHING.format(words=words)
+    lines = [replies.SEARCH_HEADER.format(words=words)]
+    for number, passage in enumerate(found, start=1):
+        title = shorten(passage.title or passage.document, TITLE_CHARS)
+        if passage.heading:
+            title = f"{title} › {shorten(passage.heading, TITLE_CHARS)}"
+        excerpt = shorten(" ".join(passage.text.split()), EXCERPT_CHARS)
+        link = f"[{title}]({passage.url})" if passage.url else title
+        lines.append(f"{number}. {link}\n   {excerpt}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The one LangChain streaming loop, shared by every LangChain-backed chat model: our turns
+in, text deltas and usage out, and the provider's exceptions translated where they enter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
+from inference.messages import to_langchain
+from inference.tokens import estimate_message_tokens, estimate_tokens
+
+# Turns a provider's exception into ours; ``started``: text was already yielded.
+Translate = Callable[[Exception, bool], InferenceError]
+
+
+def estimated_usage(turns: Sequence[Turn], parts: Sequence[str]) -> Usage:
+    """Usage estimated from the text, for a provider that reported none."""
+    return Usage(
+        prompt_tokens=sum(estimate_message_tokens(t.content) for t in turns),
+        completion_tokens=estimate_tokens("".join(parts)),
+    )
+
+
+async def stream_chat(
+    chat: BaseChatModel,
+    turns: Sequence[Turn],
+    *,
+    errors: tuple[type[Exception], ...],
+    translate: Translate,
+    usage_when_missing: Callable[[Sequence[Turn], Sequence[str]], Usage],
+    usage_on_failure: bool = False,
+) -> AsyncGenerator[StreamEvent]:
+    """Stream ``chat``'s answer to ``turns``: text deltas in order, then one ``Usage``.
+
+    ``errors`` raised by the provider become ``translate(exc, started)``. With
+    ``usage_on_failure`` a failure after text first yields the estimated usage (tokens
+    generated before it are billed). Closing this generator drops the HTTP stream, so the
+    server stops generating.
+    """
+    usage: Usage | None = None
+    parts: list[str] = []
+    try:
+        async with aclosing(chat.astream(to_langchain(turns))) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                if chunk.usage_metadata is not None:
+                    usage = Usage(
+                        prompt_tokens=chunk.usage_metadata["input_tokens"],
+                        completion_tokens=chunk.usage_metadata["output_tokens"],
+                    )
+                text = str(chunk.text)
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+    except errors as exc:
+        if parts and usage_on_failure:
+            yield estimated_usage(turns, parts)
+        raise translate(exc, bool(parts)) from exc
+    yield usage if usage is not None else usage_when_missing(turns, parts)
