@@ -132,7 +132,12 @@ async def test_help_in_the_terminal_has_no_raw_markdown(tmp_path: Path) -> None:
         out, err = await asyncio.wait_for(proc.communicate(b"/help\n"), 60)
     text = out.decode()
     assert proc.returncode == 0, err.decode()
-    assert "Commands" in text and "**" not in text and "/quit" in text
+    reply = text.split("bot> ", 1)[1]
+    assert "Commands" in reply and "**" not in reply
+    # The terminal's wording: how to end the chat, no Slack mentions, and no /premium on a
+    # bot without a premium model.
+    assert "/quit" in reply and "/exit" in reply
+    assert "mention" not in reply and "/premium" not in reply
 
 
 def test_help_text_fits_the_place_and_what_is_configured() -> None:
