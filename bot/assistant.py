@@ -331,6 +331,8 @@ class Assistant:
             await sink.cite(to_citations(prompt.passages, markers.cited), searched=False)
         elif prompt.passages:
             await sink.cite(searched(prompt.passages), searched=True)
+        else:
+            await sink.cite([], searched=False)  # a model answer without sources
 
     async def _remember(self, key: ConversationKey, question: str, generation: Generation) -> bool:
         """Append the question and the answer (with its markers, not the passages) to

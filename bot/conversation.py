@@ -56,9 +56,11 @@ class ReplySink(Protocol):
         ...
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
-        """Show sources under the answer, after its text: the cited ones, or with
-        ``searched=True`` the ones the answer drew on without citing (so the reader can check).
-        Called at most once, before ``close``."""
+        """Called once after every complete model answer, after its text and before
+        ``close``: the sources to show under it, the cited ones, or with ``searched=True``
+        the ones the answer drew on without citing (so the reader can check); empty when it
+        used none. Replies that are not model answers (commands, refusals) never get it, so
+        a sink can also mark model answers here (Teams' AI-generated label)."""
         ...
 
     async def close(self) -> None:

@@ -112,7 +112,7 @@ async def test_nothing_matched_says_so_in_one_line() -> None:
     bot, _ = make(model, FixedKnowledge([]))
     sink = await ask(bot, "is the sky blue?")
     assert sink.text == "From general knowledge: yes.\n\n" + replies.NO_SOURCE_MATCHED
-    assert sink.searched is None  # no sources to show
+    assert sink.searched is False and sink.citations == []  # a model answer, no sources
     assert model.calls[0][-1].content == "is the sky blue?"  # no empty source block
 
 
@@ -128,7 +128,7 @@ async def test_without_knowledge_nothing_changes() -> None:
     bot, _ = make(model, None)
     sink = await ask(bot, "how do I index a list?")
     assert sink.text == "items[0] is first [1]."  # no filtering without passages given
-    assert sink.searched is None
+    assert sink.searched is False and sink.citations == []
     assert model.calls[0][-1].content == "how do I index a list?"
 
 

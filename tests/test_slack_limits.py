@@ -58,9 +58,14 @@ async def test_a_queued_question_shows_its_place_then_the_answer(
     await slack_bot.post_event(mention("first", first))
     await asyncio.sleep(0.05)
     await slack_bot.post_event(mention("second", second))
-    await slack_bot.slack.wait_for(lambda f: "in line" in f.thread_text(CHANNEL, second), timeout=5)
-    assert "#1 in line" in slack_bot.slack.thread_text(CHANNEL, second)
+    # The place in line is the thread's status line, not a message.
+    await slack_bot.slack.wait_for(
+        lambda f: any("#1 in line" in m for m in f.loading_messages(CHANNEL, second)), timeout=5
+    )
+    assert slack_bot.slack.messages(CHANNEL, second) == []
     await slack_bot.settle()
-    # The placeholder is gone: one message with the answer.
+    # The answer cleared the status: one message with the answer, nothing posted or deleted.
+    assert slack_bot.slack.status(CHANNEL, second) == ""
     assert [m.text for m in slack_bot.slack.messages(CHANNEL, second)] == ["answer to second"]
     assert [m.text for m in slack_bot.slack.messages(CHANNEL, first)] == ["answer to first"]
+    assert slack_bot.slack.calls_to("chat.delete") == []

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
+from bot.conversation import Citation, ConversationKey, IncomingMessage
 
 PLATFORM = "console"
 QUIT = ("/quit", "/exit")
@@ -81,6 +81,14 @@ class ConsoleSink:
         """Print text at once."""
         self._out.write(self._markdown.feed(text))
         self._out.flush()
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """Print the sources as a numbered list under the answer."""
+        if citations:
+            lines = [f"  [{c.number}] {c.title} <{c.url}>" for c in citations]
+            label = "Searched" if searched else "Sources"
+            self._out.write(f"\n\n{label}:\n" + "\n".join(lines))
+            self._out.flush()
 
     async def close(self) -> None:
         """End the reply with a blank line."""

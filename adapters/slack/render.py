@@ -1,4 +1,4 @@
-"""Slack rendering of model answers: Markdown to mrkdwn, and long answers to several messages.
+"""Slack rendering of model answers: Markdown to mrkdwn (adapters.text_split cuts long ones).
 
 Pure functions, no I/O. Models write CommonMark/GFM; Slack's ``text`` field speaks mrkdwn,
 which differs in emphasis markers, links, headings and escaping, and has no tables.
@@ -6,18 +6,25 @@ which differs in emphasis markers, links, headings and escaping, and has no tabl
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["split_message", "to_mrkdwn"]
+from adapters.slack.inline import (
+    BACKSLASH_ESCAPE,
+    decode_entities,
+    escape,
+    inline,
+    ref_key,
+    render_link,
+    strip_emphasis,
+)
+from bot.conversation import Citation
 
-# Slack's rule: only these three are escaped, everywhere, code included.
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+__all__ = ["source_line", "sources_blocks", "to_mrkdwn"]
+
 _RULE = "———"
-_ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _FENCE_CLOSE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*$")
@@ -33,17 +40,6 @@ _REF_DEF = re.compile(
     r"(?:[ \t]+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?[ \t]*$"
 )
 _TABLE_DELIM = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
-_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]*)>")
-_EMAIL_AUTOLINK = re.compile(
-    r"<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)>"
-)
-_BARE_URL = re.compile(r"https?://[^\s<>`]+", re.IGNORECASE)
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-# Characters that may start something the inline scanner treats specially.
-_PLAIN_RUN = re.compile(r"[^\\`!\[<*_~hH]+")
 
 
 # --------------------------------------------------------------------------- to_mrkdwn
@@ -76,7 +72,7 @@ def to_mrkdwn(markdown: str) -> str:
             out.append("```")
             i += 1
             while i < len(lines) and not _fence_closes(lines[i], marker):
-                out.append(_escape(_dedent(lines[i], len(indent))))
+                out.append(escape(_dedent(lines[i], len(indent))))
                 i += 1
             out.append("```")
             i += 1  # past the closing fence (or past the end when unterminated)
@@ -103,10 +99,6 @@ def to_mrkdwn(markdown: str) -> str:
         paragraph_at, paragraph_raw = (len(out) - 1, line) if kind == "para" else (None, "")
         i += 1
     return "\n".join(out)
-
-
-def _escape(text: str) -> str:
-    return text.translate(_ESCAPES)
 
 
 def _fence_open(line: str) -> tuple[str, str, str] | None:
@@ -153,13 +145,9 @@ def _collect_references(lines: list[str]) -> tuple[dict[str, str], set[int]]:
         match = _REF_DEF.match(line)
         if match is not None:
             url = match.group("url1") if match.group("url1") is not None else match.group("url2")
-            refs.setdefault(_ref_key(match.group("label")), url or "")
+            refs.setdefault(ref_key(match.group("label")), url or "")
             where.add(number)
     return refs, where
-
-
-def _ref_key(label: str) -> str:
-    return " ".join(label.split()).casefold()
 
 
 def _convert_line(line: str, refs: dict[str, str]) -> tuple[str, str]:
@@ -189,17 +177,17 @@ def _convert_line(line: str, refs: dict[str, str]) -> tuple[str, str]:
             if task is not None:
                 box = "☐ " if task.group(1) == " " else "☑ "
                 body = body[task.end() :]
-            return f"{match.group('indent')}• {box}{_inline(body, refs)}", "list"
+            return f"{match.group('indent')}• {box}{inline(body, refs)}", "list"
     match = _ORDERED.match(line)
     if match is not None:
-        body = _inline(match.group("body"), refs)
+        body = inline(match.group("body"), refs)
         return f"{match.group('indent')}{match.group('num')} {body}", "list"
-    return _inline(line, refs), "para"
+    return inline(line, refs), "para"
 
 
 def _heading(text: str, refs: dict[str, str]) -> str:
     # The whole heading is bold, so bold inside it would only toggle Slack's bold off.
-    return f"*{_inline(text, refs, in_bold=True)}*" if text else ""
+    return f"*{inline(text, refs, in_bold=True)}*" if text else ""
 
 
 # --------------------------------------------------------------------------- tables
@@ -251,7 +239,7 @@ def _render_table(header: str, delimiter: str, body: list[str]) -> list[str]:
 
     def line(row: list[str]) -> str:
         cells = [_pad(cell, widths[c], aligns[c]) for c, cell in enumerate(row)]
-        return _escape(" | ".join(cells).rstrip())
+        return escape(" | ".join(cells).rstrip())
 
     separator = "-+-".join("-" * width for width in widths)
     return ["```", line(rows[0]), separator, *(line(row) for row in rows[1:]), "```"]
@@ -260,8 +248,8 @@ def _render_table(header: str, delimiter: str, body: list[str]) -> list[str]:
 def _plain_cell(cell: str) -> str:
     """Cell text without Markdown markers, which a code block would show literally."""
     text = re.sub(r"!?\[([^\]]*)\]\(([^)\s]*)[^)]*\)", _label_with_url, cell)
-    text = _strip_emphasis(text)
-    return _decode_entities(_BACKSLASH_ESCAPE.sub(r"\1", text))
+    text = strip_emphasis(text)
+    return decode_entities(BACKSLASH_ESCAPE.sub(r"\1", text))
 
 
 def _label_with_url(match: re.Match[str]) -> str:
@@ -290,497 +278,29 @@ def _width(text: str) -> int:
     return total
 
 
-# --------------------------------------------------------------------------- inline
+# --------------------------------------------------------------------------- sources
+
+CONTEXT_ELEMENTS = 10  # Slack's limit of elements in one context block
+_TITLE_CHARS = 150
 
 
-@dataclass(slots=True)
-class _Delim:
-    """A run of ``*``, ``_`` or ``~`` that may open or close emphasis."""
-
-    char: str
-    count: int
-    original: int
-    can_open: bool
-    can_close: bool
-    opens: list[str] = field(default_factory=list)  # Slack markers, innermost first
-    closes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Text:
-    raw: str
-    literal: bool = False  # a backslash-escaped character: no entity decoding
-
-
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    rendered: str  # already Slack mrkdwn (code span, link)
-
-
-_Item = _Delim | _Text | _Atom
-
-
-def _inline(text: str, refs: dict[str, str], *, in_bold: bool = False) -> str:
-    """Inline Markdown of one line as mrkdwn."""
-    items = _scan_inline(text, refs)
-    _match_emphasis(items)
-    parts: list[str] = []
-    for item in items:
-        if isinstance(item, _Atom):
-            parts.append(item.rendered)
-        elif isinstance(item, _Text):
-            parts.append(_escape(item.raw if item.literal else _decode_entities(item.raw)))
-        else:
-            closes = "".join(m for m in item.closes if not (in_bold and m == "*"))
-            opens = "".join(m for m in reversed(item.opens) if not (in_bold and m == "*"))
-            parts.append(closes + item.char * item.count + opens)
-    return "".join(parts)
-
-
-def _scan_inline(text: str, refs: dict[str, str]) -> list[_Item]:
-    items: list[_Item] = []
-    buffer: list[str] = []
-
-    def flush() -> None:
-        if buffer:
-            items.append(_Text("".join(buffer)))
-            buffer.clear()
-
-    i, n = 0, len(text)
-    while i < n:
-        plain = _PLAIN_RUN.match(text, i)
-        if plain is not None:
-            buffer.append(plain.group())
-            i = plain.end()
-            continue
-        char = text[i]
-        if char == "\\" and i + 1 < n and text[i + 1] in _ASCII_PUNCT:
-            flush()
-            items.append(_Text(text[i + 1], literal=True))
-            i += 2
-            continue
-        if char == "`":
-            run = _run_length(text, i, "`")
-            closing = _closing_backticks(run).search(text, i + run)
-            if closing is None:
-                buffer.append("`" * run)
-                i += run
-                continue
-            flush()
-            items.append(_Atom(_code_span(text[i + run : closing.start()], run)))
-            i = closing.end()
-            continue
-        if char == "!" and text.startswith("[", i + 1):
-            link = _parse_link(text, i + 1, refs)
-            if link is not None:
-                flush()
-                label, url, i = link
-                items.append(_Atom(_render_link(url, label)))
-                continue
-        if char == "[":
-            link = _parse_link(text, i, refs)
-            if link is not None:
-                flush()
-                label, url, i = link
-                items.append(_Atom(_render_link(url, label)))
-                continue
-        if char == "<":
-            auto = _AUTOLINK.match(text, i)
-            if auto is not None:
-                flush()
-                items.append(_Atom(f"<{_clean_url(auto.group(1))}>"))
-                i = auto.end()
-                continue
-            email = _EMAIL_AUTOLINK.match(text, i)
-            if email is not None:
-                flush()
-                address = email.group(1)
-                items.append(_Atom(f"<mailto:{_clean_url(address)}|{address}>"))
-                i = email.end()
-                continue
-        if char in "hH" and (i == 0 or not text[i - 1].isalnum()):
-            bare = _BARE_URL.match(text, i)
-            if bare is not None:
-                url = _trim_bare_url(bare.group())
-                if "://" in url and not url.endswith("://"):
-                    flush()
-                    items.append(_Atom(f"<{_clean_url(url)}>"))
-                    i += len(url)
-                    continue
-        if char in "*_~":
-            run = _run_length(text, i, char)
-            before = text[i - 1] if i > 0 else " "
-            after = text[i + run] if i + run < n else " "
-            flush()
-            items.append(_delimiter(char, run, before, after))
-            i += run
-            continue
-        buffer.append(char)
-        i += 1
-    flush()
-    return items
-
-
-def _run_length(text: str, start: int, char: str) -> int:
-    end = start
-    while end < len(text) and text[end] == char:
-        end += 1
-    return end - start
-
-
-@lru_cache(maxsize=16)
-def _closing_backticks(run: int) -> re.Pattern[str]:
-    return re.compile(f"(?<!`){'`' * run}(?!`)")
-
-
-def _code_span(content: str, run: int) -> str:
-    """An inline code span; Slack only knows single backticks, so use them when possible."""
-    if run == 1:
-        return f"`{_escape(content)}`"
-    if "`" in content:
-        return f"{'`' * run}{_escape(content)}{'`' * run}"
-    if len(content) > 1 and content[0] == " " and content[-1] == " " and content.strip():
-        content = content[1:-1]
-    return f"`{_escape(content)}`"
-
-
-def _delimiter(char: str, run: int, before: str, after: str) -> _Delim:
-    """A delimiter run with CommonMark's flanking rules deciding whether it opens/closes."""
-
-    def punct(c: str) -> bool:
-        return unicodedata.category(c).startswith(("P", "S"))
-
-    left = not after.isspace() and (not punct(after) or before.isspace() or punct(before))
-    right = not before.isspace() and (not punct(before) or after.isspace() or punct(after))
-    if char == "~":
-        can_open, can_close = (left, right) if run <= 2 else (False, False)
-    else:
-        # CommonMark's rule for "_" (no emphasis inside a word), applied to "*" too: Slack
-        # cannot show intraword emphasis, and "2*3*4" is arithmetic far more often.
-        can_open = left and (not right or punct(before))
-        can_close = right and (not left or punct(after))
-    return _Delim(char, run, run, can_open, can_close)
-
-
-def _match_emphasis(items: list[_Item]) -> None:
-    """Pair delimiter runs into Slack markers (a simplified CommonMark "process emphasis")."""
-    openers: list[_Delim] = []
-    for item in items:
-        if not isinstance(item, _Delim):
-            continue
-        while item.can_close and item.count > 0:
-            index = len(openers) - 1
-            while index >= 0 and not _compatible(openers[index], item):
-                index -= 1
-            if index < 0:
-                break
-            opener = openers[index]
-            if item.char == "~":
-                used, marker = opener.count, "~"
-            else:
-                used = 2 if opener.count >= 2 and item.count >= 2 else 1
-                marker = "*" if used == 2 else "_"
-            opener.count -= used
-            item.count -= used
-            opener.opens.append(marker)
-            item.closes.append(marker)
-            del openers[index + 1 :]  # runs between can no longer match anything
-            if opener.count == 0:
-                openers.pop()
-        if item.can_open and item.count > 0:
-            openers.append(item)
-
-
-def _compatible(opener: _Delim, closer: _Delim) -> bool:
-    if opener.char != closer.char or opener.count == 0:
-        return False
-    if opener.char == "~":
-        return opener.count == closer.count
-    both_ways = (opener.can_open and opener.can_close) or (closer.can_open and closer.can_close)
-    return not (
-        both_ways
-        and (opener.original + closer.original) % 3 == 0
-        and not (opener.original % 3 == 0 and closer.original % 3 == 0)
-    )
-
-
-def _parse_link(text: str, start: int, refs: dict[str, str]) -> tuple[str, str, int] | None:
-    """(label, url, end) of an inline or reference link whose ``[`` is at `start`."""
-    depth, i, n = 0, start, len(text)
-    while i < n:
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-            if depth == 0:
-                break
-        i += 1
-    else:
-        return None
-    label, i = text[start + 1 : i], i + 1
-    if i < n and text[i] == "(":
-        return _parse_destination(text, i + 1, label)
-    if i < n and text[i] == "[":
-        close = text.find("]", i + 1)
-        if close < 0:
-            return None
-        key = _ref_key(text[i + 1 : close] or label)
-        return (label, refs[key], close + 1) if key in refs else None
-    key = _ref_key(label)
-    return (label, refs[key], i) if key and key in refs else None
-
-
-def _parse_destination(text: str, i: int, label: str) -> tuple[str, str, int] | None:
-    n = len(text)
-    while i < n and text[i] in " \t":
-        i += 1
-    if i < n and text[i] == "<":
-        close = text.find(">", i + 1)
-        if close < 0:
-            return None
-        url, i = text[i + 1 : close], close + 1
-    else:
-        begin, depth = i, 0
-        while i < n:
-            char = text[i]
-            if char == "\\" and i + 1 < n:
-                i += 2
-                continue
-            if char in " \t":
-                break
-            if char == "(":
-                depth += 1
-            elif char == ")":
-                if depth == 0:
-                    break
-                depth -= 1
-            i += 1
-        url = text[begin:i]
-    while i < n and text[i] in " \t":
-        i += 1
-    if i < n and text[i] in "\"'(":
-        close = text.find(")" if text[i] == "(" else text[i], i + 1)
-        if close < 0:
-            return None
-        i = close + 1
-        while i < n and text[i] in " \t":
-            i += 1
-    if i < n and text[i] == ")":
-        return label, _BACKSLASH_ESCAPE.sub(r"\1", url), i + 1
-    return None
-
-
-def _render_link(url: str, label: str) -> str:
-    """``<url|label>``; a relative URL (Slack cannot open it) becomes ``label (url)``."""
-    text = _plain_label(label)
-    url = url.strip()
-    if not url:
-        return _escape(text)
-    if url.lower().startswith("www."):
-        url = f"http://{url}"
-    if not _SCHEME.match(url):
-        return f"{_escape(text)} ({_escape(url)})" if text else _escape(url)
-    url = _clean_url(url)
-    if not text.strip() or text == url:
-        return f"<{url}>"
-    # Inside <url|text> only an angle bracket would end the link early.
-    return f"<{url}|{text.replace('<', '&lt;').replace('>', '&gt;')}>"
-
-
-def _plain_label(label: str) -> str:
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", label)
-    text = _strip_emphasis(text)
-    return _decode_entities(_BACKSLASH_ESCAPE.sub(r"\1", text))
-
-
-def _strip_emphasis(text: str) -> str:
-    text = text.replace("`", "")
-    text = re.sub(r"(\*\*|__|~~)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])", r"\1", text)
-    return re.sub(r"(?<![\w_])_(?![\s_])(.+?)(?<![\s_])_(?![\w_])", r"\1", text)
-
-
-def _clean_url(url: str) -> str:
-    # Characters that would end or split Slack's <url|text> are percent-encoded.
-    for char, code in ((" ", "%20"), ("<", "%3C"), (">", "%3E"), ("|", "%7C")):
-        url = url.replace(char, code)
-    return url
-
-
-def _trim_bare_url(url: str) -> str:
-    """GFM autolink end: no trailing punctuation, no unbalanced closing parenthesis."""
-    while url:
-        last = url[-1]
-        if last in ".,:;!?\"'*_~]":
-            url = url[:-1]
-        elif last == ")" and url.count("(") < url.count(")"):
-            url = url[:-1]
-        else:
-            break
-    return url
-
-
-def _decode_entities(text: str) -> str:
-    return _ENTITY.sub(lambda m: html.unescape(m.group()), text) if "&" in text else text
-
-
-# --------------------------------------------------------------------------- split_message
-
-
-@dataclass(frozen=True, slots=True)
-class _Fence:
-    reopen: str  # the fence line that reopens it: marker and language tag
-    close: str  # the marker that closes it
-
-
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """A line, or a piece of a line too long for one message."""
-
-    text: str
-    joined: bool  # continues the previous unit's line (no newline between them)
-    fence_before: _Fence | None  # the code fence open where this unit starts
-    fence_after: _Fence | None  # the code fence open where this unit ends
-
-
-def split_message(text: str, limit: int = 3500) -> list[str]:
-    """Split `text` into messages of at most `limit` characters each.
-
-    Cuts are made, in order of preference, at blank lines outside code fences, at other
-    line ends outside fences, at line ends inside a fence, and, for a line longer than a
-    message, inside the line (at a space when there is one). A fence that has to be cut
-    is closed at the end of one message and reopened, with its language tag, at the start
-    of the next, so each message renders on its own; an unterminated fence is closed.
-    Only whitespace is dropped at the cuts. Empty or blank text gives no messages.
-    """
-    if limit < 1:
-        raise ValueError("limit must be positive")
-    if not text.strip():
+def sources_blocks(citations: Sequence[Citation], *, searched: bool) -> list[dict[str, Any]]:
+    """Context blocks listing sources under an answer: ``[n] <url|title>`` each, after a
+    "Sources:" label ("Searched:" for sources the answer drew on without citing)."""
+    if not citations:
         return []
-    units = _units(text.replace("\r\n", "\n").split("\n"), limit)
-    chunks: list[str] = []
-    start = 0
-    while start < len(units):
-        while start < len(units) and _skippable(units[start]):
-            start += 1
-        if start >= len(units):
-            break
-        end = _chunk_end(units, start, limit)
-        chunk = _assemble(units, start, end)
-        if chunk:
-            chunks.append(chunk)
-        start = end
-    return chunks
+    label = "Searched:" if searched else "Sources:"
+    elements = [{"type": "mrkdwn", "text": f"*{label}*"}]
+    elements += [{"type": "mrkdwn", "text": source_line(c)} for c in citations]
+    return [
+        {"type": "context", "elements": elements[start : start + CONTEXT_ELEMENTS]}
+        for start in range(0, len(elements), CONTEXT_ELEMENTS)
+    ]
 
 
-def _skippable(unit: _Unit) -> bool:
-    """Blank lines between messages carry nothing (inside code they are kept)."""
-    return unit.fence_before is None and not unit.joined and not unit.text.strip()
-
-
-def _units(lines: list[str], limit: int) -> list[_Unit]:
-    states: list[tuple[_Fence | None, _Fence | None]] = []
-    fence: _Fence | None = None
-    for line in lines:
-        before = fence
-        if fence is None:
-            opened = _fence_open(line)
-            if opened is not None:
-                words = opened[2].split()
-                fence = _Fence(opened[1] + (words[0] if words else ""), opened[1])
-        elif _fence_closes(line, fence.close):
-            fence = None
-        states.append((before, fence))
-    overhead = max(
-        (len(f.reopen) + 1 + 1 + len(f.close) for pair in states for f in pair if f is not None),
-        default=0,
-    )
-    if overhead >= limit:
-        # Fences cannot be closed and reopened within so small a limit: treat as plain text.
-        states = [(None, None)] * len(lines)
-        overhead = 0
-    units: list[_Unit] = []
-    for line, (before, after) in zip(lines, states, strict=True):
-        room = limit - overhead if (before or after) else limit
-        pieces = _pieces(line, room)
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1
-            units.append(_Unit(piece, index > 0, before, after if last else before))
-    return units
-
-
-def _pieces(line: str, room: int) -> list[str]:
-    pieces: list[str] = []
-    while len(line) > room:
-        cut = _cut_point(line, room)
-        pieces.append(line[:cut])
-        line = line[cut:]
-    pieces.append(line)
-    return pieces
-
-
-def _cut_point(line: str, room: int) -> int:
-    """Where to cut a line longer than `room`: after a space, never inside a Slack entity."""
-    window = line[:room]
-    space = max(window.rfind(" "), window.rfind("\t"))
-    cut = space + 1 if space + 1 >= room // 2 else room
-    head = line[:cut]
-    bracket = head.rfind("<")
-    if bracket >= room // 2 and bracket > head.rfind(">"):
-        cut = bracket  # don't split <url|text>
-    ampersand = line[:cut].rfind("&")
-    if ampersand > 0 and ampersand > line[:cut].rfind(";") and cut - ampersand <= 10:
-        cut = ampersand  # don't split &amp; and friends
-    while cut > 1 and (unicodedata.combining(line[cut]) or line[cut] in "\u200d\ufe0f"):
-        cut -= 1  # keep combining marks and emoji sequences whole
-    return max(1, cut)
-
-
-def _chunk_end(units: list[_Unit], start: int, limit: int) -> int:
-    """End (exclusive) of the message starting at `start`: the best-ranked cut that fits."""
-    first = units[start]
-    size = len(first.fence_before.reopen) + 1 if first.fence_before else 0
-    best_rank, best_end, fits = 99, start + 1, start + 1
-    for end in range(start + 1, len(units) + 1):
-        unit = units[end - 1]
-        size += len(unit.text) + (0 if end - 1 == start or unit.joined else 1)
-        closing = 1 + len(unit.fence_after.close) if unit.fence_after else 0
-        if size + closing > limit:
-            break
-        if end == len(units):
-            return end
-        fits = end
-        rank = _cut_rank(units[end - 1], units[end])
-        if rank is not None and rank <= best_rank:
-            best_rank, best_end = rank, end
-    return best_end if best_rank < 99 else fits
-
-
-def _cut_rank(before: _Unit, after: _Unit) -> int | None:
-    """How good a cut between two units is: 1 paragraph, 2 line, 3 inside code, 4 mid-line."""
-    if after.joined:
-        return 4
-    if after.fence_before is not None:
-        if after.fence_after is None or before.fence_before is None:
-            return None  # right after an opening or before a closing fence: an empty block
-        return 3
-    if not before.text.strip() or not after.text.strip():
-        return 1
-    return 2
-
-
-def _assemble(units: list[_Unit], start: int, end: int) -> str:
-    body = units[start].text + "".join(
-        ("" if unit.joined else "\n") + unit.text for unit in units[start + 1 : end]
-    )
-    body = body.rstrip()
-    first, last = units[start], units[end - 1]
-    if not body.strip():
-        return ""
-    prefix = f"{first.fence_before.reopen}\n" if first.fence_before else ""
-    suffix = f"\n{last.fence_after.close}" if last.fence_after else ""
-    return prefix + body + suffix
+def source_line(citation: Citation) -> str:
+    """``[n] <url|title>`` in mrkdwn (a title without a usable URL is shown as text)."""
+    title = " ".join(citation.title.split()) or citation.url or f"Source {citation.number}"
+    if len(title) > _TITLE_CHARS:
+        title = title[: _TITLE_CHARS - 1].rstrip() + "…"
+    return f"[{citation.number}] {render_link(citation.url, title)}"

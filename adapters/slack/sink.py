@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.render import to_mrkdwn
+from adapters.send_loop import SendLoop
+from adapters.slack.render import source_line, sources_blocks, to_mrkdwn
+from adapters.text_split import cut_for_limit, split_message
+from bot.conversation import Citation
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,16 @@ MESSAGE_LIMIT = 3500
 UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a second per message
 STREAM_INTERVAL = 0.5
 STATUS_INTERVAL = 5.0  # a queue position is updated at most this often
+SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
+THINKING_DELAY = 0.5  # an answer started by then (a command, a fast model) shows no status
+THINKING = "is thinking…"
+LOADING_MESSAGES = (
+    "Reading your question…",
+    "Thinking it through…",
+    "Checking what I know…",
+    "Putting an answer together…",
+)
+WAITING = "is waiting for a free model…"
 # Errors meaning "this workspace/app cannot use chat.startStream": stop trying it.
 _STREAMING_REFUSED = {
     "unknown_method",
@@ -36,38 +50,6 @@ class StreamingSupport:
     """Whether Slack's native streaming works here; shared by every sink of one app."""
 
     native: bool = True
-
-
-def _fence_state(text: str) -> str | None:
-    """The language of the code fence left open at the end of ``text`` ('' if no tag)."""
-    open_lang: str | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            open_lang = None if open_lang is not None else stripped[3:].strip()
-    return open_lang
-
-
-def cut_for_limit(current: str, text: str, room: int) -> tuple[str, str]:
-    """Split ``text`` so ``current + head`` stays within a message; prefers paragraph, then
-    line, then word boundaries, and closes and reopens a code fence cut in two."""
-    room = max(0, room - 4)  # room for a closing fence
-    window = text[:room]
-    cut = window.rfind("\n\n")
-    if cut > 0:
-        cut += 2
-    else:
-        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1
-    if cut == 0 and current:
-        return "", text  # no boundary fits: end the current message where it is
-    if cut == 0:
-        cut = max(1, len(window))
-    head, tail = text[:cut], text[cut:]
-    lang = _fence_state(current + head)
-    if lang is not None:
-        head = head.rstrip("\n") + "\n```"
-        tail = f"```{lang}\n" + tail
-    return head, tail
 
 
 class SlackReplySink:
@@ -97,22 +79,39 @@ class SlackReplySink:
         self._current = ""  # markdown of the message being written
         self._ts: str | None = None
         self._native = False  # the current message is a native stream
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
+        self._sources: list[dict[str, Any]] = []  # context blocks shown under the answer
+        self._sources_text = ""  # the same as text, for notifications and screen readers
+        self._loop = SendLoop(
+            flush=self._flush,
+            pending=lambda: bool(self._pending),
+            finish=self._finish,
+            interval=lambda: STREAM_INTERVAL if self._native else UPDATE_INTERVAL,
+        )
         self._status_ts: str | None = None  # a placeholder shown until the answer starts
         self._status_at = 0.0
         self._status_lock = asyncio.Lock()
+        # The thread's status line (assistant.threads.setStatus), which Slack clears when
+        # the answer is posted: "thinking" while the model has not answered, or the place in
+        # line. A thread only: Slack has no status for a top-level message.
+        self._thread_status = thread_ts is not None
+        self._status_shown = False
+        self._thinking: asyncio.Task[None] | None = None
+        if self._thread_status:
+            self._thinking = asyncio.get_running_loop().create_task(self._think())
 
     async def status(self, text: str) -> None:
-        """Show a placeholder (e.g. a queue position) until the answer's first text."""
+        """Show a passing status (a queue position) until the answer's first text: in the
+        thread's status line, else in a placeholder message the answer replaces."""
         async with self._status_lock:
-            if self._pump is not None:
+            if self._loop.started:
                 return  # the answer is already on its way
             now = asyncio.get_running_loop().time()
-            if self._status_ts is not None and now - self._status_at < STATUS_INTERVAL:
+            shown_before = self._status_ts is not None or self._status_at > 0
+            if shown_before and now - self._status_at < STATUS_INTERVAL:
                 return  # the line moves fast when it is long: spare Slack's rate limits
             self._status_at = now
+            if self._thread_status and await self._set_status(WAITING, [text]):
+                return
             shown = to_mrkdwn(f"_{text}_")
             try:
                 if self._status_ts is None:
@@ -128,43 +127,62 @@ class SlackReplySink:
             except SlackApiError as exc:
                 log.warning("could not show a status in Slack (%s)", _err(exc))
 
+    async def _think(self) -> None:
+        """Show "thinking" in the thread if the answer has not started after a moment."""
+        await asyncio.sleep(THINKING_DELAY)
+        async with self._status_lock:
+            if not (self._loop.started or self._status_shown or self._status_ts):
+                await self._set_status(THINKING, list(LOADING_MESSAGES))
+
+    async def _set_status(self, status: str, loading: list[str] | None = None) -> bool:
+        """Set (or with "" clear) the thread's status line; False if Slack refused it."""
+        assert self._thread_ts is not None
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._channel,
+                thread_ts=self._thread_ts,
+                status=status,
+                loading_messages=loading,
+            )
+        except SlackApiError as exc:
+            log.info("no thread status in Slack (%s); using messages", _err(exc))
+            self._thread_status = False
+            return False
+        self._status_shown = bool(status)
+        return True
+
     async def write(self, text: str) -> None:
         """Queue text; the first piece is sent at once, the rest at a Slack-friendly pace."""
         if not text:
             return
         self._pending += text
-        if self._pump is None:
-            self._pump = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
+        self._loop.poke()
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """List the sources under the answer's last message, in a context block."""
+        self._sources = sources_blocks(citations, searched=searched)
+        label = "Searched:" if searched else "Sources:"
+        lines = [source_line(c) for c in citations]
+        self._sources_text = f"*{label}*\n" + "\n".join(lines) if lines else ""
 
     async def close(self) -> None:
         """Send what is left and end the stream."""
-        self._closing.set()
-        self._wake.set()
-        if self._pump is not None:
-            await self._pump
+        if self._thinking is not None:
+            self._thinking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._thinking
+        await self._loop.close()
+        if not self._loop.started and self._sources:
+            await self._post_sources_alone()
+        elif self._status_shown:
+            async with self._status_lock:  # no answer came: take the status away
+                await self._set_status("")
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._pending:
-                await self._flush()
-            if self._closing.is_set():
-                if self._pending:
-                    continue
-                await self._end_message()
-                return
-            interval = STREAM_INTERVAL if self._native else UPDATE_INTERVAL
-            try:
-                async with asyncio.timeout(interval):
-                    await self._closing.wait()
-            except TimeoutError:
-                pass
-
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         text, self._pending = self._pending, ""
-        if not self._closing.is_set() and len(self._current) + len(text) > self._limit // 2:
+        if not text:
+            return True
+        if not self._loop.closing and len(self._current) + len(text) > self._limit // 2:
             # Near the end of a message, send whole words only: the message may have to end
             # after this piece, and text already streamed cannot be taken back.
             boundary = max(text.rfind(" "), text.rfind("\n")) + 1
@@ -174,16 +192,21 @@ class SlackReplySink:
             room = self._limit - len(self._current)
             if len(text) <= room:
                 await self._send(text)
-                return
+                return True
             head, text = cut_for_limit(self._current, text, room)
             if head:
                 await self._send(head)
             await self._end_message()
+        return True
+
+    async def _finish(self) -> None:
+        await self._end_message(last=True)
 
     async def _send(self, piece: str) -> None:
         if self._ts is None:
-            await self._start(piece)
-        elif self._native:
+            await self._start(piece)  # the new message holds the piece
+            return
+        if self._native:
             try:
                 await self._client.chat_appendStream(
                     channel=self._channel, ts=self._ts, markdown_text=piece
@@ -208,6 +231,7 @@ class SlackReplySink:
 
     async def _start_message(self, piece: str, *, allow_native: bool) -> None:
         status_ts, self._status_ts = self._status_ts, None
+        self._status_shown = False  # Slack clears the thread's status when the answer posts
         if allow_native and self._streaming.native and self._thread_ts is not None:
             try:
                 response = await self._client.chat_startStream(
@@ -253,13 +277,57 @@ class SlackReplySink:
         except SlackApiError as exc:
             log.warning("could not remove the status message (%s)", _err(exc))
 
-    async def _end_message(self) -> None:
+    async def _end_message(self, *, last: bool = False) -> None:
+        sources = self._sources if last else []
         if self._ts is not None and self._native:
             try:
-                await self._client.chat_stopStream(channel=self._channel, ts=self._ts)
+                if sources:
+                    await self._client.chat_stopStream(
+                        channel=self._channel, ts=self._ts, blocks=sources
+                    )
+                else:
+                    await self._client.chat_stopStream(channel=self._channel, ts=self._ts)
             except SlackApiError as exc:
                 log.warning("chat.stopStream failed (%s)", _err(exc))
+        elif self._ts is not None and sources:
+            # Blocks replace the text on screen: the answer goes in sections above the
+            # sources, and stays in ``text`` for notifications.
+            shown = to_mrkdwn(self._current)
+            sections = [
+                {"type": "section", "text": {"type": "mrkdwn", "text": part}}
+                for part in split_message(shown, SECTION_LIMIT)
+            ]
+            try:
+                await self._client.chat_update(
+                    channel=self._channel, ts=self._ts, text=shown, blocks=sections + sources
+                )
+            except SlackApiError as exc:
+                log.warning("could not add the sources in Slack (%s)", _err(exc))
         self._ts, self._current, self._native = None, "", False
+
+    async def _post_sources_alone(self) -> None:
+        """Sources of an answer that wrote no text (the status, if any, becomes them)."""
+        async with self._status_lock:
+            status_ts, self._status_ts = self._status_ts, None
+            self._status_shown = False  # a reply clears the thread's status
+            try:
+                if status_ts is not None:
+                    await self._client.chat_update(
+                        channel=self._channel,
+                        ts=status_ts,
+                        text=self._sources_text,
+                        blocks=self._sources,
+                    )
+                else:
+                    response = await self._client.chat_postMessage(
+                        channel=self._channel,
+                        thread_ts=self._thread_ts,
+                        text=self._sources_text,
+                        blocks=self._sources,
+                    )
+                    await self._posted(str(response["ts"]))
+            except SlackApiError as exc:
+                log.warning("could not show the sources in Slack (%s)", _err(exc))
 
 
 def _err(exc: SlackApiError) -> str:
@@ -275,6 +343,7 @@ class EphemeralSink:
     def __init__(self, *, respond: Callable[..., Awaitable[Any]]) -> None:
         self._respond = respond
         self._parts: list[str] = []
+        self._sources = ""
 
     async def status(self, text: str) -> None:
         """Nothing to show: the response is sent once, on close."""
@@ -283,8 +352,16 @@ class EphemeralSink:
         """Collect text; it is sent on close."""
         self._parts.append(text)
 
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """List the sources as lines under the answer."""
+        if citations:
+            label = "Searched:" if searched else "Sources:"
+            self._sources = f"*{label}*\n" + "\n".join(source_line(c) for c in citations)
+
     async def close(self) -> None:
         """Send the collected text as an ephemeral response."""
-        text = "".join(self._parts).strip()
+        text = to_mrkdwn("".join(self._parts).strip())
+        if self._sources:
+            text = f"{text}\n\n{self._sources}" if text else self._sources
         if text:
-            await self._respond(text=to_mrkdwn(text), response_type="ephemeral")
+            await self._respond(text=text, response_type="ephemeral")

@@ -1,4 +1,4 @@
-"""Teams rendering of model answers: the Markdown Teams shows, and long answers split.
+"""Teams rendering of model answers: the Markdown Teams shows (adapters.text_split cuts).
 
 Pure functions, no I/O. Teams renders a subset of Markdown in text messages (bold,
 italic, strikethrough, lists, code, quotes, links) but not headings or rules, so those
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["cut_for_limit", "split_message", "to_teams_markdown", "utf16_len"]
+__all__ = ["to_teams_markdown"]
 
 _RULE = "———"
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})(.*)$")
@@ -22,12 +22,6 @@ _ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _HR = re.compile(r"^ {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
 # A line that is still being written and might yet become a heading or a rule.
 _UNSETTLED = re.compile(r"^ {0,3}(?:#|[-*_][-*_ \t]*$)")
-_MIN_LIMIT = 64
-
-
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit Teams measures message size in."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _rewrite(line: str) -> str:
@@ -66,62 +60,3 @@ def to_teams_markdown(text: str, *, complete: bool = True) -> str:
             continue
         out.append(_rewrite(line))
     return "\n".join(out)
-
-
-def open_fence(text: str) -> str | None:
-    """The opening line of the code fence left open at the end of ``text``, if any."""
-    fence: str | None = None
-    opening = ""
-    for line in text.split("\n"):
-        match = _FENCE.match(line)
-        if match is None:
-            continue
-        marker = match.group(1)
-        if fence is None:
-            fence, opening = marker, line.strip()
-        elif marker[0] == fence[0] and len(marker) >= len(fence) and not match.group(2).strip():
-            fence = None
-    return opening if fence is not None else None
-
-
-def _fitting(text: str, room: int) -> int:
-    """How many characters of ``text`` fit in ``room`` UTF-16 code units."""
-    used = 0
-    for index, char in enumerate(text):
-        used += 2 if ord(char) > 0xFFFF else 1
-        if used > room:
-            return index
-    return len(text)
-
-
-def cut_for_limit(current: str, text: str, room: int) -> tuple[str, str]:
-    """Split ``text`` so that ``current + head`` stays within a message of ``room`` more
-    UTF-16 units. Prefers a paragraph break, then a line break, then a space; a code block
-    cut in two is closed at the end of ``head`` and reopened at the start of ``tail``."""
-    room = max(1, room - 4)  # room for a closing fence
-    window = text[: max(1, _fitting(text, room))]
-    cut = window.rfind("\n\n")
-    if cut > 0:
-        cut += 2
-    else:
-        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1 or len(window)
-    head, tail = text[:cut], text[cut:]
-    opening = open_fence(current + head)
-    if opening is not None:
-        marker = _FENCE.match(opening)
-        close = marker.group(1) if marker else "```"
-        head = head.rstrip("\n") + "\n" + close
-        # Reopen with the language tag, unless a very long info string would eat the room.
-        tail = (opening if len(opening) <= 40 else close) + "\n" + tail
-    return head, tail
-
-
-def split_message(text: str, limit: int) -> list[str]:
-    """``text`` as messages of at most ``limit`` UTF-16 units each (empty ones dropped)."""
-    limit = max(_MIN_LIMIT, limit)
-    chunks: list[str] = []
-    while utf16_len(text) > limit:
-        head, text = cut_for_limit("", text, limit)
-        chunks.append(head)
-    chunks.append(text)
-    return [chunk.strip("\n") for chunk in chunks if chunk.strip()]

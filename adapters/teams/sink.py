@@ -11,154 +11,26 @@ ContentStreamNotAllowed once the user pressed Stop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Sequence
 
-from botbuilder.core import TurnContext
-from botbuilder.schema import Activity, Entity, ErrorResponseException
-from msrest.exceptions import ClientRequestError
+from botbuilder.schema import Activity
 
+from adapters.send_loop import SendLoop
+from adapters.teams.entities import StreamInfo, ai_message, searched_line
 from adapters.teams.errors import DeliveryFailed
-from adapters.teams.render import cut_for_limit, split_message, to_teams_markdown, utf16_len
+from adapters.teams.outbox import Outbox, ReplyOptions, tune_connector
+from adapters.teams.render import to_teams_markdown
+from adapters.text_split import cut_for_limit, split_message, utf16_len
+from bot.conversation import Citation
 from bot.errors import ReplyCancelled
+
+__all__ = ["Outbox", "ReplyOptions", "TeamsReplySink", "tune_connector"]
 
 log = logging.getLogger(__name__)
 
-# Throttling (429) and the transient failures Teams documents (412, 502, 504), plus 503.
-RETRYABLE = frozenset({412, 429, 502, 503, 504})
 INFORMATIVE_LIMIT = 1000  # characters Teams allows in an informative update
-
-
-@dataclass(slots=True)
-class ReplyOptions:
-    """Pacing and size limits of Teams replies; shared by every sink of one bot."""
-
-    stream_interval: float = 1.0  # Teams accepts about one streaming update per second
-    stream_budget: float = 100.0  # Teams ends a stream after 2 minutes: start a new one before
-    typing_delay: float = 0.5  # instant replies (commands, redeliveries) show no typing
-    typing_interval: float = 3.0  # Teams hides the typing indicator after a few seconds
-    message_limit: int = 12_000  # UTF-16 units of text; Teams refuses messages over ~28 KB
-    retry_attempts: int = 4
-    retry_base_delay: float = 1.0
-    retry_max_delay: float = 30.0
-
-
-class StreamInfo(Entity):  # type: ignore[misc]
-    """The ``streaminfo`` entity; botbuilder's Entity would drop these fields on the wire."""
-
-    _attribute_map: ClassVar[dict[str, dict[str, str]]] = {
-        "type": {"key": "type", "type": "str"},
-        "stream_id": {"key": "streamId", "type": "str"},
-        "stream_type": {"key": "streamType", "type": "str"},
-        "stream_sequence": {"key": "streamSequence", "type": "int"},
-    }
-
-    def __init__(
-        self,
-        *,
-        stream_type: str,
-        stream_id: str | None = None,
-        stream_sequence: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(type="streaminfo", **kwargs)
-        self.stream_type = stream_type
-        self.stream_id = stream_id
-        self.stream_sequence = stream_sequence
-
-
-def tune_connector(client: Any, *, timeout: float = 30.0) -> None:
-    """Make a botbuilder ConnectorClient fail fast: our own retries decide (with the status
-    code in hand), not the urllib3 retries msrest hides behind 100-second timeouts."""
-    config = getattr(client, "config", None)
-    if config is None:
-        return
-    policy = config.retry_policy.policy  # the urllib3 Retry its requests session already holds
-    policy.total = policy.connect = policy.read = 0
-    policy.status_forcelist = set()
-    config.connection.timeout = timeout
-
-
-def _delivery_failed(exc: ErrorResponseException) -> tuple[DeliveryFailed, float | None]:
-    response = exc.response
-    status = getattr(response, "status_code", None)
-    code = message = ""
-    inner = getattr(getattr(exc, "error", None), "error", None)
-    if inner is not None:
-        code, message = str(inner.code or ""), str(inner.message or "")
-    else:
-        try:
-            body = json.loads(response.text())
-            code = str(body.get("error", {}).get("code", ""))
-            message = str(body.get("error", {}).get("message", ""))
-        except Exception:
-            pass
-    retry_after: float | None = None
-    try:
-        retry_after = float(response.headers.get("Retry-After"))
-    except (AttributeError, TypeError, ValueError):
-        pass
-    return DeliveryFailed(status, code, message), retry_after
-
-
-class Outbox:
-    """Sends activities into one conversation through botbuilder's TurnContext, one at a
-    time, retrying throttled and transient failures with backoff."""
-
-    def __init__(
-        self,
-        context: TurnContext,
-        options: ReplyOptions,
-        *,
-        on_posted: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
-        self._context = context
-        self._options = options
-        self._lock = asyncio.Lock()
-        self._on_posted = on_posted
-        self._noted: set[str] = set()
-
-    async def send(self, activity: Activity, *, retry: bool = True) -> str | None:
-        """Post an activity; returns the id Teams gave it."""
-        response = await self._call(lambda: self._context.send_activity(activity), retry)
-        posted = getattr(response, "id", None) or None
-        visible = activity.type != "typing" or bool(activity.entities)  # not a bare indicator
-        if posted and visible and self._on_posted is not None and posted not in self._noted:
-            # Recorded so that a replica taking over this answer can remove it.
-            self._noted.add(posted)
-            await self._on_posted(posted)
-        return posted
-
-    async def update(self, activity: Activity) -> None:
-        """Replace the text of an activity the bot posted (``activity.id``)."""
-        await self._call(lambda: self._context.update_activity(activity), True)
-
-    async def _call(self, operation: Callable[[], Awaitable[Any]], retry: bool) -> Any:
-        options = self._options
-        attempts = options.retry_attempts if retry else 1
-        async with self._lock:
-            for attempt in range(attempts):
-                try:
-                    return await operation()
-                except ErrorResponseException as exc:
-                    failure, retry_after = _delivery_failed(exc)
-                    if failure.status not in RETRYABLE or attempt == attempts - 1:
-                        raise failure from exc
-                except ClientRequestError as exc:
-                    failure, retry_after = DeliveryFailed(None, "", type(exc).__name__), None
-                    if attempt == attempts - 1:
-                        raise failure from exc
-                if retry_after is None:
-                    retry_after = options.retry_base_delay * 2**attempt * (0.5 + random.random())
-                delay = min(retry_after, options.retry_max_delay)
-                log.info("Bot Connector answered %s; retrying in %.1fs", failure.status, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 class TeamsReplySink:
@@ -177,9 +49,14 @@ class TeamsReplySink:
         self._shown = ""  # text of the last streaming update
         self._status_id: str | None = None  # a status message the answer will replace
         self._cancelled = False  # the user pressed Stop
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
+        self._ai = False  # a model answer: labelled "AI generated"
+        self._citations: list[Citation] = []
+        self._loop = SendLoop(
+            flush=self._step,
+            pending=lambda: bool(self._buffer),
+            finish=self._finish_segment,
+            interval=lambda: options.stream_interval,
+        )
         self._typing_stop = asyncio.Event()
         self._typing: asyncio.Task[None] | None = None
 
@@ -192,7 +69,7 @@ class TeamsReplySink:
     async def status(self, text: str) -> None:
         """A passing status (queue position): a stream's informative update in personal
         chats, else a short message the answer replaces."""
-        if self._cancelled or self._buffer or self._segment or self._pump is not None:
+        if self._cancelled or self._buffer or self._segment or self._loop.started:
             return  # the answer is already on its way
         if self._streaming:
             activity = Activity(
@@ -227,16 +104,23 @@ class TeamsReplySink:
         if not text:
             return
         self._buffer += text
-        if self._streaming and self._pump is None:
-            self._pump = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
+        if self._streaming:
+            self._loop.poke()
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool) -> None:
+        """Label the answer as AI generated and attach its citations, which Teams shows as
+        pop-ups on the ``[n]`` markers; sources searched but not cited become a closing line."""
+        self._ai = True
+        if self._cancelled or not citations:
+            return
+        if searched:
+            await self.write("\n\n" + searched_line(citations))
+        else:
+            self._citations = list(citations)
 
     async def close(self) -> None:
         """Send what is left: end the stream, or post the answer (split if long)."""
-        self._closing.set()
-        self._wake.set()
-        if self._pump is not None:
-            await self._pump
+        await self._loop.close()
         if not self._cancelled and self._buffer.strip():
             await self._stop_typing()
             await self._post_answer(self._buffer)
@@ -249,24 +133,11 @@ class TeamsReplySink:
 
     # -- streaming -------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._buffer and self._streaming and not self._cancelled:
-                await self._flush()
-            if self._cancelled or not self._streaming:
-                return  # stopped by the user, or close() posts the rest as a message
-            if self._closing.is_set():
-                if self._buffer:
-                    continue
-                await self._finish_segment()
-                return
-            try:
-                async with asyncio.timeout(self._options.stream_interval):
-                    await self._closing.wait()
-            except TimeoutError:
-                pass
+    async def _step(self) -> bool:
+        if self._buffer and self._streaming and not self._cancelled:
+            await self._flush()
+        # Stopped by the user, or close() posts the rest as a message.
+        return self._streaming and not self._cancelled
 
     async def _flush(self) -> None:
         text, self._buffer = self._buffer, ""
@@ -283,7 +154,7 @@ class TeamsReplySink:
             if utf16_len(text) <= room:
                 self._segment, text = self._segment + text, ""
                 break
-            head, text = cut_for_limit(self._segment, text, room)
+            head, text = cut_for_limit(self._segment, text, room, measure=utf16_len)
             self._segment += head
             await self._finish_segment()
         if not self._streaming:
@@ -325,8 +196,9 @@ class TeamsReplySink:
         if stream_id is None:
             await self._post(text)  # nothing was streamed yet: a plain message
             return
-        final = _message(text)
-        final.entities = [StreamInfo(stream_type="final", stream_id=stream_id)]
+        final = self._message(text)
+        labels = final.entities or []
+        final.entities = [StreamInfo(stream_type="final", stream_id=stream_id), *labels]
         await self._pace()
         try:
             await self._outbox.send(final)
@@ -363,7 +235,7 @@ class TeamsReplySink:
             self._segment, self._stream_id, self._sequence, self._shown = "", None, 0, ""
             if text.strip():
                 try:
-                    await self._outbox.update(_message(text, activity_id=stream_id))
+                    await self._outbox.update(self._message(text, activity_id=stream_id))
                 except DeliveryFailed as update_exc:
                     log.warning("could not complete a timed-out stream: %s", update_exc)
         elif exc.stream_closed:
@@ -388,13 +260,15 @@ class TeamsReplySink:
     # -- messages ----------------------------------------------------------------
 
     async def _post_answer(self, text: str) -> None:
-        chunks = split_message(to_teams_markdown(text), self._options.message_limit)
+        chunks = split_message(
+            to_teams_markdown(text), self._options.message_limit, measure=utf16_len
+        )
         for index, chunk in enumerate(chunks):
             if index == 0 and self._status_id is not None:
                 status_id, self._status_id = self._status_id, None
                 try:
                     # The status message becomes the answer: one message, no flicker.
-                    await self._outbox.update(_message(chunk, activity_id=status_id))
+                    await self._outbox.update(self._message(chunk, activity_id=status_id))
                     continue
                 except DeliveryFailed as exc:
                     log.warning("could not replace the status message: %s", exc)
@@ -402,9 +276,15 @@ class TeamsReplySink:
 
     async def _post(self, text: str) -> None:
         try:
-            await self._outbox.send(_message(text))
+            await self._outbox.send(self._message(text))
         except DeliveryFailed as exc:
             log.warning("could not post an answer in Teams: %s", exc)
+
+    def _message(self, text: str, *, activity_id: str | None = None) -> Activity:
+        """A message of the answer: with the AI label and the citations it shows, if any."""
+        message = _message(text, activity_id=activity_id)
+        message.entities = [ai_message(text, self._citations)] if self._ai else None
+        return message
 
     # -- typing indicator ----------------------------------------------------------
 

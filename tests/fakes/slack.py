@@ -160,6 +160,7 @@ class FakeSlack:
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._channels: dict[str, dict[str, _Stored]] = defaultdict(dict)
         self._statuses: dict[tuple[str, str], str] = {}
+        self._loading: dict[tuple[str, str], list[str]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._response_log: list[tuple[str, dict[str, Any]]] = []
@@ -308,6 +309,12 @@ class FakeSlack:
     def status(self, channel: str, thread_ts: str) -> str:
         """The assistant status shown in a thread now ("" when none)."""
         return self._statuses.get((channel, thread_ts), "")
+
+    def loading_messages(self, channel: str, thread_ts: str) -> list[str]:
+        """The loading messages rotating in a thread's status now (none when cleared)."""
+        if not self.status(channel, thread_ts):
+            return []
+        return self._loading.get((channel, thread_ts), [])
 
     def response_url(
         self, name: str = "r1", *, channel: str | None = None, user: str | None = None
@@ -585,7 +592,7 @@ class FakeSlack:
     def _chat_stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
         stored = self._stream(args)
         stored.text += _stream_text(args, required=False)
-        blocks = _json_list(args.get("blocks"), "invalid_blocks")
+        blocks = _check_blocks(_json_list(args.get("blocks"), "invalid_blocks"))
         stored.blocks = blocks
         stored.streaming = False
         return {"channel": stored.channel, "ts": stored.ts, "message": self._api_message(stored)}
@@ -623,7 +630,15 @@ class FakeSlack:
         if missing:
             raise _missing(*missing)
         key = (str(args["channel_id"]), str(args["thread_ts"]))
+        loading = args.get("loading_messages")
+        if loading is not None and (
+            not isinstance(loading, list)
+            or len(loading) > LOADING_MESSAGES_LIMIT
+            or not all(isinstance(m, str) and m for m in loading)
+        ):
+            raise _SlackError("invalid_arguments")
         self._statuses[key] = str(args["status"])
+        self._loading[key] = list(loading or []) if args["status"] else []
         return {}
 
     # ------------------------------------------------------------------ helpers
@@ -641,7 +656,7 @@ class FakeSlack:
         """(visible text, is markdown, blocks) of a chat.postMessage / chat.update."""
         text = args.get("text")
         markdown = args.get("markdown_text")
-        blocks = _json_list(args.get("blocks"), "invalid_blocks")
+        blocks = _check_blocks(_json_list(args.get("blocks"), "invalid_blocks"))
         attachments = _json_list(args.get("attachments"), "invalid_attachments")
         if markdown is not None and (text is not None or args.get("blocks") is not None):
             raise _SlackError("markdown_text_conflict")
@@ -783,6 +798,35 @@ def _json_list(value: Any, error: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise _SlackError(error)
     return value
+
+
+LOADING_MESSAGES_LIMIT = 10
+BLOCKS_PER_MESSAGE = 50
+CONTEXT_ELEMENTS = 10
+BLOCK_TEXT_LIMIT = 3000  # characters of a section's or a context element's text
+
+
+def _check_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slack's limits on the blocks the bot uses: it answers invalid_blocks past them."""
+    if len(blocks) > BLOCKS_PER_MESSAGE:
+        raise _SlackError("invalid_blocks")
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "section":
+            texts = [block.get("text") or {}]
+        elif kind == "context":
+            texts = block.get("elements") or []
+            if not texts or len(texts) > CONTEXT_ELEMENTS:
+                raise _SlackError("invalid_blocks")
+        else:
+            continue
+        for text in texts:
+            if not isinstance(text, dict) or text.get("type") not in ("mrkdwn", "plain_text"):
+                raise _SlackError("invalid_blocks")
+            body = text.get("text")
+            if not isinstance(body, str) or not body or len(body) > BLOCK_TEXT_LIMIT:
+                raise _SlackError("invalid_blocks")
+    return blocks
 
 
 def _stream_text(args: dict[str, Any], *, required: bool) -> str:

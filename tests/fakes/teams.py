@@ -72,11 +72,53 @@ class ConnectorCall:
         return str(self.body.get("text") or "")
 
     @property
+    def ai_entity(self) -> dict[str, Any] | None:
+        return _ai_entity(self.body)
+
+    @property
     def stream_info(self) -> dict[str, Any] | None:
         for entity in self.body.get("entities") or []:
             if isinstance(entity, dict) and entity.get("type") == "streaminfo":
                 return entity
         return None
+
+
+MAX_CITATIONS = 20
+CITATION_TITLE_LIMIT = 80
+CITATION_ABSTRACT_LIMIT = 160
+
+
+def _ai_entity(body: dict[str, Any]) -> dict[str, Any] | None:
+    for entity in body.get("entities") or []:
+        if isinstance(entity, dict) and entity.get("type") == "https://schema.org/Message":
+            return entity
+    return None
+
+
+def _ai_entity_problem(body: dict[str, Any]) -> str | None:
+    """What Teams would refuse in a message's AI entity (None when it is well formed)."""
+    entity = _ai_entity(body)
+    if entity is None:
+        return None
+    expected = {"@type": "Message", "@context": "https://schema.org", "@id": ""}
+    if any(entity.get(k) != v for k, v in expected.items()):
+        return "the Message entity needs @type Message, @context schema.org and an empty @id"
+    if entity.get("additionalType") != ["AIGeneratedContent"]:
+        return "additionalType must be ['AIGeneratedContent']"
+    citations = entity.get("citation") or []
+    if len(citations) > MAX_CITATIONS:
+        return "too many citations"
+    for claim in citations:
+        appearance = claim.get("appearance") or {}
+        if claim.get("@type") != "Claim" or not isinstance(claim.get("position"), int):
+            return "a citation needs @type Claim and an integer position"
+        if appearance.get("@type") != "DigitalDocument" or not appearance.get("name"):
+            return "a citation's appearance needs @type DigitalDocument and a name"
+        if len(appearance["name"]) > CITATION_TITLE_LIMIT:
+            return "citation name too long"
+        if len(appearance.get("abstract") or "") > CITATION_ABSTRACT_LIMIT:
+            return "citation abstract too long"
+    return None
 
 
 @dataclass
@@ -88,6 +130,14 @@ class Shown:
     text: str
     streamed: bool = False
     final: bool = False
+    ai_generated: bool = False  # carries the "AI generated" label
+    citations: list[dict[str, Any]] = field(default_factory=list)  # its Claim entities
+
+    def label(self, body: dict[str, Any]) -> None:
+        """Take the AI label and citations of the activity that set this message's text."""
+        entity = _ai_entity(body)
+        self.ai_generated = entity is not None
+        self.citations = list((entity or {}).get("citation") or [])
 
 
 @dataclass
@@ -236,6 +286,10 @@ class FakeBotConnector:
         if len(call.text.encode("utf-16-le")) > self.max_message_bytes:
             call.status = 413
             return self._error(413, "MessageSizeTooBig", "Message size too large.")
+        problem = _ai_entity_problem(body)
+        if problem is not None:
+            call.status = 400
+            return self._error(400, "BadArgument", problem)
         return call
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -266,6 +320,7 @@ class FakeBotConnector:
         if info is None:
             if call.type == "message":
                 shown = Shown(f"m{next(self._ids)}", call.conversation_id, call.text)
+                shown.label(call.body)
                 self._shown.append(shown)
                 return web.json_response({"id": shown.id})
             return web.json_response({"id": f"t{next(self._ids)}"})
@@ -316,6 +371,7 @@ class FakeBotConnector:
             stream.finished = True
             stream.message.text = call.text
             stream.message.final = True
+            stream.message.label(call.body)
             return web.json_response({"id": stream.message.id})
         if info["streamSequence"] <= stream.sequence:
             return self._refuse(
@@ -347,6 +403,7 @@ class FakeBotConnector:
         if target is None:
             return self._refuse(call, 404, "NotFound", "The activity does not exist")
         target.text = call.text
+        target.label(call.body)
         if target.id in self._streams:
             self._streams[target.id].finished = True
         return web.json_response({"id": target.id})
