@@ -27,7 +27,7 @@ chat: install  ## talk to the bot in this terminal
 doctor: install  ## check the configuration and every dependency
 	$(PY) -m adapters.cli doctor
 
-migrate: install
+migrate: install  ## create or upgrade the database tables (chatbot db upgrade)
 	$(PY) -m adapters.cli db upgrade
 
 lint: install

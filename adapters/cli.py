@@ -125,11 +125,10 @@ def load_settings() -> Settings | None:
 
 async def _chat(settings: Settings, *, log_path: Path | None) -> None:
     from adapters.console.chat import run_chat
-    from adapters.server import migrate
-    from adapters.wiring import build_runtime
+    from adapters.server import build, migrate
 
     await migrate(settings)
-    runtime = await build_runtime(settings)
+    runtime = await build(settings)
     notes = [
         f"model: {settings.ollama_model} at {', '.join(settings.ollama_urls)}",
         "memory: Redis"
@@ -258,8 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             settings, host=args.host, port=args.port or settings.port, workers=args.workers
         )
     if args.command == "chat":
+        from adapters.server import StartupError
+
         try:
             asyncio.run(_chat(settings, log_path=log_path))
+        except StartupError as exc:
+            print(f"chatbot: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:  # Ctrl-C: the chat ends (the terminal already shows ^C)
             print()
         return 0

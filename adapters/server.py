@@ -101,7 +101,10 @@ def _bad_database(exc: database.DatabaseError) -> StartupError:
     return StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)")
 
 
-async def _build(settings: Settings, worker: Worker) -> Runtime:
+async def build(settings: Settings, worker: Worker | None = None) -> Runtime:
+    """The runtime (of one worker of `serve --workers`), or StartupError with one line saying
+    what to correct."""
+    worker = worker or Worker()
     try:
         return await build_runtime(
             settings, model_slots=worker.share(settings.ollama_max_concurrency)
@@ -171,7 +174,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if sock is None:
         await migrate(settings)
-    runtime = await _build(settings, worker)
+    runtime = await build(settings, worker)
     runner = web.AppRunner(build_web_app(runtime), access_log=None)
     site: web.BaseSite
     try:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from tests.harness import SIGNING_SECRET, SlackBotUnderTest, sign
 from tests.slack_payloads import mention, slash
-from tests.test_teams_e2e import TeamsBotUnderTest, connector, dev_bot, login, teams_bot
+from tests.test_teams_e2e import TeamsBotUnderTest, connector, login, teams_bot
 
-__all__ = ["connector", "dev_bot", "login", "teams_bot"]  # fixtures used here
+__all__ = ["connector", "login", "teams_bot"]  # fixtures used here
 
 TS = "1700000000.000100"
 

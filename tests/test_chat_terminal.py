@@ -31,17 +31,22 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+async def _start_chat(tmp_path: Path, ollama_url: str) -> asyncio.subprocess.Process:
+    """`chatbot chat` with stdin, stdout and stderr on pipes."""
+    return await asyncio.create_subprocess_exec(
+        CHATBOT,
+        "chat",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(tmp_path, OLLAMA_BASE_URL=ollama_url),
+        cwd=tmp_path,
+    )
+
+
 async def test_ctrl_c_at_the_prompt_ends_the_chat_at_once(tmp_path: Path) -> None:
     async with FakeOllama() as ollama:
-        proc = await asyncio.create_subprocess_exec(
-            CHATBOT,
-            "chat",
-            stdin=asyncio.subprocess.PIPE,  # left open: the chat waits for a line
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
-            cwd=tmp_path,
-        )
+        proc = await _start_chat(tmp_path, ollama.url)  # stdin left open: it waits for a line
         assert proc.stdout is not None
         banner = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b"Chatting with the bot" in banner
@@ -58,15 +63,7 @@ async def test_ctrl_c_at_the_prompt_ends_the_chat_at_once(tmp_path: Path) -> Non
 
 async def test_piped_questions_all_reach_the_usage_ledger(tmp_path: Path) -> None:
     async with FakeOllama() as ollama:
-        proc = await asyncio.create_subprocess_exec(
-            CHATBOT,
-            "chat",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
-            cwd=tmp_path,
-        )
+        proc = await _start_chat(tmp_path, ollama.url)
         questions = b"one?\ntwo?\nthree?\n"
         out, err = await asyncio.wait_for(proc.communicate(questions), 60)
     assert proc.returncode == 0, err.decode()
@@ -131,19 +128,16 @@ def test_terminal_markdown_bold_is_shown_as_text_and_code_is_left_alone() -> Non
 
 async def test_help_in_the_terminal_has_no_raw_markdown(tmp_path: Path) -> None:
     async with FakeOllama() as ollama:
-        proc = await asyncio.create_subprocess_exec(
-            CHATBOT,
-            "chat",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url),
-            cwd=tmp_path,
-        )
+        proc = await _start_chat(tmp_path, ollama.url)
         out, err = await asyncio.wait_for(proc.communicate(b"/help\n"), 60)
     text = out.decode()
     assert proc.returncode == 0, err.decode()
-    assert "Commands" in text and "**" not in text and "/quit" in text
+    reply = text.split("bot> ", 1)[1]
+    assert "Commands" in reply and "**" not in reply
+    # The terminal's wording: how to end the chat, no Slack mentions, and no /premium on a
+    # bot without a premium model.
+    assert "/quit" in reply and "/exit" in reply
+    assert "mention" not in reply and "/premium" not in reply
 
 
 def test_help_text_fits_the_place_and_what_is_configured() -> None:

@@ -371,7 +371,14 @@ def test_dockerignore_keeps_secrets_and_clutter_out(install_check: ModuleType) -
         assert ignore.ignored(path), path
     for path in ("bot/__pycache__/memory.cpython-311.pyc", "adapters/x.pyc", "bot/local.db"):
         assert ignore.ignored(path), path
-    for path in ("pyproject.toml", "README.md", "scripts/install.sh", "bot/migrations/env.py"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "requirements.lock",
+        "scripts/install.sh",
+        "bot/migrations/env.py",
+    ):
         assert not ignore.ignored(path), path
 
 

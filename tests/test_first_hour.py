@@ -113,13 +113,19 @@ def _run(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CHATBOT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [CHATBOT, *args],
+        env=env,
+        cwd=cwd,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def test_a_bad_database_url_is_one_line_without_a_traceback(clean_env: Path) -> None:
     env = {**os.environ, "DATABASE_URL": "nosuchdb://host/db", "REDIS_URL": "redis://127.0.0.1:1/0"}
-    for args in (("serve", "--port", "0"), ("usage",), ("db", "upgrade")):
+    for args in (("serve", "--port", "0"), ("chat",), ("usage",), ("db", "upgrade")):
         result = _run(*args, env=env, cwd=clean_env)
         assert result.returncode == 1, (args, result.stderr)
         assert "Traceback" not in result.stderr and "DATABASE_URL" in result.stderr, args

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.server import build_web_app
@@ -350,3 +352,24 @@ async def test_a_restarted_bot_continues_the_conversation(slack_bot: SlackBotUnd
         await server.close()
         await runtime.close()
     assert ("user", "my name is Ada") in model_messages(slack_bot)
+
+
+def test_building_the_app_says_nothing_about_an_unused_token(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bolt warns "token will be unused" when SLACK_BOT_TOKEN is in the environment (as
+    under docker compose) and a client is given: the bot always gives one."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from adapters.slack.app import SlackBot
+    from bot.tasks import TaskTracker
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1-2-abc")
+    caplog.set_level(logging.DEBUG)
+    SlackBot(
+        client=AsyncWebClient(token="xoxb-1-2-abc"),
+        assistant=None,  # type: ignore[arg-type]  # never called
+        dispatcher=None,  # type: ignore[arg-type]
+        tracker=TaskTracker(),
+    )
+    assert not [r for r in caplog.records if "unused" in r.getMessage()]
