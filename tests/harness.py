@@ -21,6 +21,7 @@ from adapters.server import build_web_app, migrate
 from adapters.settings import Settings
 from adapters.wiring import Runtime, build_runtime
 from tests.fakes.ollama import FakeOllama
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 from tests.slack_payloads import BOT_ID, BOT_USER, TEAM
 
@@ -92,6 +93,13 @@ def bot_settings(**overrides: Any) -> Settings:
 @pytest.fixture
 async def fake_ollama() -> AsyncIterator[FakeOllama]:
     async with FakeOllama(models=["codellama:7b"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """The fake OpenAI endpoint, serving gpt-4.1."""
+    async with FakeOpenAI(models=["gpt-4.1"]) as fake:
         yield fake
 
 

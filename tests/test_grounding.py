@@ -10,6 +10,7 @@ from bot import replies
 from bot.assistant import Assistant, Premium
 from bot.citations import MarkerFilter
 from bot.conversation import ConversationKey, IncomingMessage
+from bot.ledger import Ledger
 from bot.retrieval import Retriever, query_for, scope_of
 from bot.state import ConversationState, local_state
 from inference.base import Turn
@@ -221,3 +222,25 @@ def test_marker_filter(chunks: list[str], shown: str) -> None:
     markers = MarkerFilter({1, 2})
     text = "".join(markers.feed(c) for c in chunks) + markers.flush()
     assert text == shown
+
+
+async def test_the_ledger_records_passages_and_retrieval_time(ledger: Ledger) -> None:
+    state = local_state(ttl_seconds=600)
+
+    def bot(retriever: Retriever | None) -> Assistant:
+        return Assistant(
+            state=state,
+            local_model=ScriptedModel(reply="Use rollback [1]."),
+            premium=None,
+            premium_model_name="gpt-4.1",
+            ledger=ledger,
+            system_prompt="be brief",
+            max_input_chars=1000,
+            retriever=retriever,
+        )
+
+    await ask(bot(Retriever(knowledge=FixedKnowledge([DEPLOY, ERRORS]))), "how to roll back?")
+    await ask(bot(None), "how to roll back?")
+    grounded, plain = sorted(await ledger.recent(), key=lambda r: r.passages, reverse=True)
+    assert grounded.passages == 2 and grounded.retrieval_ms is not None
+    assert plain.passages == 0 and plain.retrieval_ms is None

@@ -196,12 +196,6 @@ async def test_empty_index_and_unreachable_store_still_answer(
         assert replies.KNOWLEDGE_UNAVAILABLE.strip("_") in answer.text
 
 
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(models=["gpt-4.1"]) as fake:
-        yield fake
-
-
 async def test_secret_in_a_document_is_redacted_before_openai(
     fake_slack: Any,
     fake_ollama: FakeOllama,

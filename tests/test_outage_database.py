@@ -5,7 +5,7 @@ be read, and /readyz names the database until it answers again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -35,12 +35,6 @@ def own_postgres() -> Iterator[PostgresCluster]:
 def database_url(own_postgres: PostgresCluster) -> str:
     """The harness's DATABASE_URL: the throwaway cluster (the harness migrates it)."""
     return own_postgres.url
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(models=["gpt-4.1"]) as fake:
-        yield fake
 
 
 @pytest.fixture

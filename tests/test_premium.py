@@ -49,12 +49,6 @@ async def state(redis_url: str) -> AsyncIterator[ConversationState]:
 
 
 @pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(models=["gpt-4.1"]) as fake:
-        yield fake
-
-
-@pytest.fixture
 def local() -> ScriptedModel:
     return ScriptedModel(reply="local answer", name="codellama:7b")
 

@@ -4,7 +4,6 @@ real Redis and a real ledger (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from tests.slack_payloads import CHANNEL, USER, channel_message, mention, slash
 from tests.test_redact import AWS_ACCESS
 
 TS = "1700000000.000100"
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(models=["gpt-4.1"]) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -12,51 +12,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sink import SlackReplySink, StreamingSupport
 from adapters.teams.sink import Outbox, TeamsReplySink
-from bot import retrieval
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
-from inference.knowledge import Passage
 from tests import test_teams_e2e as e2e
 from tests.fakes.core import FixedKnowledge, ScriptedModel
 from tests.fakes.slack import FakeSlack
+from tests.test_grounding import DEPLOY, ERRORS, make
 from tests.test_teams_e2e import APP_ID, FAST, PERSONAL, SQLITE_ONLY, TeamsBotUnderTest
 
 connector, login, teams_bot = e2e.connector, e2e.login, e2e.teams_bot
 
 CHANNEL, THREAD = "C0CHANNEL", "1700000000.000100"
-DEPLOY = Passage(
-    source="/docs",
-    document="runbooks/deploy.md",
-    title="Deploy runbook",
-    heading="Rollback",
-    url="https://git.example.com/docs/blob/abc/runbooks/deploy.md",
-    text="To roll back, run `deployctl rollback --to previous`. It takes two minutes.",
-    score=0.9,
-)
-ERRORS = Passage(
-    source="/docs",
-    document="errors.md",
-    title="Error codes",
-    heading="",
-    url="https://git.example.com/docs/blob/abc/errors.md",
-    text="ERR_DB_042 means the connection pool is exhausted; raise POOL_SIZE.",
-    score=0.7,
-)
 
 
 def _assistant(reply: str) -> Assistant:
-    from bot.state import local_state  # the reshaped core's in-process state
-
-    return Assistant(
-        state=local_state(ttl_seconds=600),
-        local_model=ScriptedModel(reply=reply),
-        premium=None,
-        premium_model_name="gpt-4.1",
-        ledger=None,
-        system_prompt="be brief",
-        max_input_chars=1000,
-        retriever=retrieval.Retriever(knowledge=FixedKnowledge([DEPLOY, ERRORS])),
-    )
+    bot, _ = make(ScriptedModel(reply=reply), FixedKnowledge([DEPLOY, ERRORS]))
+    return bot
 
 
 @pytest.fixture

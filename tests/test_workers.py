@@ -45,20 +45,38 @@ async def answering(redis: Redis) -> set[int]:
     return {int(name(c).split(":")[1]) for c in consumers if c["pending"]}
 
 
-async def test_two_workers_share_the_port_and_the_work_and_stop_together(
-    tmp_path: Path, redis_url: str, redis_client: Redis, fake_ollama: FakeOllama
-) -> None:
-    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
-    await fake.start()
-    env = {
+@pytest.fixture
+def slack_env(
+    tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> dict[str, str]:
+    """`chatbot serve` over HTTP against the fake Slack and Ollama, with Redis."""
+    return {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake.api_url,
+        "SLACK_API_URL": fake_slack.api_url,
         "OLLAMA_BASE_URL": fake_ollama.url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
-        "SHUTDOWN_GRACE_SECONDS": "20",
     }
+
+
+async def post_mention(http: aiohttp.ClientSession, url: str, text: str, ts: str) -> None:
+    """A signed app_mention, as Slack sends it."""
+    raw = json.dumps(mention(text, ts))
+    headers = {"Content-Type": "application/json", **sign(raw)}
+    async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
+        assert r.status == 200
+
+
+async def test_two_workers_share_the_port_and_the_work_and_stop_together(
+    tmp_path: Path,
+    redis_client: Redis,
+    fake_slack: FakeSlack,
+    fake_ollama: FakeOllama,
+    slack_env: dict[str, str],
+) -> None:
+    fake = fake_slack
+    env = {**slack_env, "SHUTDOWN_GRACE_SECONDS": "20"}
     url, proc = await start_serve(env, tmp_path, workers=2)
     try:
         workers = children(proc.pid)
@@ -69,10 +87,7 @@ async def test_two_workers_share_the_port_and_the_work_and_stop_together(
         seen: set[int] = set()
         async with aiohttp.ClientSession() as http:
             for i, ts in enumerate(threads):
-                raw = json.dumps(mention(f"question {i}", ts))
-                headers = {"Content-Type": "application/json", **sign(raw)}
-                async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
-                    assert r.status == 200
+                await post_mention(http, url, f"question {i}", ts)
                 await asyncio.sleep(0.2)
                 seen |= await answering(redis_client)
         for _ in range(100):
@@ -91,7 +106,6 @@ async def test_two_workers_share_the_port_and_the_work_and_stop_together(
             assert not any(m.streaming for m in fake.messages(CHANNEL, ts))
     finally:
         await stop(proc)
-        await fake.stop()
 
 
 @pytest.mark.parametrize("argument", ["0", "two"])
@@ -177,28 +191,16 @@ async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it
 
 
 async def test_every_scrape_counts_the_answers_of_every_worker(
-    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+    tmp_path: Path, fake_slack: FakeSlack, slack_env: dict[str, str]
 ) -> None:
     """Any worker may answer a scrape of /metrics: each one shows the sums over all."""
-    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
-    await fake.start()
-    env = {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake.api_url,
-        "OLLAMA_BASE_URL": fake_ollama.url,
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
-    }
-    url, proc = await start_serve(env, tmp_path, workers=2, output=False)
+    fake = fake_slack
+    url, proc = await start_serve(slack_env, tmp_path, workers=2, output=False)
     threads = [f"1500000000.0002{i:02d}" for i in range(6)]
     try:
         async with aiohttp.ClientSession() as http:
             for i, ts in enumerate(threads):
-                raw = json.dumps(mention(f"question {i}", ts))
-                headers = {"Content-Type": "application/json", **sign(raw)}
-                async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
-                    assert r.status == 200
+                await post_mention(http, url, f"question {i}", ts)
             for _ in range(200):
                 if all(fake.thread_text(CHANNEL, ts) for ts in threads):
                     break
@@ -217,4 +219,3 @@ async def test_every_scrape_counts_the_answers_of_every_worker(
         assert totals == [len(threads)] * 8
     finally:
         await stop(proc)
-        await fake.stop()
