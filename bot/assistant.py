@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from bot import replies
 from bot.admission import Admission
@@ -56,8 +57,10 @@ class Route:
 
 @dataclass(slots=True)
 class Recalled:
-    """The conversation as read under its lock; ``down``: memory could not be used."""
+    """The conversation as read under its lock, how to remember the answer, and ``down``:
+    memory could not be used."""
 
+    remember: Callable[[Sequence[Turn]], Awaitable[None]]
     history: list[Turn] = field(default_factory=list)
     down: bool = False
 
@@ -324,7 +327,7 @@ class Assistant:
                 text_filter=markers if prompt.passages else None,
             )
             await self._finish(route, generation, retrieved, prompt, markers, sink, answer_id)
-            if not await self._remember(message.key, question, generation):
+            if not await self._remember(recalled, question, generation):
                 recalled.down = True
         await self._note_memory_down(message.key, recalled.down, generation, sink)
         return self._record(message, route, generation, retrieved, len(prompt.passages), answer_id)
@@ -333,11 +336,11 @@ class Assistant:
     async def _recall(self, key: ConversationKey) -> AsyncIterator[Recalled]:
         """Hold the conversation (taken before history is read) and read its history;
         with Redis down, answer without memory."""
-        recalled = Recalled()
-        async with AsyncExitStack() as held:
+        recalled = Recalled(remember=partial(self._state.memory.append, key))
+        async with AsyncExitStack() as stack:
             try:
-                await held.enter_async_context(self._state.locks.lock(key))
-                recalled.history = await self._state.memory.history(key)
+                held = await stack.enter_async_context(self._state.memory.hold(key))
+                recalled.history, recalled.remember = held.history, held.remember
             except StateUnavailable:
                 recalled.down = True
             yield recalled
@@ -391,7 +394,7 @@ class Assistant:
         else:  # a model answer without sources
             await sink.cite([], searched=False, answer_id=answer_id)
 
-    async def _remember(self, key: ConversationKey, question: str, generation: Generation) -> bool:
+    async def _remember(self, recalled: Recalled, question: str, generation: Generation) -> bool:
         """Append the question and the answer (with its markers, not the passages) to
         memory; a stopped answer is remembered as far as it went. False: memory is down."""
         outcome = generation.outcome
@@ -400,9 +403,7 @@ class Assistant:
         ):
             return True
         try:
-            await self._state.memory.append(
-                key, [Turn("user", question), Turn("assistant", generation.text)]
-            )
+            await recalled.remember([Turn("user", question), Turn("assistant", generation.text)])
         except StateUnavailable:
             return False
         return True

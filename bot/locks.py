@@ -1,5 +1,6 @@
 """Conversation locks: one answer at a time per conversation, taken before its history is
-read and held until the answer is remembered, across replicas."""
+read and held until the answer is remembered, across replicas. ``bot.memory`` holds a
+conversation with them (``Memory.hold``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import LockError
@@ -26,15 +27,6 @@ _LOCK_ERRORS: tuple[type[Exception], ...] = (LockError, *REDIS_ERRORS)
 # A held lock is renewed while its answer runs; a crashed holder's lock expires after this.
 LOCK_TTL_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 300
-
-
-class ConversationLocks(Protocol):
-    """Serialises answers within one conversation."""
-
-    def lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
-        """Hold the conversation while one answer is built (history read to append).
-        Raises ``ConversationBusy`` when it stays held too long."""
-        ...
 
 
 # Take the lock and read the conversation's history in one round trip (the history is
@@ -56,54 +48,13 @@ return 0
 
 
 @dataclass(slots=True)
-class _Hold:
-    task: asyncio.Task[Any] | None
+class RedisHold:
+    """A lock this answer holds: its token, what was read with it, and whether a last
+    write (the answer's append) already released it."""
+
     token: str
-    history: list[Any] | None  # read with the lock, until the holder asks for it
+    read: list[Any]
     released: bool = False
-
-
-class HeldLocks:
-    """The conversation locks this process holds, shared by `RedisLocks` and `RedisMemory`:
-    the history read together with the lock, and the release that goes with the answer's
-    append (fewer round trips per answer). Only the task that took a lock sees its entry."""
-
-    def __init__(self) -> None:
-        self._holds: dict[ConversationKey, _Hold] = {}
-
-    def _mine(self, key: ConversationKey) -> _Hold | None:
-        hold = self._holds.get(key)
-        if hold is None or hold.released or hold.task is not asyncio.current_task():
-            return None
-        return hold
-
-    def take_history(self, key: ConversationKey) -> list[Any] | None:
-        """The history read with this task's lock on ``key`` (once), else None."""
-        hold = self._mine(key)
-        if hold is None or hold.history is None:
-            return None
-        history, hold.history = hold.history, None
-        return history
-
-    def token(self, key: ConversationKey) -> str | None:
-        """This task's lock token on ``key``, to release the lock with a last write."""
-        hold = self._mine(key)
-        return None if hold is None else hold.token
-
-    def add(self, key: ConversationKey, hold: _Hold) -> None:
-        """Note a lock just taken."""
-        self._holds[key] = hold
-
-    def drop(self, key: ConversationKey, hold: _Hold) -> None:
-        """Forget a lock given up."""
-        if self._holds.get(key) is hold:
-            del self._holds[key]
-
-    def released(self, key: ConversationKey) -> None:
-        """This task's lock on ``key`` was released by a last write."""
-        hold = self._mine(key)
-        if hold is not None:
-            hold.released = True
 
 
 class RedisLocks:
@@ -116,33 +67,30 @@ class RedisLocks:
         redis: Redis,
         ttl_seconds: float = LOCK_TTL_SECONDS,
         wait_seconds: float = LOCK_WAIT_SECONDS,
-        held: HeldLocks | None = None,
     ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._wait = wait_seconds
-        self._held = held or HeldLocks()
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     @asynccontextmanager
-    async def lock(self, key: ConversationKey) -> AsyncIterator[None]:
-        """Hold ``key``'s lock, renewing it, until the block ends (or the answer's append
-        released it)."""
+    async def lock(self, key: ConversationKey, *, read: str) -> AsyncIterator[RedisHold]:
+        """Hold ``key``'s lock, renewing it, until the block ends (or a last write marked
+        the hold released); the list ``read`` is read in the same round trip."""
         name, token, ttl_ms = keys.lock(key), uuid.uuid4().hex, int(self._ttl * 1000)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         with translated_redis_errors("taking a conversation lock"):
             while True:
-                got = await self._acquire(keys=[name, keys.history(key)], args=[token, ttl_ms])
+                got = await self._acquire(keys=[name, read], args=[token, ttl_ms])
                 if int(got[0]):
                     break
                 if loop.time() >= deadline:
                     raise ConversationBusy(f"conversation still locked after {self._wait} s")
                 await asyncio.sleep(0.05)
-        hold = _Hold(asyncio.current_task(), token, list(got[1]))
-        self._held.add(key, hold)
+        hold = RedisHold(token, list(got[1]))
 
         async def renew() -> None:
             while not hold.released:
@@ -157,10 +105,9 @@ class RedisLocks:
 
         renewal = loop.create_task(renew())
         try:
-            yield
+            yield hold
         finally:
             renewal.cancel()
-            self._held.drop(key, hold)
             if not hold.released:
                 try:
                     await self._release(keys=[name], args=[token])

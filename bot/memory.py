@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from redis.asyncio import Redis
 
 from bot import keys
 from bot.conversation import ConversationKey
-from bot.locks import HeldLocks
+from bot.locks import LOCK_TTL_SECONDS, LocalLocks, RedisLocks
 from bot.redis_errors import translated_redis_errors
 from inference.base import Turn
 
@@ -37,9 +40,29 @@ class Memory(Protocol):
         """Delete a conversation's memory."""
         ...
 
+    def hold(self, key: ConversationKey) -> AbstractAsyncContextManager[Held]:
+        """Hold the conversation for one answer (across replicas): its lock is taken
+        before the history is read and kept until the answer is remembered or the block
+        ends. Raises ``ConversationBusy`` when another answer keeps it too long."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A conversation held for one answer: its history, and how to remember the answer
+    (which, on Redis, also lets the next answer in)."""
+
+    history: list[Turn]
+    remember: Callable[[Sequence[Turn]], Awaitable[None]]
+
 
 def _encode(turn: Turn) -> str:
     return json.dumps({"role": turn.role, "content": turn.content}, ensure_ascii=False)
+
+
+def _decode_all(raw: Sequence[str | bytes]) -> list[Turn]:
+    """The stored turns that decode (a corrupt entry is skipped)."""
+    return [t for t in map(_decode, raw) if t is not None]
 
 
 def _decode(raw: str | bytes) -> Turn | None:
@@ -74,42 +97,42 @@ class RedisMemory:
         redis: Redis,
         ttl_seconds: int,
         max_turns: int = MAX_STORED_TURNS,
-        held: HeldLocks | None = None,
+        lock_ttl_seconds: float = LOCK_TTL_SECONDS,
     ):
         self._redis = redis
         self._ttl = ttl_seconds
         self._max_turns = max_turns
-        self._held = held or HeldLocks()
+        self._locks = RedisLocks(redis=redis, ttl_seconds=lock_ttl_seconds)
         self._append = redis.register_script(_APPEND)
 
     async def history(self, key: ConversationKey) -> list[Turn]:
         """The stored turns of a conversation, oldest first."""
-        raw = self._held.take_history(key)  # read with the conversation's lock
-        if raw is None:
-            with translated_redis_errors("reading history"):
-                raw = await self._redis.lrange(keys.history(key), 0, -1)
-        return [t for t in map(_decode, raw) if t is not None]
+        with translated_redis_errors("reading history"):
+            raw = await self._redis.lrange(keys.history(key), 0, -1)
+        return _decode_all(raw)
 
     async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
-        """Add turns, cap the list and restart the expiry clocks, in one round trip (which
-        also releases the conversation's lock this answer holds)."""
-        name = keys.history(key)
-        token = self._held.token(key)
-        if turns and token is not None:
-            with translated_redis_errors("appending to history"):
-                await self._append(
-                    keys=[name, keys.engaged(key), keys.lock(key)],
-                    args=[self._max_turns, self._ttl, token, *(_encode(t) for t in turns)],
-                )
-            self._held.released(key)
-            return
+        """Add turns, cap the list and restart the expiry clocks, in one round trip."""
+        await self._write(key, turns, lock_token="")
+
+    @asynccontextmanager
+    async def hold(self, key: ConversationKey) -> AsyncIterator[Held]:
+        """The lock is taken and the history read in one round trip; remembering the
+        answer appends and releases the lock in another."""
+        async with self._locks.lock(key, read=keys.history(key)) as lock:
+
+            async def remember(turns: Sequence[Turn]) -> None:
+                await self._write(key, turns, lock_token=lock.token)
+                lock.released = True
+
+            yield Held(_decode_all(lock.read), remember)
+
+    async def _write(self, key: ConversationKey, turns: Sequence[Turn], *, lock_token: str) -> None:
         with translated_redis_errors("appending to history"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(name, *(_encode(t) for t in turns))
-                pipe.ltrim(name, -self._max_turns, -1)
-                pipe.expire(name, self._ttl)
-                pipe.expire(keys.engaged(key), self._ttl)
-                await pipe.execute()
+            await self._append(
+                keys=[keys.history(key), keys.engaged(key), keys.lock(key)],
+                args=[self._max_turns, self._ttl, lock_token, *(_encode(t) for t in turns)],
+            )
 
     async def forget(self, key: ConversationKey) -> None:
         """Delete a conversation's memory."""
@@ -124,6 +147,7 @@ class LocalMemory:
         self._ttl = ttl_seconds
         self._max_turns = max_turns
         self._turns: dict[ConversationKey, tuple[float, list[Turn]]] = {}
+        self._locks = LocalLocks()
 
     async def history(self, key: ConversationKey) -> list[Turn]:
         """The stored turns of a conversation, oldest first."""
@@ -148,3 +172,9 @@ class LocalMemory:
     async def forget(self, key: ConversationKey) -> None:
         """Delete a conversation's memory."""
         self._turns.pop(key, None)
+
+    @asynccontextmanager
+    async def hold(self, key: ConversationKey) -> AsyncIterator[Held]:
+        """An asyncio lock per conversation, then its history."""
+        async with self._locks.lock(key):
+            yield Held(await self.history(key), partial(self.append, key))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.engagement import Engagement, LocalEngagement, RedisEngagement
-from bot.locks import LOCK_TTL_SECONDS, ConversationLocks, HeldLocks, LocalLocks, RedisLocks
+from bot.locks import LOCK_TTL_SECONDS
 from bot.memory import MAX_STORED_TURNS, LocalMemory, Memory, RedisMemory
 from bot.redis_errors import translated_redis_errors
 
@@ -24,7 +24,6 @@ class ConversationState:
 
     memory: Memory
     engagement: Engagement
-    locks: ConversationLocks
     ping: Callable[[], Awaitable[None]]
 
 
@@ -41,11 +40,14 @@ def redis_state(
         with translated_redis_errors("ping"):
             await asyncio.wait_for(redis.ping(), timeout=PING_TIMEOUT_SECONDS)
 
-    held = HeldLocks()  # lock and history read together, released with the last append
     return ConversationState(
-        memory=RedisMemory(redis=redis, ttl_seconds=ttl_seconds, max_turns=max_turns, held=held),
+        memory=RedisMemory(
+            redis=redis,
+            ttl_seconds=ttl_seconds,
+            max_turns=max_turns,
+            lock_ttl_seconds=lock_ttl_seconds,
+        ),
         engagement=RedisEngagement(redis=redis, ttl_seconds=ttl_seconds),
-        locks=RedisLocks(redis=redis, ttl_seconds=lock_ttl_seconds, held=held),
         ping=ping,
     )
 
@@ -60,6 +62,5 @@ def local_state(*, ttl_seconds: int, max_turns: int = MAX_STORED_TURNS) -> Conve
     return ConversationState(
         memory=memory,
         engagement=LocalEngagement(memory=memory, ttl_seconds=ttl_seconds),
-        locks=LocalLocks(),
         ping=ping,
     )

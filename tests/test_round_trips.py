@@ -74,12 +74,12 @@ async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembe
     order: list[str] = []
 
     async def answer(name: str, hold: float) -> list[str]:
-        async with state.locks.lock(key):
-            seen = [t.content for t in await state.memory.history(key)]
+        async with state.memory.hold(key) as held:
+            seen = [t.content for t in held.history]
             order.append(name)
             await asyncio.sleep(hold)
-            await state.memory.append(key, [Turn("user", name)])
-            await asyncio.sleep(hold)  # the append released the lock: the next one goes
+            await held.remember([Turn("user", name)])
+            await asyncio.sleep(hold)  # remembering released the lock: the next one goes
         return seen
 
     first = asyncio.create_task(answer("a", 0.3))

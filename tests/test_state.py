@@ -67,7 +67,7 @@ async def test_lock_serialises_one_conversation_but_not_others(state: Conversati
     order: list[str] = []
 
     async def hold(key: ConversationKey, name: str, delay: float) -> None:
-        async with state.locks.lock(key):
+        async with state.memory.hold(key):
             order.append(f"{name}+")
             await asyncio.sleep(delay)
             order.append(f"{name}-")
