@@ -49,8 +49,8 @@ class Admission:
         self._rate_limiter = rate_limiter
         self._telemetry = telemetry
         self._now = now
-        # Message ids admitted (and counted) ahead of their answer.
-        self._counted: OrderedDict[str, bool] = OrderedDict()
+        # Message ids admitted (budget checked, limits counted) ahead of their answer.
+        self._admitted_ahead: OrderedDict[str, bool] = OrderedDict()
 
     def check_text(self, question: str) -> str:
         """The question stripped; refuses an empty or too long one."""
@@ -76,9 +76,11 @@ class Admission:
         shown (a slash command, refused privately), so its answer, admitted again later with
         the same message id, is not counted again."""
         question = self.check_text(question)
+        if self._admitted_ahead.pop(message.message_id, False):
+            return Admitted(question)  # budget and limits were checked ahead, seconds ago
         if premium is not None:
             await premium.check_budget(message, self._now())
-        if self._counted.pop(message.message_id, False) or self._rate_limiter is None:
+        if self._rate_limiter is None:
             return Admitted(question)
         key = message.key
         try:
@@ -96,7 +98,7 @@ class Admission:
                 )
             )
         if ahead:
-            self._counted[message.message_id] = True
-            while len(self._counted) > COUNTED_AHEAD_LIMIT:
-                self._counted.popitem(last=False)
+            self._admitted_ahead[message.message_id] = True
+            while len(self._admitted_ahead) > COUNTED_AHEAD_LIMIT:
+                self._admitted_ahead.popitem(last=False)
         return Admitted(question)
