@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -134,8 +135,18 @@ def create_engine(url: str) -> AsyncEngine:
 def _sqlite_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
     # One fsync per checkpoint instead of per commit: a ledger row per answer stays cheap,
     # and readers (reports) never block the writer.
+    # WAL is a property of the file: set once, it stays. Switching needs the file to
+    # itself, so processes opening it at the same moment (`serve --workers`) would make
+    # each other fail with "database is locked": only switch when it is not WAL yet, and
+    # leave it to the other process when it is switching at that moment.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is None or str(row[0]).lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            pass
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

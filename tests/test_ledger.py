@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.database import (
@@ -321,3 +322,20 @@ def test_to_sync_url(url: str, expected: str) -> None:
 def test_a_string_that_is_not_a_url_raises_database_error() -> None:
     with pytest.raises(DatabaseError):
         to_async_url("chatbot.db")
+
+
+async def test_sqlite_opens_while_another_process_reads_it_before_wal(tmp_path: Path) -> None:
+    """`serve --workers` opens one SQLite file from several processes at once: switching it
+    to WAL must not fail a connection while another one reads it ("database is locked")."""
+    path = tmp_path / "ledger.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN")
+    other.execute("SELECT * FROM t").fetchall()  # a read in progress, file not WAL yet
+    engine = create_engine(f"sqlite:///{path}?timeout=0.2")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
+        other.close()
