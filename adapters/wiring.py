@@ -40,6 +40,7 @@ from bot.ratelimit import (
     RedisCallPacer,
     RedisRateLimiter,
 )
+from bot.redis_batch import RedisBatch
 from bot.replies import ProviderNames
 from bot.retrieval import Retriever
 from bot.state import ConversationState, local_state, redis_state
@@ -91,6 +92,7 @@ class Runtime:
     state: ConversationState
     memory: Literal["redis", "local"]
     redis: Redis | None
+    batch: RedisBatch | None
     engine: AsyncEngine
     ledger: Ledger
     ollama: list[OllamaChatModel]
@@ -194,6 +196,8 @@ class Runtime:
         if self.knowledge is not None:
             await self.knowledge.aclose()
         await self.http.close()
+        if self.batch is not None:
+            await self.batch.close()  # what the last answers deferred
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -260,23 +264,28 @@ def build_openai(settings: Settings) -> OpenAIChatModel | None:
     )
 
 
-async def connect_state(settings: Settings) -> tuple[ConversationState, Redis | None]:
-    """Redis when configured or found on localhost; else memory inside this process."""
+async def connect_state(
+    settings: Settings,
+) -> tuple[ConversationState, Redis | None, RedisBatch | None]:
+    """Redis when configured or found on localhost; else memory inside this process. The
+    batch: the round trips every Redis store of this process shares."""
     redis = build_redis(settings)
+    batch = RedisBatch(redis=redis)
     state = redis_state(
         redis=redis,
+        batch=batch,
         ttl_seconds=settings.memory_ttl_seconds,
         lock_ttl_seconds=settings.work_reclaim_seconds,
     )
     if settings.redis_url is not None:
-        return state, redis  # required: an outage shows in /readyz, never silently local
+        return state, redis, batch  # required: an outage shows in /readyz, never local
     try:
         await asyncio.wait_for(redis.ping(), timeout=1)
     except Exception:
         await redis.aclose()
         log.warning(LOCAL_MEMORY_NOTICE)
-        return local_state(ttl_seconds=settings.memory_ttl_seconds), None
-    return state, redis
+        return local_state(ttl_seconds=settings.memory_ttl_seconds), None, None
+    return state, redis, batch
 
 
 def build_ollama(settings: Settings) -> list[OllamaChatModel]:
@@ -352,7 +361,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
     """Build the bot from settings: stores, models, core and the enabled adapters.
     ``model_slots``: generations at once per Ollama server in this process (default
     OLLAMA_MAX_CONCURRENCY; a worker of several takes its share)."""
-    state, redis = await connect_state(settings)
+    state, redis, batch = await connect_state(settings)
     engine = database.create_engine(settings.database_url)
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
@@ -397,6 +406,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         state=state,
         memory="redis" if redis is not None else "local",
         redis=redis,
+        batch=batch,
         engine=engine,
         ledger=ledger,
         ollama=ollama,
@@ -416,6 +426,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
     if redis is not None:
         runtime.work_queue = WorkQueue(
             redis=redis,
+            batch=batch,
             tracker=tracker,
             handler=runtime.router,
             telemetry=metrics,
@@ -440,7 +451,9 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             # one budget of calls (kept in Redis when there is one).
             streaming=StreamingSupport(
                 budget=SlackBudget(
-                    pacer=RedisCallPacer(redis=redis) if redis is not None else LocalCallPacer()
+                    pacer=RedisCallPacer(redis=redis, batch=batch)
+                    if redis is not None
+                    else LocalCallPacer()
                 )
             ),
         )

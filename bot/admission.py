@@ -14,7 +14,7 @@ from bot.conversation import IncomingMessage
 from bot.errors import StateUnavailable, UserFacingError
 from bot.outcome import Event
 from bot.premium import PremiumAccount
-from bot.ratelimit import RateLimiter, describe_wait
+from bot.ratelimit import RateCharge, RateDecision, RateLimiter, describe_wait
 from bot.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class Admitted:
 
     question: str
     limits_down: bool = False
+    # Counted when the conversation is held, in the same round trip (``Memory.hold``).
+    charge: RateCharge | None = None
 
 
 class Admission:
@@ -72,7 +74,8 @@ class Admission:
         ahead: bool = False,
     ) -> Admitted:
         """Admit ``question`` or raise ``UserFacingError`` saying why not; a question that
-        passes counts against the sender's rate limit once. ``ahead``: checked before it is
+        passes counts against the sender's rate limit once: here, or (on Redis) in the round
+        trip that holds its conversation, with ``Admitted.charge``. ``ahead``: checked before it is
         shown (a slash command, refused privately), so its answer, admitted again later with
         the same message id, is not counted again."""
         question = self.check_text(question)
@@ -83,22 +86,28 @@ class Admission:
         if self._rate_limiter is None:
             return Admitted(question)
         key = message.key
+        user = f"{key.platform}:{key.workspace}:{message.sender}"
+        charge = None if ahead else self._rate_limiter.charge(user)
+        if charge is not None:
+            return Admitted(question, charge=charge)
         try:
-            decision = await self._rate_limiter.acquire(
-                f"{key.platform}:{key.workspace}:{message.sender}"
-            )
+            decision = await self._rate_limiter.acquire(user)
         except StateUnavailable:
             return Admitted(question, limits_down=True)
         if not decision.allowed:
-            self._telemetry.event(Event.RATE_LIMITED, key.platform)
-            at, wait = describe_wait(decision, self._now().timestamp())
-            raise UserFacingError(
-                replies.RATE_LIMITED.format(
-                    limit=decision.limit, window=decision.window, at=at, wait=wait
-                )
-            )
+            raise self.refusal(decision, message)
         if ahead:
             self._admitted_ahead[message.message_id] = True
             while len(self._admitted_ahead) > COUNTED_AHEAD_LIMIT:
                 self._admitted_ahead.popitem(last=False)
         return Admitted(question)
+
+    def refusal(self, decision: RateDecision, message: IncomingMessage) -> UserFacingError:
+        """The reply to a question its sender's rate limit refused (counted as such)."""
+        self._telemetry.event(Event.RATE_LIMITED, message.key.platform)
+        at, wait = describe_wait(decision, self._now().timestamp())
+        return UserFacingError(
+            replies.RATE_LIMITED.format(
+                limit=decision.limit, window=decision.window, at=at, wait=wait
+            )
+        )

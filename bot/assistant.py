@@ -29,7 +29,7 @@ from bot.ledger import Ledger
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateCharge, RateLimited, RateLimiter
 from bot.redact import describe_kinds, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
 from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
@@ -302,7 +302,7 @@ class Assistant:
         admitted = await self._admission.admit(message, question, premium=route.account)
         question = admitted.question
         answer_id = uuid.uuid4().hex  # names the answer to feedback and in the ledger
-        async with self._recall(message.key) as recalled:
+        async with self._recall(message, admitted.charge) as recalled:
             recalled.down |= admitted.limits_down
             retrieved = await self._retrieve(message.key, question, recalled.history)
             prompt = build_prompt(
@@ -333,16 +333,22 @@ class Assistant:
         return self._record(message, route, generation, retrieved, len(prompt.passages), answer_id)
 
     @asynccontextmanager
-    async def _recall(self, key: ConversationKey) -> AsyncIterator[Recalled]:
-        """Hold the conversation (taken before history is read) and read its history;
-        with Redis down, answer without memory."""
+    async def _recall(
+        self, message: IncomingMessage, charge: RateCharge | None
+    ) -> AsyncIterator[Recalled]:
+        """Hold the conversation (taken before history is read) and read its history, the
+        question's rate limit ``charge`` counted in the same step; with Redis down, answer
+        without memory (or limits)."""
+        key = message.key
         recalled = Recalled(remember=partial(self._state.memory.append, key))
         async with AsyncExitStack() as stack:
             try:
-                held = await stack.enter_async_context(self._state.memory.hold(key))
+                held = await stack.enter_async_context(self._state.memory.hold(key, charge=charge))
                 recalled.history, recalled.remember = held.history, held.remember
             except StateUnavailable:
                 recalled.down = True
+            except RateLimited as exc:
+                raise self._admission.refusal(exc.decision, message) from None
             yield recalled
 
     async def _retrieve(

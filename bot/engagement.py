@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from bot import keys
 from bot.conversation import ConversationKey
 from bot.memory import LocalMemory
+from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
 
 
@@ -27,21 +26,21 @@ class Engagement(Protocol):
 
 
 class RedisEngagement:
-    """Engagement markers in Redis (their expiry is renewed with the memory's)."""
+    """Engagement markers in Redis (their expiry is renewed with the memory's). Marking
+    goes with the next round trip of the batch (the answer's own first step)."""
 
-    def __init__(self, *, redis: Redis, ttl_seconds: int) -> None:
-        self._redis = redis
+    def __init__(self, *, batch: RedisBatch, ttl_seconds: int) -> None:
+        self._batch = batch
         self._ttl = ttl_seconds
 
     async def engage(self, key: ConversationKey) -> None:
         """Mark a thread as the bot's for as long as its memory lives."""
-        with translated_redis_errors("marking a thread engaged"):
-            await self._redis.set(keys.engaged(key), b"1", ex=self._ttl)
+        self._batch.defer(("SET", keys.engaged(key), b"1", "EX", self._ttl))
 
     async def is_engaged(self, key: ConversationKey) -> bool:
         """Whether the bot owns this thread."""
         with translated_redis_errors("reading engagement"):
-            return bool(await self._redis.exists(keys.engaged(key)))
+            return bool(await self._batch.execute("EXISTS", keys.engaged(key)))
 
 
 class LocalEngagement:

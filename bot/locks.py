@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import LockError
 
 from bot import keys
 from bot.conversation import ConversationKey
 from bot.errors import ConversationBusy
+from bot.ratelimit import CHARGE_RATE_LUA, RateCharge, RateLimited
+from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,23 @@ LOCK_WAIT_SECONDS = 300
 
 
 # Take the lock and read the conversation's history in one round trip (the history is
-# read after the lock is taken, as a separate read would be).
-_ACQUIRE = """
+# read after the lock is taken, as a separate read would be). With two more keys, the
+# question is first counted against its sender's rate limits (``bot.ratelimit``): a refused
+# one takes no lock ({2, code}); a counted one whose conversation is busy is not counted
+# again when the lock is retried.
+_ACQUIRE = (
+    CHARGE_RATE_LUA
+    + """
+if #KEYS == 4 then
+  local refused = charge_rate(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]))
+  if refused ~= 0 then return {2, refused} end
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, redis.call('LRANGE', KEYS[2], 0, -1)}
 end
 return {0}
 """
+)
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -64,27 +75,42 @@ class RedisLocks:
     def __init__(
         self,
         *,
-        redis: Redis,
+        batch: RedisBatch,
         ttl_seconds: float = LOCK_TTL_SECONDS,
         wait_seconds: float = LOCK_WAIT_SECONDS,
     ) -> None:
-        self._redis = redis
+        self._batch = batch
         self._ttl = ttl_seconds
         self._wait = wait_seconds
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._acquire = batch.script(_ACQUIRE)
+        self._renew = batch.script(_RENEW)
+        self._release = batch.script(_RELEASE)
 
     @asynccontextmanager
-    async def lock(self, key: ConversationKey, *, read: str) -> AsyncIterator[RedisHold]:
+    async def lock(
+        self, key: ConversationKey, *, read: str, charge: RateCharge | None = None
+    ) -> AsyncIterator[RedisHold]:
         """Hold ``key``'s lock, renewing it, until the block ends (or a last write marked
-        the hold released); the list ``read`` is read in the same round trip."""
+        the hold released); the list ``read`` is read in the same round trip, and a
+        question's ``charge`` is counted first (``RateLimited`` when refused)."""
         name, token, ttl_ms = keys.lock(key), uuid.uuid4().hex, int(self._ttl * 1000)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         with translated_redis_errors("taking a conversation lock"):
             while True:
-                got = await self._acquire(keys=[name, read], args=[token, ttl_ms])
+                if charge is None:
+                    got = await self._batch.run_script(
+                        self._acquire, keys=[name, read], args=[token, ttl_ms]
+                    )
+                else:
+                    got = await self._batch.run_script(
+                        self._acquire,
+                        keys=[name, read, *charge.keys],
+                        args=[token, ttl_ms, *charge.limits],
+                    )
+                    if int(got[0]) == 2:
+                        raise RateLimited(charge.decision(int(got[1])))
+                    charge = None  # counted: a retry only waits for the lock
                 if int(got[0]):
                     break
                 if loop.time() >= deadline:
@@ -98,7 +124,9 @@ class RedisLocks:
                 if hold.released:
                     return
                 try:
-                    if not await self._renew(keys=[name], args=[token, ttl_ms]):
+                    if not await self._batch.run_script(
+                        self._renew, keys=[name], args=[token, ttl_ms]
+                    ):
                         log.warning("could not renew a conversation lock (it expired)")
                 except _LOCK_ERRORS:
                     log.warning("could not renew a conversation lock")
@@ -110,7 +138,7 @@ class RedisLocks:
             renewal.cancel()
             if not hold.released:
                 try:
-                    await self._release(keys=[name], args=[token])
+                    await self._batch.run_script(self._release, keys=[name], args=[token])
                 except _LOCK_ERRORS:
                     pass  # Redis gone: the TTL frees it
 

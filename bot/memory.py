@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from bot import keys
 from bot.conversation import ConversationKey
 from bot.locks import LOCK_TTL_SECONDS, LocalLocks, RedisLocks
+from bot.ratelimit import RateCharge
+from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
 from inference.base import Turn
 
@@ -40,10 +40,14 @@ class Memory(Protocol):
         """Delete a conversation's memory."""
         ...
 
-    def hold(self, key: ConversationKey) -> AbstractAsyncContextManager[Held]:
+    def hold(
+        self, key: ConversationKey, *, charge: RateCharge | None = None
+    ) -> AbstractAsyncContextManager[Held]:
         """Hold the conversation for one answer (across replicas): its lock is taken
         before the history is read and kept until the answer is remembered or the block
-        ends. Raises ``ConversationBusy`` when another answer keeps it too long."""
+        ends. Raises ``ConversationBusy`` when another answer keeps it too long. A
+        ``charge`` (``RateLimiter.charge``) is counted in the same step: ``RateLimited``
+        when its limits refuse the question."""
         ...
 
 
@@ -89,55 +93,68 @@ return 1
 
 
 class RedisMemory:
-    """Memory in Redis lists, shared by every replica."""
+    """Memory in Redis lists, shared by every replica. Its calls go through the batch
+    (``bot.redis_batch``): a remembered answer is written with this process's next round
+    trip (the work queue's acknowledgement of the answer's job, or another answer's step),
+    and a read of this process sees it."""
 
     def __init__(
         self,
         *,
-        redis: Redis,
+        batch: RedisBatch,
         ttl_seconds: int,
         max_turns: int = MAX_STORED_TURNS,
         lock_ttl_seconds: float = LOCK_TTL_SECONDS,
     ):
-        self._redis = redis
+        self._batch = batch
         self._ttl = ttl_seconds
         self._max_turns = max_turns
-        self._locks = RedisLocks(redis=redis, ttl_seconds=lock_ttl_seconds)
-        self._append = redis.register_script(_APPEND)
+        self._locks = RedisLocks(batch=batch, ttl_seconds=lock_ttl_seconds)
+        self._append = batch.script(_APPEND)
 
     async def history(self, key: ConversationKey) -> list[Turn]:
         """The stored turns of a conversation, oldest first."""
         with translated_redis_errors("reading history"):
-            raw = await self._redis.lrange(keys.history(key), 0, -1)
+            raw = await self._batch.execute("LRANGE", keys.history(key), 0, -1)
         return _decode_all(raw)
 
     async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
         """Add turns, cap the list and restart the expiry clocks, in one round trip."""
-        await self._write(key, turns, lock_token="")
+        with translated_redis_errors("appending to history"):
+            await self._batch.run_script(
+                self._append, keys=self._append_keys(key), args=self._append_args(turns, "")
+            )
 
     @asynccontextmanager
-    async def hold(self, key: ConversationKey) -> AsyncIterator[Held]:
-        """The lock is taken and the history read in one round trip; remembering the
-        answer appends and releases the lock in another."""
-        async with self._locks.lock(key, read=keys.history(key)) as lock:
+    async def hold(
+        self, key: ConversationKey, *, charge: RateCharge | None = None
+    ) -> AsyncIterator[Held]:
+        """The question counted, the lock taken and the history read in one round trip;
+        remembering the answer appends and releases the lock with the next one."""
+        async with self._locks.lock(key, read=keys.history(key), charge=charge) as lock:
 
             async def remember(turns: Sequence[Turn]) -> None:
-                await self._write(key, turns, lock_token=lock.token)
+                # Deferred: it goes with the next round trip (the job's acknowledgement).
+                self._write(key, turns, lock_token=lock.token)
                 lock.released = True
 
             yield Held(_decode_all(lock.read), remember)
 
-    async def _write(self, key: ConversationKey, turns: Sequence[Turn], *, lock_token: str) -> None:
-        with translated_redis_errors("appending to history"):
-            await self._append(
-                keys=[keys.history(key), keys.engaged(key), keys.lock(key)],
-                args=[self._max_turns, self._ttl, lock_token, *(_encode(t) for t in turns)],
-            )
+    def _write(self, key: ConversationKey, turns: Sequence[Turn], *, lock_token: str) -> None:
+        names, args = self._append_keys(key), self._append_args(turns, lock_token)
+        # EVAL, not EVALSHA: a deferred write has no second chance to load its script.
+        self._batch.defer(("EVAL", self._append.script, len(names), *names, *args))
+
+    def _append_keys(self, key: ConversationKey) -> tuple[str, str, str]:
+        return keys.history(key), keys.engaged(key), keys.lock(key)
+
+    def _append_args(self, turns: Sequence[Turn], lock_token: str) -> tuple[object, ...]:
+        return (self._max_turns, self._ttl, lock_token, *(_encode(t) for t in turns))
 
     async def forget(self, key: ConversationKey) -> None:
         """Delete a conversation's memory."""
         with translated_redis_errors("forgetting a conversation"):
-            await self._redis.delete(keys.history(key))
+            await self._batch.execute("DEL", keys.history(key))
 
 
 class LocalMemory:
@@ -174,7 +191,12 @@ class LocalMemory:
         self._turns.pop(key, None)
 
     @asynccontextmanager
-    async def hold(self, key: ConversationKey) -> AsyncIterator[Held]:
-        """An asyncio lock per conversation, then its history."""
+    async def hold(
+        self, key: ConversationKey, *, charge: RateCharge | None = None
+    ) -> AsyncIterator[Held]:
+        """An asyncio lock per conversation, then its history (a question is counted by
+        the in-process rate limiter, which makes no charges)."""
+        if charge is not None:
+            raise ValueError("a Redis rate limit charge needs Redis memory")
         async with self._locks.lock(key):
             yield Held(await self.history(key), partial(self.append, key))

@@ -12,21 +12,29 @@ from typing import Literal, Protocol
 from redis.asyncio import Redis
 
 from bot import keys
+from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
 
 # Both counters are checked and, only when both allow it, incremented: atomically, so
-# replicas cannot overshoot and a refused question does not count.
-_CHECK_AND_COUNT = """
-local minute = tonumber(redis.call('GET', KEYS[1]) or '0')
-local day = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[1]) > 0 and minute >= tonumber(ARGV[1]) then return 1 end
-if tonumber(ARGV[2]) > 0 and day >= tonumber(ARGV[2]) then return 2 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], 120)
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], 172800)
-return 0
+# replicas cannot overshoot and a refused question does not count. 0: counted; 1 or 2: the
+# minute or the day limit refused. Also run inside the script that takes a conversation's
+# lock (``bot.locks``), so an answer is admitted and held in one round trip.
+CHARGE_RATE_LUA = """
+local function charge_rate(minute_key, day_key, per_minute, per_day)
+  local minute = tonumber(redis.call('GET', minute_key) or '0')
+  local day = tonumber(redis.call('GET', day_key) or '0')
+  if per_minute > 0 and minute >= per_minute then return 1 end
+  if per_day > 0 and day >= per_day then return 2 end
+  redis.call('INCR', minute_key)
+  redis.call('EXPIRE', minute_key, 120)
+  redis.call('INCR', day_key)
+  redis.call('EXPIRE', day_key, 172800)
+  return 0
+end
 """
+_CHECK_AND_COUNT = (
+    CHARGE_RATE_LUA + "return charge_rate(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +51,40 @@ class RateDecision:
         return max(0.0, self.retry_at - now)
 
 
+@dataclass(frozen=True, slots=True)
+class RateCharge:
+    """One question to count against its sender's limits by ``CHARGE_RATE_LUA`` inside
+    another script (the one that takes the conversation's lock): its keys and limits."""
+
+    keys: tuple[str, str]
+    limits: tuple[int, int]
+    now: float
+
+    def decision(self, code: int) -> RateDecision:
+        """What the script's code (0, 1 or 2) means."""
+        if code == 0:
+            return RateDecision(True)
+        return _refusal(code, self.limits[0], self.limits[1], self.now)
+
+
+class RateLimited(Exception):
+    """A question refused by its sender's rate limit where it was charged with the lock."""
+
+    def __init__(self, decision: RateDecision) -> None:
+        super().__init__(f"rate limited ({decision.window})")
+        self.decision = decision
+
+
 class RateLimiter(Protocol):
     """Counts a user's questions against the minute and day limits."""
 
     async def acquire(self, user: str) -> RateDecision:
         """Count one question if both limits allow it; else say which one refused."""
+        ...
+
+    def charge(self, user: str) -> RateCharge | None:
+        """The question as a charge for the conversation's lock to count in its own round
+        trip (Redis), or None: count it with ``acquire`` (in this process, or no limits)."""
         ...
 
 
@@ -96,6 +133,18 @@ class RedisRateLimiter:
             return RateDecision(True)
         return _refusal(int(code), self._per_minute, self._per_day, now)
 
+    def charge(self, user: str) -> RateCharge | None:
+        """The question's keys and limits, for the lock's script (None: no limits)."""
+        if self._per_minute <= 0 and self._per_day <= 0:
+            return None
+        now = self.clock()
+        minute, day, _, _ = _windows(now)
+        return RateCharge(
+            keys=(keys.rate_minute(user, minute), keys.rate_day(user, day)),
+            limits=(self._per_minute, self._per_day),
+            now=now,
+        )
+
 
 class LocalRateLimiter:
     """The same windows inside one process (for the Redis-less laptop mode)."""
@@ -122,6 +171,10 @@ class LocalRateLimiter:
         self._counts[m_key] = self._counts.get(m_key, 0) + 1
         self._counts[d_key] = self._counts.get(d_key, 0) + 1
         return RateDecision(True)
+
+    def charge(self, user: str) -> RateCharge | None:
+        """None: counted in this process by ``acquire``."""
+        return None
 
 
 def describe_wait(decision: RateDecision, now: float) -> tuple[str, str]:
@@ -182,17 +235,20 @@ class CallPacer(Protocol):
 
 
 class RedisCallPacer:
-    """The pace kept in Redis, shared by every replica (one Lua call per reservation)."""
+    """The pace kept in Redis, shared by every replica (one Lua call per reservation, which
+    carries the writes deferred before it)."""
 
-    def __init__(self, *, redis: Redis) -> None:
-        self._script = redis.register_script(_RESERVE)
+    def __init__(self, *, redis: Redis, batch: RedisBatch | None = None) -> None:
+        self._batch = batch or RedisBatch(redis=redis)
+        self._script = self._batch.script(_RESERVE)
 
     async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
         """Reserve the next call in ``scope`` (see `CallPacer`)."""
         limit = min(max_wait, 3600.0)
         with translated_redis_errors("pacing calls"):
             wait = int(
-                await self._script(
+                await self._batch.run_script(
+                    self._script,
                     keys=[keys.call_pace(scope)],
                     args=[pace.interval_ms, pace.tolerance_ms, int(limit * 1000)],
                 )

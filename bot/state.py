@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from bot.engagement import Engagement, LocalEngagement, RedisEngagement
 from bot.locks import LOCK_TTL_SECONDS
 from bot.memory import MAX_STORED_TURNS, LocalMemory, Memory, RedisMemory
+from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
 
 PING_TIMEOUT_SECONDS = 3.0
@@ -30,11 +31,14 @@ class ConversationState:
 def redis_state(
     *,
     redis: Redis,
+    batch: RedisBatch | None = None,
     ttl_seconds: int,
     max_turns: int = MAX_STORED_TURNS,
     lock_ttl_seconds: float = LOCK_TTL_SECONDS,
 ) -> ConversationState:
-    """The stores on Redis."""
+    """The stores on Redis; their writes share the round trips of ``batch`` (by default
+    one of their own), which the work queue and the Slack budget may share too."""
+    batch = batch or RedisBatch(redis=redis)
 
     async def ping() -> None:
         with translated_redis_errors("ping"):
@@ -42,12 +46,12 @@ def redis_state(
 
     return ConversationState(
         memory=RedisMemory(
-            redis=redis,
+            batch=batch,
             ttl_seconds=ttl_seconds,
             max_turns=max_turns,
             lock_ttl_seconds=lock_ttl_seconds,
         ),
-        engagement=RedisEngagement(redis=redis, ttl_seconds=ttl_seconds),
+        engagement=RedisEngagement(batch=batch, ttl_seconds=ttl_seconds),
         ping=ping,
     )
 

@@ -26,7 +26,8 @@ from redis.exceptions import RedisError, ResponseError
 from bot import keys
 from bot.dedupe import DEDUPE_TTL_SECONDS
 from bot.outcome import Event
-from bot.redis_errors import translated_redis_errors
+from bot.redis_batch import RedisBatch
+from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
 
@@ -87,6 +88,7 @@ class WorkQueue:
         *,
         redis: Redis,
         tracker: TaskTracker,
+        batch: RedisBatch | None = None,
         handler: Handler | None = None,
         consumer: str | None = None,
         reclaim_idle_seconds: float = 30.0,
@@ -96,6 +98,7 @@ class WorkQueue:
         telemetry: Telemetry | None = None,
     ) -> None:
         self._redis = redis
+        self._batch = batch or RedisBatch(redis=redis)  # shared: acks carry memory writes
         self._telemetry = telemetry or NullTelemetry()
         self._tracker = tracker
         self._handler = handler
@@ -105,7 +108,7 @@ class WorkQueue:
         self._heartbeat = heartbeat_seconds
         self._block_ms = int(block_seconds * 1000)
         self._dedupe_ttl = dedupe_ttl_seconds
-        self._submit = redis.register_script(_SUBMIT)
+        self._submit = self._batch.script(_SUBMIT)
         self._in_flight: set[str] = set()
         self._stopping = asyncio.Event()
         self.reclaimed = 0  # entries this replica took over from another
@@ -113,7 +116,8 @@ class WorkQueue:
     async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
         """Queue work once per dedupe id (across replicas); False for a duplicate."""
         with translated_redis_errors("queueing work"):
-            entry = await self._submit(
+            entry = await self._batch.run_script(
+                self._submit,
                 keys=[self._stream, keys.seen("work", dedupe_id or "")],
                 args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, json.dumps(payload)],
             )
@@ -122,15 +126,10 @@ class WorkQueue:
         return entry is not None
 
     async def note_posted(self, job_id: str, message_id: str) -> None:
-        """Remember a message a job has shown, for whoever may have to replace it."""
+        """Remember a message a job has shown, for whoever may have to replace it (with
+        this process's next round trip: the answer's next step)."""
         name = keys.job_posted(job_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(name, message_id)
-                pipe.expire(name, JOB_TTL_SECONDS)
-                await pipe.execute()
-        except RedisError:
-            log.warning("could not note a posted message for job %s", job_id)
+        self._batch.defer(("RPUSH", name, message_id), ("EXPIRE", name, JOB_TTL_SECONDS))
 
     async def run(self) -> None:
         """Consume until `stop()`: new entries, then entries abandoned by other replicas."""
@@ -228,13 +227,16 @@ class WorkQueue:
             self._in_flight.discard(entry_id)
 
     async def _ack(self, entry_id: str) -> None:
+        """Acknowledge a finished entry, with the answer's own last writes (its memory and
+        lock release, deferred by ``bot.memory``) in the same round trip."""
+        self._batch.defer(
+            ("XACK", self._stream, GROUP, entry_id),
+            ("XDEL", self._stream, entry_id),
+            ("DEL", keys.job_posted(entry_id)),
+        )
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._stream, GROUP, entry_id)
-                pipe.xdel(self._stream, entry_id)
-                pipe.delete(keys.job_posted(entry_id))
-                await pipe.execute()
-        except RedisError:
+            await self._batch.flush()
+        except REDIS_ERRORS:
             log.warning("could not acknowledge work %s; it may be answered again", entry_id)
 
     async def _heartbeat_loop(self) -> None:

@@ -129,3 +129,58 @@ async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
     assert "2 questions per minute" in refused and "10:01 UTC" in refused
     assert len(model.calls) == 2
     await client.aclose()
+
+
+class HeldModel(ScriptedModel):
+    """Answers only when `go` is set: its conversation stays held meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def stream(self, turns):  # type: ignore[no-untyped-def]
+        await self.go.wait()
+        async for event in super().stream(turns):
+            yield event
+
+
+async def test_a_question_over_the_limit_is_refused_at_once_even_while_its_thread_is_busy(
+    redis_url: str,
+) -> None:
+    """On Redis the question is counted in the step that holds its conversation: a refused
+    one does not wait for a busy conversation, and one that waits is counted once."""
+    clock = Clock()
+    client = Redis.from_url(redis_url)
+    model = HeldModel()
+    bot = Assistant(
+        state=redis_state(redis=client, ttl_seconds=60),
+        local_model=model,
+        premium=None,
+        premium_model_name="gpt-4.1",
+        ledger=None,
+        system_prompt="s",
+        max_input_chars=50,
+        rate_limiter=RedisRateLimiter(redis=client, per_minute=2, per_day=100, clock=clock),
+        now=lambda: datetime.fromtimestamp(clock.now, UTC),
+    )
+    key = ConversationKey("slack", "T", "C", "busy")
+
+    async def ask(text: str, n: int) -> str:
+        sink = RecordingSink()
+        await bot.handle(IncomingMessage(key, f"m{n}", "U1", text), sink)
+        return sink.text
+
+    first = asyncio.create_task(ask("one", 1))
+    await asyncio.sleep(0.2)  # the first answer holds the conversation
+    second = asyncio.create_task(ask("two", 2))  # counted, then waits for the lock
+    await asyncio.sleep(0.2)
+    refused = await asyncio.wait_for(ask("three", 3), timeout=2)  # not waiting behind "one"
+    assert "2 questions per minute" in refused
+    assert not second.done()
+    model.go.set()
+    assert await first == model.reply
+    assert await second == model.reply  # its retries for the lock did not count again
+    assert len(model.calls) == 2
+    # The second answer saw the first one remembered, then was remembered itself.
+    assert [t.content for t in model.calls[1]][-3:] == ["one", model.reply, "two"]
+    await client.aclose()
