@@ -1,0 +1,70 @@
+"""The write-behind of Redis writes that need no reply (bot/redis_batch.py): they go with
+the next round trip, in order, and on their own when nothing carries them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.redis_batch import RedisBatch
+
+
+async def test_a_read_after_a_deferred_write_sees_it_in_the_same_round_trip(
+    redis_client: Redis,
+) -> None:
+    batch = RedisBatch(redis=redis_client, flush_after=60)  # only a round trip carries it
+    batch.defer(("SET", "k", "v"), ("RPUSH", "l", "a"), ("RPUSH", "l", "b"))
+    assert await redis_client.get("k") is None  # nothing sent yet
+    assert await batch.execute("LRANGE", "l", 0, -1) == [b"a", b"b"]
+    assert await redis_client.get("k") == b"v"
+    assert batch.pending == 0
+    await batch.close()
+
+
+async def test_a_deferred_write_nothing_carries_is_sent_on_its_own(redis_client: Redis) -> None:
+    batch = RedisBatch(redis=redis_client, flush_after=0.01)
+    batch.defer(("SET", "alone", "1"))
+    for _ in range(200):
+        if await redis_client.get("alone") == b"1":
+            break
+        await asyncio.sleep(0.01)
+    assert await redis_client.get("alone") == b"1"
+    await batch.close()
+
+
+async def test_scripts_run_on_a_redis_that_lost_them(redis_client: Redis) -> None:
+    """A new or restarted Redis knows no scripts: the first call loads it."""
+    batch = RedisBatch(redis=redis_client)
+    script = batch.script("return redis.call('INCR', KEYS[1])")
+    await redis_client.script_flush()
+    batch.defer(("SET", "n", "5"))
+    assert await batch.run_script(script, keys=["n"], args=[]) == 6
+    await redis_client.script_flush()
+    assert await batch.run_script(script, keys=["n"], args=[]) == 7
+    await batch.close()
+
+
+async def test_a_failing_deferred_write_is_logged_and_the_carrier_still_answers(
+    redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = RedisBatch(redis=redis_client, flush_after=60)
+    await redis_client.set("s", "text")
+    batch.defer(("RPUSH", "s", "x"))  # WRONGTYPE: s is a string
+    with caplog.at_level(logging.WARNING, logger="bot.redis_batch"):
+        assert await batch.execute("GET", "s") == b"text"
+    assert "deferred Redis RPUSH failed" in caplog.text
+    await batch.close()
+
+
+async def test_writes_still_deferred_at_close_are_sent(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    batch = RedisBatch(redis=client, flush_after=60)
+    batch.defer(("SET", "last", "1"))
+    await batch.close()
+    await client.aclose()
+    other = Redis.from_url(redis_url)
+    assert await other.get("last") == b"1"
+    await other.aclose()
