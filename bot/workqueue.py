@@ -141,10 +141,18 @@ class WorkQueue:
                 log.warning("work queue: Redis unavailable; retrying")
                 await self._sleep(1.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="work-heartbeat")
+        loop = asyncio.get_running_loop()
+        next_reclaim = 0.0
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._reclaim()
+                    # Abandoned entries are looked for once a heartbeat, not after every
+                    # read: one XAUTOCLAIM per answer would double the queue's round trips.
+                    if loop.time() >= next_reclaim:
+                        await self._reclaim()
+                        next_reclaim = loop.time() + min(
+                            self._heartbeat, self._reclaim_idle_ms / 2000
+                        )
                     await self._read_new()
                 except ResponseError as exc:
                     if "NOGROUP" not in str(exc):
