@@ -1,21 +1,24 @@
-"""Database engine, URL conversions and schema migrations (Alembic)."""
+"""Database engine, URL conversions and schema migrations (Alembic).
+
+Alembic (a third of a second of imports, Mako and Pygments included) is imported only
+when there is a migration to apply or a revision to report: a database already at the
+shipped head is recognised without it, so that `chatbot serve` and `chatbot chat`, which
+upgrade at every start, start without it.
+"""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, MetaData, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -23,6 +26,9 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 
 from bot.errors import BotError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -157,6 +163,8 @@ def alembic_config() -> Config:
     Developers create a revision with
     `command.revision(alembic_config(), "message")` and write it by hand.
     """
+    from alembic.config import Config
+
     config = Config()
     # ConfigParser interpolates "%", which may appear in a path.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -166,6 +174,8 @@ def alembic_config() -> Config:
 
 def head_revision() -> str | None:
     """The newest migration revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -232,30 +242,85 @@ async def translated_errors(what: str, timeout: float) -> AsyncIterator[None]:
         raise DatabaseError(f"{what}: no answer within {timeout:g} s") from exc
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Apply the migrations up to `revision` (blocking; run it in a thread)."""
+@functools.cache
+def shipped_heads() -> frozenset[str]:
+    """The head revisions of the bundled migrations, read from each script's ``revision``
+    and ``down_revision`` assignments without importing Alembic (whose script directory
+    stays the authority: tests/test_start_up.py checks that both agree). Empty when a
+    script cannot be read that way, and then Alembic decides."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    try:
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                target: ast.expr
+                if isinstance(node, ast.AnnAssign) and node.value is not None:
+                    target, value = node.target, node.value
+                elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    target, value = node.targets[0], node.value
+                else:
+                    continue
+                name = target.id if isinstance(target, ast.Name) else ""
+                if name in ("revision", "down_revision"):
+                    found = ast.literal_eval(value)
+                    found = [found] if isinstance(found, str) else list(found or ())
+                    (revisions if name == "revision" else revised).update(found)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return frozenset()
+    return frozenset(revisions - revised)
+
+
+def _at_shipped_heads(connection: Connection) -> bool:
+    """Whether the database records exactly the shipped head revisions (nothing to do)."""
+    heads = shipped_heads()
+    if not heads or not sqlalchemy.inspect(connection).has_table("alembic_version"):
+        return False
+    rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    return set(rows) == heads
+
+
+def _migrate(
+    connection: Connection, action: Literal["upgrade", "downgrade"], revision: str
+) -> None:
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     config = alembic_config()
+    config.attributes["connection"] = connection
+    try:
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+    except CommandError as exc:
+        raise DatabaseError(f"database migration failed: {describe_error(exc)}") from exc
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision` (blocking; run it in a thread). A database
+    already at the head is left as it is without loading Alembic."""
     try:
         with _alembic_lock, _migration_connection(url) as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
+            if revision == "head" and _at_shipped_heads(connection):
+                return
+            _migrate(connection, "upgrade", revision)
+    except (SQLAlchemyError, OSError) as exc:
         raise DatabaseError(f"database migration failed: {describe_error(exc)}") from exc
 
 
 def downgrade(url: str, revision: str) -> None:
     """Revert the migrations down to `revision` ("base" = empty) (blocking)."""
-    config = alembic_config()
     try:
         with _alembic_lock, _migration_connection(url) as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
+            _migrate(connection, "downgrade", revision)
+    except (SQLAlchemyError, OSError) as exc:
         raise DatabaseError(f"database migration failed: {describe_error(exc)}") from exc
 
 
 def current_revision(url: str) -> str | None:
     """The migration revision the database is at; None when it was never migrated (blocking)."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = _sync_engine(url)
     try:
         with engine.connect() as connection:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
@@ -33,6 +35,14 @@ PING_TIMEOUT_SECONDS = 3.0
 # langchain-core's "No generation chunks were returned" for an empty body.
 _EXCHANGE_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, ValueError)
 _PING_ERRORS: tuple[type[Exception], ...] = (ResponseError, *_EXCHANGE_ERRORS)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings of every Ollama client in this process, as httpx makes them by
+    default (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), made once: loading the
+    bundle costs tens of milliseconds, and each ChatOllama holds two clients."""
+    return httpx.create_ssl_context()
 
 
 def _normalise(model: str) -> str:
@@ -74,13 +84,16 @@ class OllamaChatModel:
         """
         self._base_url = base_url
         self._model = model
-        self._transport = AiohttpTransport()
+        self._transport = AiohttpTransport(verify=_tls_context())
         self._num_ctx = num_ctx
         self._chat = ChatOllama(
             base_url=base_url,
             model=model,
             num_ctx=num_ctx,
-            client_kwargs={"timeout": httpx.Timeout(request_timeout, connect=connect_timeout)},
+            client_kwargs={
+                "timeout": httpx.Timeout(request_timeout, connect=connect_timeout),
+                "verify": _tls_context(),
+            },
             # httpx's own connection pool costs more CPU per request than the whole rest of
             # the bot; the same httpx API over aiohttp's pool is several times cheaper.
             async_client_kwargs={"transport": self._transport},
