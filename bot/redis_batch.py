@@ -5,8 +5,11 @@ A thread marked engaged, a posted message noted, an answer remembered (with its
 conversation's lock released), a job acknowledged: each is ``defer``-red. The next awaited
 call (``execute`` or ``run_script``) sends them first, in one pipeline with itself; what no
 call carries within ``flush_after`` seconds is sent on its own (``flush`` sends it at once).
-Every call of this process on the stores that share one batch keeps its order: a read
-after a deferred write sees it.
+A call that carries deferred writes sees them (they go first in its pipeline); they are
+sent even when that call's caller is cancelled. Calls already in flight on other
+connections are not waited for, so another connection may read a deferred write a moment
+late: what must be ordered is ordered by Redis itself (an answer's memory is written by the
+script that releases its conversation's lock, which the next answer must take first).
 
 A deferred write that fails is logged, not raised: its caller has moved on. One that
 cannot be sent because Redis is down is lost with the connection, as a direct write would
@@ -41,7 +44,7 @@ class RedisBatch:
         self._flush_after = flush_after
         self._pending: list[Command] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._flushes: set[asyncio.Task[Any]] = set()  # round trips carrying writes
 
     def script(self, source: str) -> AsyncScript:
         """A Lua script to ``run_script`` (registered on this client)."""
@@ -60,8 +63,12 @@ class RedisBatch:
         """Writes waiting for a round trip."""
         return len(self._pending)
 
-    async def flush(self) -> None:
-        """Send the deferred writes now (RedisError etc. when Redis cannot be reached)."""
+    async def flush(self, *, after_in_flight: bool = False) -> None:
+        """Send the deferred writes now (RedisError etc. when Redis cannot be reached);
+        ``after_in_flight``: only once the writes already on their way have arrived, so
+        these land after them (a work entry is acknowledged after its answer's memory)."""
+        if after_in_flight and self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._pending:
             await self._round_trip(())
 
@@ -88,11 +95,20 @@ class RedisBatch:
 
     async def _round_trip(self, commands: Sequence[Command]) -> list[Any]:
         """The deferred writes, then ``commands``, in one pipeline; ``commands``' replies
-        (an error as its exception)."""
+        (an error as its exception). The writes are not the caller's: a caller cancelled
+        meanwhile (a status that is no longer needed) does not take them down with it."""
         pending, self._pending = self._pending, []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not pending:
+            return await self._send(pending, commands)
+        carrier = asyncio.get_running_loop().create_task(self._send(pending, commands))
+        self._flushes.add(carrier)
+        carrier.add_done_callback(self._flushes.discard)
+        return await asyncio.shield(carrier)
+
+    async def _send(self, pending: Sequence[Command], commands: Sequence[Command]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for command in (*pending, *commands):
                 pipe.execute_command(*command)

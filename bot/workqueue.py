@@ -243,7 +243,7 @@ class WorkQueue:
             ("DEL", keys.job_posted(entry_id)),
         )
         try:
-            await self._batch.flush()
+            await self._batch.flush(after_in_flight=True)
         except REDIS_ERRORS:
             log.warning("could not acknowledge work %s; it may be answered again", entry_id)
 

@@ -68,3 +68,20 @@ async def test_writes_still_deferred_at_close_are_sent(redis_url: str) -> None:
     other = Redis.from_url(redis_url)
     assert await other.get("last") == b"1"
     await other.aclose()
+
+
+async def test_deferred_writes_survive_the_cancellation_of_the_call_carrying_them(
+    redis_client: Redis,
+) -> None:
+    """A status update cancelled mid-call must not take an answer's memory down with it."""
+    batch = RedisBatch(redis=redis_client, flush_after=60)
+    script = batch.script("redis.call('SET', KEYS[1], '1') return 1")
+    batch.defer(("RPUSH", "memory", "the answer"))
+    carrier = asyncio.create_task(batch.run_script(script, keys=["status"], args=[]))
+    await asyncio.sleep(0)  # the round trip is on its way
+    carrier.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await carrier
+    await batch.flush(after_in_flight=True)
+    assert await redis_client.lrange("memory", 0, -1) == [b"the answer"]
+    await batch.close()
