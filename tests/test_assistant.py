@@ -14,6 +14,7 @@ from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import LocalDispatcher
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter
+from bot.redis_batch import RedisBatch
 from bot.state import ConversationState, redis_state
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
@@ -27,7 +28,9 @@ OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
 @pytest.fixture
 async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     client = Redis.from_url(redis_url)
-    yield redis_state(redis=client, ttl_seconds=600)
+    batch = RedisBatch(redis=client)
+    yield redis_state(redis=client, batch=batch, ttl_seconds=600)
+    await batch.close()  # the last answer's memory, deferred
     await client.aclose()
 
 

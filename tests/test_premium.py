@@ -20,6 +20,7 @@ from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import create_engine
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter
+from bot.redis_batch import RedisBatch
 from bot.state import ConversationState, redis_state
 from bot.usage import UsageRecord
 from inference.openai import OpenAIChatModel
@@ -44,7 +45,9 @@ GPT41 = Price(2.00, 8.00)
 @pytest.fixture
 async def state(redis_url: str) -> AsyncIterator[ConversationState]:
     client = Redis.from_url(redis_url)
-    yield redis_state(redis=client, ttl_seconds=600)
+    batch = RedisBatch(redis=client)
+    yield redis_state(redis=client, batch=batch, ttl_seconds=600)
+    await batch.close()  # the last answer's memory, deferred
     await client.aclose()
 
 
