@@ -324,9 +324,9 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            worker = children.pop(pid, None)
-            if worker is None:
+            if pid not in children:
                 continue
+            worker = children.pop(pid)
             exit_code = os.waitstatus_to_exitcode(status)
             if not stopping:
                 log.error(
