@@ -3,6 +3,7 @@ pool read at scrape time, all in one registry per runtime (served at `GET /metri
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -12,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -236,17 +238,57 @@ class Metrics:
             registry=self.registry,
         )
         # With `chatbot serve --workers`, counters and histograms live in files shared by
-        # the workers, and a scrape (answered by any one of them) sums them all; the live
-        # collectors below (process, pool, knowledge) describe the answering worker.
+        # the processes, and a scrape (answered by the ingress process) sums them all; the
+        # pool's gauges are copied there every second (queue depth summed over the answer
+        # workers, a server up only if up in every one); the live collectors below
+        # (process, knowledge) describe the process answering the scrape.
         shared = os.environ.get(SHARED_METRICS_ENV)
         self._exposed = self.registry
+        self._pool = pool
+        self._queue_depth: Gauge | None = None
+        self._backend_up: Gauge | None = None
         if shared:
             self._exposed = CollectorRegistry()
             MultiProcessCollector(self._exposed, path=shared)
         if process:
             self._live(ProcessCollector(registry=None))
-        if pool is not None:
+        if pool is not None and shared:
+            self._queue_depth = Gauge(
+                "chatbot_queue_depth",
+                "Questions waiting for a free generation slot, over all Ollama servers "
+                "(summed over the processes).",
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            )
+            self._backend_up = Gauge(
+                "chatbot_backend_up",
+                "1 while questions are sent to this Ollama server, 0 while the circuit "
+                "breaker of any worker keeps it out (it failed; health checks bring it back).",
+                ["url"],
+                registry=self.registry,
+                multiprocess_mode="livemin",
+            )
+        elif pool is not None:
             self._live(PoolCollector(pool))
+
+    @property
+    def shared(self) -> bool:
+        """Whether the pool's gauges must be copied to the shared files (`share_pool_loop`)."""
+        return self._queue_depth is not None
+
+    def share_pool(self) -> None:
+        """Copy this process's queue depth and backend health to the shared files."""
+        if self._pool is None or self._queue_depth is None or self._backend_up is None:
+            return
+        self._queue_depth.set(self._pool.queue_depth())
+        for url, available in self._pool.health().items():
+            self._backend_up.labels(public_url(url)).set(1.0 if available else 0.0)
+
+    async def share_pool_loop(self, interval: float = 1.0) -> None:
+        """`share_pool` every ``interval`` seconds (cancel to stop)."""
+        while True:
+            self.share_pool()
+            await asyncio.sleep(interval)
 
     def _live(self, collector: Collector) -> None:
         """A collector read at scrape time from this process."""
@@ -293,5 +335,5 @@ class Metrics:
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format (``CONTENT_TYPE``): with workers, the sums
-        over every worker of the same `chatbot serve`."""
+        over every process of the same `chatbot serve`."""
         return generate_latest(self._exposed)

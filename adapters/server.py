@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 MAX_DEFAULT_WORKERS = 4
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 MAX_BODY_BYTES = 1024 * 1024
+PR_SET_PDEATHSIG = 1  # prctl(2)
+ANSWER_WORKER_NICENESS = 5  # a third of the ingress process's CPU weight when both run
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -146,10 +148,28 @@ def _log_routes(settings: Settings, runtime: Runtime, host: str, port: int) -> N
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """Which of the ``count`` processes of `chatbot serve --workers` this one is."""
+    """Which process of `chatbot serve` this one is: the only one (it accepts and answers),
+    or with `--workers N` the ingress (it accepts HTTP and Socket Mode and queues the work)
+    or answer worker ``index`` of ``count`` (it answers from the work stream)."""
 
     index: int = 0
     count: int = 1
+    accepts: bool = True  # serves HTTP (and Socket Mode): acks never wait behind answers
+    consumes: bool = True  # answers from the Redis work stream
+
+    @classmethod
+    def ingress(cls, count: int) -> Worker:
+        """The process accepting for ``count`` answer workers; it answers only what it
+        cannot queue (Redis down), with one worker's share of the model slots."""
+        return cls(0, count, accepts=True, consumes=False)
+
+    @classmethod
+    def answering(cls, index: int, count: int) -> Worker:
+        return cls(index, count, accepts=False, consumes=True)
+
+    @property
+    def name(self) -> str:
+        return f"answer worker {self.index}" if self.consumes else "ingress process"
 
     def share(self, total: int) -> int:
         """This worker's part of ``total`` slots (at least one): the model servers' limit
@@ -166,28 +186,32 @@ async def serve(
     worker: Worker = Worker(),
 ) -> None:
     """Run the bot until SIGTERM or SIGINT (Ctrl-C), then drain answers in flight and close.
-    With ``sock`` (a worker of `run_workers`), accept on that shared, listening socket; the
-    supervisor has applied the migrations."""
+    With ``sock`` (a process of `run_workers`), the supervisor has applied the migrations and
+    the ingress accepts on that shared, listening socket; an answer worker accepts nothing."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if sock is None:
         await migrate(settings)
+    elif not worker.accepts:
+        sock.close()  # the ingress process accepts
     runtime = await build(settings, worker)
-    runner = web.AppRunner(build_web_app(runtime), access_log=None)
-    site: web.BaseSite
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        await runtime.close()
-        raise
-    runtime.start()
+    runner: web.AppRunner | None = None
+    site: web.BaseSite | None = None
+    if worker.accepts:
+        runner = web.AppRunner(build_web_app(runtime), access_log=None)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            await runtime.close()
+            raise
+    runtime.start(answers=worker.consumes)
     connecting: asyncio.Task[None] | None = None
-    if runtime.slack is not None and settings.slack_app_token is not None:
+    if worker.accepts and runtime.slack is not None and settings.slack_app_token is not None:
         from adapters.slack.socket_mode import SocketMode
 
         runtime.socket_mode = SocketMode(
@@ -196,7 +220,7 @@ async def serve(
             api_url=settings.slack_api_url,
         )
         connecting = asyncio.create_task(runtime.socket_mode.run(), name="slack-socket-mode")
-    if worker.index == 0:  # said once for the whole group
+    if worker.accepts:  # said once for the whole group
         _log_routes(settings, runtime, host, port)
         await first_steps(settings, runtime)
     try:
@@ -208,10 +232,12 @@ async def serve(
             await asyncio.gather(connecting, return_exceptions=True)
         if runtime.socket_mode is not None:
             await runtime.socket_mode.close()
-        await site.stop()
+        if site is not None:
+            await site.stop()
         runtime.stop_taking_work()
         await runtime.tracker.drain(settings.shutdown_grace_seconds)
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await runtime.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -242,11 +268,12 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    """`chatbot serve --workers N`: bind the port, apply migrations once, then fork N worker
-    processes that accept on the same socket and consume the same Redis work queue. SIGTERM
-    or SIGINT stops them all (each drains its answers in flight); the exit code is 0 when
-    every worker stopped cleanly. A worker that dies on its own stops the group, so the
-    process manager (systemd, Docker) restarts the whole bot."""
+    """`chatbot serve --workers N`: bind the port, apply migrations once, then fork an
+    ingress process, which accepts on the socket (and opens Socket Mode) and queues the work,
+    and N answer workers, which consume the Redis work stream: an ack never waits behind
+    answer work. SIGTERM or SIGINT stops them all (each drains its answers in flight); the
+    exit code is 0 when every process stopped cleanly. A process that dies on its own stops
+    the group, so the process manager (systemd, Docker) restarts the whole bot."""
     sock = listen(host, port)
     try:
         asyncio.run(_prepare(settings))
@@ -255,7 +282,8 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
         raise
     shared_metrics = tempfile.mkdtemp(prefix="chatbot-metrics-")
     share_between_processes(shared_metrics)
-    children: dict[int, int] = {}
+    children: dict[int, Worker] = {}
+    supervisor = os.getpid()
     stopping = False
 
     def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
@@ -267,18 +295,26 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
             except ProcessLookupError:
                 pass
 
-    # Signals wait until every worker is forked and the handlers are in place.
+    # Signals wait until every process is forked and the handlers are in place.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     previous = {sig: signal.signal(sig, stop_all) for sig in stop_signals}
     try:
-        for index in range(workers):
+        group = [Worker.ingress(workers)]
+        group += [Worker.answering(index, workers) for index in range(workers)]
+        for worker in group:
             pid = os.fork()
             if pid == 0:
-                os._exit(_worker_main(settings, sock, host, port, Worker(index, workers)))
-            children[pid] = index
-        sock.close()  # only the workers accept
-        log.info("started %d worker processes (%s)", workers, ", ".join(map(str, children)))
+                os._exit(_worker_main(settings, sock, host, port, worker, supervisor))
+            children[pid] = worker
+        sock.close()  # only the ingress accepts
+        pids = list(children)
+        log.info(
+            "started an ingress process (%d) and %d answer workers (%s)",
+            pids[0],
+            workers,
+            ", ".join(map(str, pids[1:])),
+        )
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     code = 0
@@ -288,14 +324,14 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            index = children.pop(pid, None)
-            if index is None:
+            if pid not in children:
                 continue
+            worker = children.pop(pid)
             exit_code = os.waitstatus_to_exitcode(status)
             if not stopping:
                 log.error(
-                    "worker %d (pid %d) exited (code %d): stopping the others",
-                    index,
+                    "%s (pid %d) exited (code %d): stopping the others",
+                    worker.name,
                     pid,
                     exit_code,
                 )
@@ -320,12 +356,36 @@ async def _prepare(settings: Settings) -> None:
     await engine.dispose()
 
 
+def _stop_with_supervisor(supervisor: int) -> None:
+    """Get SIGTERM (and drain) when the supervisor dies, even by SIGKILL (Linux): no
+    process of the group is left behind holding the port or the work."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != supervisor:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_main(
-    settings: Settings, sock: socket.socket, host: str, port: int, worker: Worker
+    settings: Settings,
+    sock: socket.socket,
+    host: str,
+    port: int,
+    worker: Worker,
+    supervisor: int,
 ) -> int:
-    """The body of one forked worker; its exit code."""
+    """The body of one forked process (ingress or answer worker); its exit code."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _stop_with_supervisor(supervisor)
+    if not worker.accepts:
+        # On shared cores the kernel's run queue is the last queue an ack can wait in: the
+        # answer workers yield the CPU to the ingress process.
+        os.nice(ANSWER_WORKER_NICENESS)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     code = 0
     try:
@@ -336,7 +396,7 @@ def _worker_main(
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         code = 130
     except BaseException:
-        log.exception("worker %d stopped on an error", worker.index)
+        log.exception("%s stopped on an error", worker.name)
         code = 1
     finally:
         logging.shutdown()

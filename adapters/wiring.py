@@ -111,9 +111,21 @@ class Runtime:
     knowledge: KnowledgeService | None = None  # team knowledge (None without sources)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self) -> None:
+    def start(self, *, answers: bool = True) -> None:
         """Start the background loops: Ollama health checks, the work queue consumer and,
-        with team knowledge, its refresh and the `chatbot index` jobs handed to this bot."""
+        with team knowledge, its refresh and the `chatbot index` jobs handed to this bot.
+        ``answers=False`` (the ingress process of `serve --workers`): none of them, the
+        answer workers run them; team knowledge only opens and keeps its status current."""
+        if self.metrics.shared:
+            self.background.append(
+                asyncio.create_task(self.metrics.share_pool_loop(), name="pool-metrics")
+            )
+        if not answers:
+            if self.knowledge is not None:
+                self.background.append(
+                    asyncio.create_task(self._watch_knowledge(self.knowledge), name="knowledge")
+                )
+            return
         self.background.append(
             asyncio.create_task(
                 self.pool.run_health_checks(HEALTH_CHECK_INTERVAL_SECONDS), name="ollama-health"
@@ -125,6 +137,12 @@ class Runtime:
             self.background.append(
                 asyncio.create_task(self._run_knowledge(self.knowledge), name="knowledge")
             )
+
+    async def _watch_knowledge(self, knowledge: KnowledgeService) -> None:
+        await knowledge.open()
+        while True:  # the answer workers index; read their result for /metrics
+            await asyncio.sleep(60.0)
+            await knowledge.load_statuses()
 
     async def _run_knowledge(self, knowledge: KnowledgeService) -> None:
         await knowledge.open()  # an embedded store is held by this process from now on

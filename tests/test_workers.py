@@ -1,10 +1,13 @@
-"""`chatbot serve --workers 2`: two processes on one port and one Redis work queue, both
-answering; SIGTERM stops the whole group after the answers in flight are finished."""
+"""`chatbot serve --workers 2`: an ingress process accepts on the port (and opens the one
+Socket Mode connection) and queues the work; two answer workers take it from the Redis work
+stream. SIGTERM stops the whole group after the answers in flight are finished; a process
+that dies on its own stops the group."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from bot.workqueue import GROUP
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
-from tests.processes import start_serve, stop
+from tests.processes import free_port, start_redis_server, start_serve, stop
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
 
 
@@ -35,14 +38,42 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def answering(redis: Redis) -> set[int]:
-    """The pids of the work-queue consumers holding work right now."""
+async def answering(redis: Redis, *, busy: bool = True) -> set[int]:
+    """The pids of the work-queue consumers (holding work right now unless not ``busy``)."""
     try:
         consumers = await redis.xinfo_consumers(keys.work_stream(), GROUP)
     except Exception:  # the group is not created yet
         return set()
     name = lambda c: c["name"].decode() if isinstance(c["name"], bytes) else c["name"]  # noqa: E731
-    return {int(name(c).split(":")[1]) for c in consumers if c["pending"]}
+    return {int(name(c).split(":")[1]) for c in consumers if c["pending"] or not busy}
+
+
+def listening(pids: set[int], url: str) -> set[int]:
+    """Which of ``pids`` hold the socket listening on ``url``'s port (Linux)."""
+    port = int(url.rsplit(":", 1)[1])
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir():
+            try:
+                if os.readlink(fd) in inodes:
+                    holders.add(pid)
+            except FileNotFoundError:
+                pass
+    return holders
+
+
+async def wait_gone(pids: set[int], timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if not any(alive(pid) for pid in pids):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still running: {[pid for pid in pids if alive(pid)]}")
 
 
 @pytest.fixture
@@ -68,7 +99,7 @@ async def post_mention(http: aiohttp.ClientSession, url: str, text: str, ts: str
         assert r.status == 200
 
 
-async def test_two_workers_share_the_port_and_the_work_and_stop_together(
+async def test_the_ingress_accepts_the_answer_workers_answer_and_all_stop_together(
     tmp_path: Path,
     redis_client: Redis,
     fake_slack: FakeSlack,
@@ -79,8 +110,11 @@ async def test_two_workers_share_the_port_and_the_work_and_stop_together(
     env = {**slack_env, "SHUTDOWN_GRACE_SECONDS": "20"}
     url, proc = await start_serve(env, tmp_path, workers=2)
     try:
-        workers = children(proc.pid)
-        assert len(workers) == 2
+        group = children(proc.pid)
+        assert len(group) == 3  # the ingress process and two answer workers
+        ingress = listening(group, url)
+        assert len(ingress) == 1  # one process accepts; the answer workers closed the socket
+        workers = group - ingress
         fake_ollama.reply = "one two three four five six seven eight"
         fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.3  # a few seconds each
         threads = [f"1500000000.0001{i:02d}" for i in range(4)]
@@ -95,17 +129,71 @@ async def test_two_workers_share_the_port_and_the_work_and_stop_together(
                 break
             seen |= await answering(redis_client)
             await asyncio.sleep(0.05)
-        assert seen == workers  # both processes were answering at once
+        assert seen == workers  # both answer workers were answering at once
+        assert await answering(redis_client, busy=False) == workers  # the ingress reads none
         proc.send_signal(signal.SIGTERM)  # while answers are still streaming
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, out.decode()
         assert "Traceback" not in out.decode()
-        assert not any(alive(pid) for pid in workers)
+        assert not any(alive(pid) for pid in group)
         for ts in threads:  # every answer in flight was finished before the group stopped
             assert fake.thread_text(CHANNEL, ts) == fake_ollama.reply
             assert not any(m.streaming for m in fake.messages(CHANNEL, ts))
     finally:
         await stop(proc)
+
+
+@pytest.mark.parametrize("victim", ["ingress", "answer worker", "supervisor"])
+async def test_a_process_killed_stops_the_whole_group(
+    victim: str, tmp_path: Path, slack_env: dict[str, str]
+) -> None:
+    """systemd or Docker sees the bot exit (and restarts it whole); no process is left
+    behind holding the port or the work, even when the supervisor itself is killed."""
+    url, proc = await start_serve(slack_env, tmp_path, workers=2)
+    try:
+        group = children(proc.pid)
+        ingress = listening(group, url)
+        target = {
+            "ingress": min(ingress),
+            "answer worker": min(group - ingress),
+            "supervisor": proc.pid,
+        }[victim]
+        os.kill(target, signal.SIGKILL)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        await wait_gone(group)
+        if victim != "supervisor":
+            assert proc.returncode == 1, out.decode()
+            assert f"(pid {target}) exited (code -9): stopping the others" in out.decode()
+    finally:
+        await stop(proc)
+
+
+async def test_with_redis_down_the_ingress_answers_itself(
+    tmp_path: Path, fake_slack: FakeSlack, fake_ollama: FakeOllama, slack_env: dict[str, str]
+) -> None:
+    """Nothing can be queued for the answer workers: the process that accepted answers."""
+    port = free_port()
+    redis = start_redis_server(port, tmp_path)
+    env = {**slack_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    try:
+        url, proc = await start_serve(env, tmp_path, workers=2)
+        try:
+            redis.terminate()
+            redis.wait(5)
+            async with aiohttp.ClientSession() as http:
+                await post_mention(http, url, "anyone?", "1500000000.000900")
+            await fake_slack.wait_for(
+                lambda f: fake_ollama.reply in f.thread_text(CHANNEL, "1500000000.000900"), 20
+            )
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0, out.decode()
+            assert "answering without crash safety" in out.decode()
+        finally:
+            await stop(proc)
+    finally:
+        if redis.poll() is None:
+            redis.kill()
 
 
 @pytest.mark.parametrize("argument", ["0", "two"])
@@ -149,7 +237,7 @@ async def test_an_embedded_knowledge_store_runs_one_process(
         await stop(proc)
 
 
-async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it(
+async def test_the_ingress_opens_the_one_socket_mode_connection_and_workers_answer(
     tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
 ) -> None:
     app_token = "xapp-1-A123ABC456-1234567890-abcdef"
@@ -169,15 +257,16 @@ async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it
     _, proc = await start_serve(env, tmp_path, wait=False, workers=2)
     try:
         for _ in range(400):
-            if len([s for s in fake.sockets if not s.closed]) == 2:
+            if len([s for s in fake.sockets if not s.closed]) == 1:
                 break
             await asyncio.sleep(0.05)
-        assert len(fake.sockets) == 2  # Slack spreads events over an app's connections
+        await asyncio.sleep(1.0)  # the answer workers are built by now
+        assert len(fake.sockets) == 1  # the ingress process's; the answer workers open none
+        assert len(fake.calls_to("apps.connections.open")) == 1
         threads = ["1500000000.000100", "1500000000.000200"]
         for ts in threads:
             ack = await fake.send_envelope("events_api", mention(f"via {ts}", ts), timeout=20)
             assert "envelope_id" in ack
-            fake.sockets.reverse()  # the next envelope goes through the other connection
         await fake.wait_for(
             lambda f: all(f.thread_text(CHANNEL, ts) == "Hello **world**" for ts in threads), 15
         )
@@ -191,31 +280,35 @@ async def test_each_worker_opens_a_socket_mode_connection_and_answers_through_it
 
 
 async def test_every_scrape_counts_the_answers_of_every_worker(
-    tmp_path: Path, fake_slack: FakeSlack, slack_env: dict[str, str]
+    tmp_path: Path, fake_slack: FakeSlack, fake_ollama: FakeOllama, slack_env: dict[str, str]
 ) -> None:
-    """Any worker may answer a scrape of /metrics: each one shows the sums over all."""
+    """The ingress process answers every scrape of /metrics with the sums over the answer
+    workers, and their model pool's gauges."""
     fake = fake_slack
     url, proc = await start_serve(slack_env, tmp_path, workers=2, output=False)
     threads = [f"1500000000.0002{i:02d}" for i in range(6)]
+
+    def total(text: str, name: str, match: str = "") -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and match in line
+        )
+
     try:
         async with aiohttp.ClientSession() as http:
             for i, ts in enumerate(threads):
                 await post_mention(http, url, f"question {i}", ts)
-            for _ in range(200):
-                if all(fake.thread_text(CHANNEL, ts) for ts in threads):
+            await fake.wait_for(lambda f: all(f.thread_text(CHANNEL, ts) for ts in threads), 15)
+            for _ in range(100):  # counted once the answer is complete
+                async with http.get(f"{url}/metrics") as r:
+                    text = await r.text()
+                if total(text, "chatbot_requests_total{", 'outcome="ok"') == len(threads):
                     break
                 await asyncio.sleep(0.05)
-            totals = []
-            for _ in range(8):  # new connections: the kernel spreads them over the workers
-                async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/metrics") as r:
-                    text = await r.text()
-                totals.append(
-                    sum(
-                        float(line.rsplit(" ", 1)[1])
-                        for line in text.splitlines()
-                        if line.startswith("chatbot_requests_total{") and 'outcome="ok"' in line
-                    )
-                )
-        assert totals == [len(threads)] * 8
+            assert total(text, "chatbot_requests_total{", 'outcome="ok"') == len(threads)
+            assert total(text, "chatbot_answer_latency_seconds_count") == len(threads)
+            assert total(text, "chatbot_queue_depth ") == 0
+            assert total(text, "chatbot_backend_up{", fake_ollama.url) == 1
     finally:
         await stop(proc)
