@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 GROUP = "chatbot"
 MAX_STREAM_LENGTH = 100_000
 JOB_TTL_SECONDS = 3600
+# Entries taken per read: a burst is shared among the replicas and workers reading the
+# stream, instead of going whole to the first one that reads.
+READ_COUNT = 8
 
 # Dedupe and enqueue in one step: a redelivered event is never queued twice, and an event
 # whose dedupe marker was set is always queued.
@@ -190,7 +193,7 @@ class WorkQueue:
 
     async def _read_new(self) -> None:
         response: Any = await self._redis.xreadgroup(
-            GROUP, self.consumer, {self._stream: ">"}, count=50, block=self._block_ms
+            GROUP, self.consumer, {self._stream: ">"}, count=READ_COUNT, block=self._block_ms
         )
         for _stream, entries in response or []:
             for entry_id, fields in entries:
