@@ -125,7 +125,7 @@ class RedisLocks:
                     return
                 try:
                     if not await self._batch.run_script(
-                        self._renew, keys=[name], args=[token, ttl_ms]
+                        self._renew, keys=[name], args=[token, ttl_ms], carry=False
                     ):
                         log.warning("could not renew a conversation lock (it expired)")
                 except _LOCK_ERRORS:

@@ -235,8 +235,7 @@ class CallPacer(Protocol):
 
 
 class RedisCallPacer:
-    """The pace kept in Redis, shared by every replica (one Lua call per reservation, which
-    carries the writes deferred before it)."""
+    """The pace kept in Redis, shared by every replica (one Lua call per reservation)."""
 
     def __init__(self, *, redis: Redis, batch: RedisBatch | None = None) -> None:
         self._batch = batch or RedisBatch(redis=redis)
@@ -251,6 +250,7 @@ class RedisCallPacer:
                     self._script,
                     keys=[keys.call_pace(scope)],
                     args=[pace.interval_ms, pace.tolerance_ms, int(limit * 1000)],
+                    carry=False,  # a status's reservation may be cancelled midway
                 )
             )
         return None if wait < 0 else wait / 1000

@@ -5,11 +5,13 @@ A thread marked engaged, a posted message noted, an answer remembered (with its
 conversation's lock released), a job acknowledged: each is ``defer``-red. The next awaited
 call (``execute`` or ``run_script``) sends them first, in one pipeline with itself; what no
 call carries within ``flush_after`` seconds is sent on its own (``flush`` sends it at once).
-A call that carries deferred writes sees them (they go first in its pipeline); they are
-sent even when that call's caller is cancelled. Calls already in flight on other
-connections are not waited for, so another connection may read a deferred write a moment
-late: what must be ordered is ordered by Redis itself (an answer's memory is written by the
-script that releases its conversation's lock, which the next answer must take first).
+A call that carries deferred writes sees them (they go first in its pipeline). Calls that
+may be cancelled midway (pacing reservations, lock renewals) and the queueing an
+acknowledgement waits for do not carry them (``carry=False``): a cancelled carrier could
+lose them. Calls already in flight on other connections are not waited for, so another
+connection may read a deferred write a moment late: what must be ordered is ordered by
+Redis itself (an answer's memory is written by the script that releases its
+conversation's lock, which the next answer must take first).
 
 A deferred write that fails is logged, not raised: its caller has moved on. One that
 cannot be sent because Redis is down is lost with the connection, as a direct write would
@@ -44,7 +46,8 @@ class RedisBatch:
         self._flush_after = flush_after
         self._pending: list[Command] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[Any]] = set()  # round trips carrying writes
+        self._flushes: set[asyncio.Task[None]] = set()  # sending what nothing carried
+        self._in_flight: set[asyncio.Future[None]] = set()  # round trips carrying writes
 
     def script(self, source: str) -> AsyncScript:
         """A Lua script to ``run_script`` (registered on this client)."""
@@ -67,8 +70,8 @@ class RedisBatch:
         """Send the deferred writes now (RedisError etc. when Redis cannot be reached);
         ``after_in_flight``: only once the writes already on their way have arrived, so
         these land after them (a work entry is acknowledged after its answer's memory)."""
-        if after_in_flight and self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        if after_in_flight and self._in_flight:
+            await asyncio.wait(set(self._in_flight))  # (waiting cancels none of them)
         if self._pending:
             await self._round_trip(())
 
@@ -80,12 +83,24 @@ class RedisBatch:
         return reply
 
     async def run_script(
-        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+        self,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        carry: bool = True,
     ) -> Any:
         """A Lua script's reply, the deferred writes sent before it in the same round trip
-        (a script Redis does not know yet is loaded and run again)."""
+        (a script Redis does not know yet is loaded and run again). ``carry=False``: this
+        call alone (it may be cancelled midway, or must stay lean); the writes wait."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        (reply,) = await self._round_trip((command,))
+        if carry:
+            (reply,) = await self._round_trip((command,))
+        else:
+            try:
+                reply = await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError as exc:
+                reply = exc
         if isinstance(reply, NoScriptError):  # a new or restarted Redis
             script.sha = await self.redis.script_load(script.script)
             return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
@@ -95,18 +110,21 @@ class RedisBatch:
 
     async def _round_trip(self, commands: Sequence[Command]) -> list[Any]:
         """The deferred writes, then ``commands``, in one pipeline; ``commands``' replies
-        (an error as its exception). The writes are not the caller's: a caller cancelled
-        meanwhile (a status that is no longer needed) does not take them down with it."""
+        (an error as its exception)."""
         pending, self._pending = self._pending, []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not pending:
             return await self._send(pending, commands)
-        carrier = asyncio.get_running_loop().create_task(self._send(pending, commands))
-        self._flushes.add(carrier)
-        carrier.add_done_callback(self._flushes.discard)
-        return await asyncio.shield(carrier)
+        arrived = asyncio.get_running_loop().create_future()
+        self._in_flight.add(arrived)
+        try:
+            return await self._send(pending, commands)
+        finally:
+            self._in_flight.discard(arrived)
+            if not arrived.done():
+                arrived.set_result(None)
 
     async def _send(self, pending: Sequence[Command], commands: Sequence[Command]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

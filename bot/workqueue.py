@@ -123,6 +123,7 @@ class WorkQueue:
                 self._submit,
                 keys=[self._stream, keys.seen("work", dedupe_id or "")],
                 args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, json.dumps(payload)],
+                carry=False,  # the acknowledgement waits for this call alone
             )
         if entry is None:
             self._telemetry.event(Event.DEDUPE_HIT, str(payload.get("platform", "")))

@@ -70,18 +70,33 @@ async def test_writes_still_deferred_at_close_are_sent(redis_url: str) -> None:
     await other.aclose()
 
 
-async def test_deferred_writes_survive_the_cancellation_of_the_call_carrying_them(
+async def test_a_call_that_may_be_cancelled_leaves_the_deferred_writes_to_the_next_one(
     redis_client: Redis,
 ) -> None:
-    """A status update cancelled mid-call must not take an answer's memory down with it."""
+    """A pacing reservation cancelled midway (a status no longer needed) does not carry the
+    answer's memory: it goes with the next call that carries."""
     batch = RedisBatch(redis=redis_client, flush_after=60)
     script = batch.script("redis.call('SET', KEYS[1], '1') return 1")
     batch.defer(("RPUSH", "memory", "the answer"))
-    carrier = asyncio.create_task(batch.run_script(script, keys=["status"], args=[]))
+    call = asyncio.create_task(batch.run_script(script, keys=["status"], args=[], carry=False))
     await asyncio.sleep(0)  # the round trip is on its way
-    carrier.cancel()
+    call.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await carrier
-    await batch.flush(after_in_flight=True)
-    assert await redis_client.lrange("memory", 0, -1) == [b"the answer"]
+        await call
+    assert batch.pending == 1
+    assert await batch.execute("LRANGE", "memory", 0, -1) == [b"the answer"]
+    await batch.close()
+
+
+async def test_an_acknowledgement_lands_after_the_writes_already_on_their_way(
+    redis_client: Redis,
+) -> None:
+    batch = RedisBatch(redis=redis_client, flush_after=60)
+    batch.defer(("RPUSH", "order", "memory"))
+    carrier = asyncio.create_task(batch.execute("PING"))
+    await asyncio.sleep(0)  # the memory is on its way, on one connection
+    batch.defer(("RPUSH", "order", "ack"))
+    await batch.flush(after_in_flight=True)  # on another
+    await carrier
+    assert await redis_client.lrange("order", 0, -1) == [b"memory", b"ack"]
     await batch.close()
