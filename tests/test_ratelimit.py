@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -95,12 +95,12 @@ async def test_redis_limit_holds_across_replicas_under_concurrency(redis_url: st
         await client.aclose()
 
 
-async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
-    redis_url: str,
-) -> None:
+def asker(
+    client: Redis, model: ScriptedModel, key: ConversationKey
+) -> Callable[[str, int], Awaitable[str]]:
+    """Ask a bot limited to 2 questions a minute on Redis (its clock at 10:00 UTC) in one
+    conversation: the reply's text."""
     clock = Clock()
-    client = Redis.from_url(redis_url)
-    model = ScriptedModel()
     bot = Assistant(
         state=redis_state(redis=client, ttl_seconds=60),
         local_model=model,
@@ -112,12 +112,21 @@ async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
         rate_limiter=RedisRateLimiter(redis=client, per_minute=2, per_day=100, clock=clock),
         now=lambda: datetime.fromtimestamp(clock.now, UTC),
     )
-    key = ConversationKey("slack", "T", "C", "1")
 
     async def ask(text: str, n: int) -> str:
         sink = RecordingSink()
         await bot.handle(IncomingMessage(key, f"m{n}", "U1", text), sink)
         return sink.text
+
+    return ask
+
+
+async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
+    redis_url: str,
+) -> None:
+    client = Redis.from_url(redis_url)
+    model = ScriptedModel()
+    ask = asker(client, model, ConversationKey("slack", "T", "C", "1"))
 
     await ask("/help", 1)
     await ask("/model", 2)
@@ -149,26 +158,9 @@ async def test_a_question_over_the_limit_is_refused_at_once_even_while_its_threa
 ) -> None:
     """On Redis the question is counted in the step that holds its conversation: a refused
     one does not wait for a busy conversation, and one that waits is counted once."""
-    clock = Clock()
     client = Redis.from_url(redis_url)
     model = HeldModel()
-    bot = Assistant(
-        state=redis_state(redis=client, ttl_seconds=60),
-        local_model=model,
-        premium=None,
-        premium_model_name="gpt-4.1",
-        ledger=None,
-        system_prompt="s",
-        max_input_chars=50,
-        rate_limiter=RedisRateLimiter(redis=client, per_minute=2, per_day=100, clock=clock),
-        now=lambda: datetime.fromtimestamp(clock.now, UTC),
-    )
-    key = ConversationKey("slack", "T", "C", "busy")
-
-    async def ask(text: str, n: int) -> str:
-        sink = RecordingSink()
-        await bot.handle(IncomingMessage(key, f"m{n}", "U1", text), sink)
-        return sink.text
+    ask = asker(client, model, ConversationKey("slack", "T", "C", "busy"))
 
     first = asyncio.create_task(ask("one", 1))
     await asyncio.sleep(0.2)  # the first answer holds the conversation
