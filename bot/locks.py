@@ -98,19 +98,13 @@ class RedisLocks:
         deadline = loop.time() + self._wait
         with translated_redis_errors("taking a conversation lock"):
             while True:
-                if charge is None:
-                    got = await self._batch.run_script(
-                        self._acquire, keys=[name, read], args=[token, ttl_ms]
-                    )
-                else:
-                    got = await self._batch.run_script(
-                        self._acquire,
-                        keys=[name, read, *charge.keys],
-                        args=[token, ttl_ms, *charge.limits],
-                    )
-                    if int(got[0]) == 2:
-                        raise RateLimited(charge.decision(int(got[1])))
-                    charge = None  # counted: a retry only waits for the lock
+                rate_keys, limits = (charge.keys, charge.limits) if charge else ((), ())
+                got = await self._batch.run_script(
+                    self._acquire, keys=[name, read, *rate_keys], args=[token, ttl_ms, *limits]
+                )
+                if charge is not None and int(got[0]) == 2:
+                    raise RateLimited(charge.decision(int(got[1])))
+                charge = None  # counted (when it was): a retry only waits for the lock
                 if int(got[0]):
                     break
                 if loop.time() >= deadline:
