@@ -350,7 +350,7 @@ async def _prepare(settings: Settings) -> None:
     """What the workers would each find wrong is found once, before they start."""
     await migrate(settings)
     try:
-        engine = database.create_engine(settings.database_url)
+        engine = database.create_engine(settings.effective_database_url)
     except database.DatabaseError as exc:
         raise _bad_database(exc) from exc
     await engine.dispose()

@@ -380,7 +380,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
     ``model_slots``: generations at once per Ollama server in this process (default
     OLLAMA_MAX_CONCURRENCY; a worker of several takes its share)."""
     state, redis, batch = await connect_state(settings)
-    engine = database.create_engine(settings.database_url)
+    engine = database.create_engine(settings.effective_database_url)
     ledger = Ledger(engine=engine)
     ollama = build_ollama(settings)
     pool = ModelPool(

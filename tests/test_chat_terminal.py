@@ -72,6 +72,29 @@ async def test_piped_questions_all_reach_the_usage_ledger(tmp_path: Path) -> Non
     assert rows == 3, out.decode()
 
 
+async def test_without_database_url_chat_and_usage_share_one_ledger(tmp_path: Path) -> None:
+    """Unset, DATABASE_URL means one SQLite file in the data folder: the tables `chat`
+    creates at start are the ones its answers are written to, whatever the folder."""
+    async with FakeOllama() as ollama:
+        env = _env(tmp_path, OLLAMA_BASE_URL=ollama.url)
+        del env["DATABASE_URL"]
+        proc = await asyncio.create_subprocess_exec(
+            CHATBOT,
+            "chat",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(b"one?\n"), 60)
+    assert proc.returncode == 0, err.decode()
+    assert not (tmp_path / "chatbot.db").exists()  # nothing beside the working folder
+    with sqlite3.connect(tmp_path / "data" / "chatbot" / "chatbot.db") as db:
+        (rows,) = db.execute("SELECT count(*) FROM requests").fetchone()
+    assert rows == 1, out.decode()
+
+
 def _read_until(fd: int, marker: bytes, seen: bytes, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     while marker not in seen:
