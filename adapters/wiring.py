@@ -463,7 +463,6 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             assistant=assistant,
             dispatcher=dispatcher,
             tracker=tracker,
-            signing_secret=signing_secret,
             suggested_prompts=settings.suggested_prompts,
             # Slack's rate limits hold per workspace: every answer, in every replica, shares
             # one budget of calls (kept in Redis when there is one).

@@ -82,7 +82,6 @@ class SlackBot:
         assistant: Assistant,
         dispatcher: Dispatcher,
         tracker: TaskTracker,
-        signing_secret: str | None = None,
         streaming: StreamingSupport | None = None,
         suggested_prompts: Sequence[str] | None = None,
     ) -> None:
@@ -98,10 +97,9 @@ class SlackBot:
             # (0.1 s of start-up in every process).
             name="chatbot",
             client=client,
-            # The HTTP route's middleware checks signatures before anything is parsed; bolt
-            # checks them again. Socket Mode needs none.
-            signing_secret=signing_secret or "",
-            request_verification_enabled=bool(signing_secret),
+            # The HTTP route's middleware (SlackHttpEndpoint) checks signatures before
+            # anything is parsed, once; Socket Mode needs none.
+            request_verification_enabled=False,
             # Queue first, then acknowledge: an acknowledged event is never lost.
             process_before_response=True,
             logger=_BOLT_LOG,

@@ -209,8 +209,8 @@ def _check_event(event: object) -> None:
             raise MalformedRequest(f"{event['type']} event without {', '.join(missing)}")
 
 
-def check_body(body: bytes, content_type: str) -> str:
-    """The body as text when it is an Events API payload, a slash command or an interactive
+def check_body(body: bytes, content_type: str) -> None:
+    """Nothing when the body is an Events API payload, a slash command or an interactive
     payload of the shape Slack sends; else MalformedRequest (a 400, never a 500 later)."""
     try:
         text = body.decode("utf-8")
@@ -225,7 +225,7 @@ def check_body(body: bytes, content_type: str) -> str:
             _check_event(data.get("event"))
         elif data["type"] == "url_verification" and not isinstance(data.get("challenge"), str):
             raise MalformedRequest("url_verification without a challenge")
-        return text
+        return
     try:
         form = parse_qs(text, strict_parsing=True, errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -235,12 +235,12 @@ def check_body(body: bytes, content_type: str) -> str:
         if not isinstance(payload.get("type"), str):
             raise MalformedRequest("payload without a type")
         _check_fields(payload, "payload.")
-        return text
+        return
     if "ssl_check" in form:  # Slack checking the certificate of a slash command's URL
-        return text
+        return
     if "command" not in form:
         raise MalformedRequest("not a Slack form payload")
     missing = [name for name in COMMAND_FIELDS if not form.get(name, [""])[0].strip()]
     if missing:
         raise MalformedRequest(f"slash command without {', '.join(missing)}")
-    return text
+    return
