@@ -119,19 +119,14 @@ class RedisRateLimiter:
         self._script = redis.register_script(_CHECK_AND_COUNT)
 
     async def acquire(self, user: str) -> RateDecision:
-        """Count one question if both limits allow it."""
-        if self._per_minute <= 0 and self._per_day <= 0:
+        """Count one question if both limits allow it (the same charge ``charge`` hands to
+        the lock's script, run on its own)."""
+        charge = self.charge(user)
+        if charge is None:
             return RateDecision(True)
-        now = self.clock()
-        minute, day, _, _ = _windows(now)
         with translated_redis_errors("checking the rate limit"):
-            code = await self._script(
-                keys=[keys.rate_minute(user, minute), keys.rate_day(user, day)],
-                args=[self._per_minute, self._per_day],
-            )
-        if int(code) == 0:
-            return RateDecision(True)
-        return _refusal(int(code), self._per_minute, self._per_day, now)
+            code = await self._script(keys=list(charge.keys), args=list(charge.limits))
+        return charge.decision(int(code))
 
     def charge(self, user: str) -> RateCharge | None:
         """The question's keys and limits, for the lock's script (None: no limits)."""
