@@ -93,10 +93,11 @@ async def test_an_acknowledgement_lands_after_the_writes_already_on_their_way(
 ) -> None:
     batch = RedisBatch(redis=redis_client, flush_after=60)
     batch.defer(("RPUSH", "order", "memory"))
-    carrier = asyncio.create_task(batch.execute("PING"))
-    await asyncio.sleep(0)  # the memory is on its way, on one connection
+    # The memory is on its way with a call that takes a while to answer (on one connection).
+    carrier = asyncio.create_task(batch.execute("BLPOP", "nothing", 0.5))
+    await asyncio.sleep(0.05)
     batch.defer(("RPUSH", "order", "ack"))
-    await batch.flush(after_in_flight=True)  # on another
-    await carrier
+    await batch.flush(after_in_flight=True)  # on another connection, once that has arrived
+    assert carrier.done()
     assert await redis_client.lrange("order", 0, -1) == [b"memory", b"ack"]
     await batch.close()
