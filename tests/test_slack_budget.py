@@ -5,7 +5,6 @@ whole, once and in order, soon after the model has finished."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -54,12 +53,11 @@ async def test_thirty_answers_at_once_in_one_workspace_arrive_whole_under_slack_
     )
     assert {r.status for r in responses} == {200}
     streaming = len(WORDS) / fake_ollama.chunk_size * fake_ollama.token_delay
-    started = time.monotonic()
+    # Each whole text within 15 s of the model's last token (wait_for fails otherwise).
     await fake_slack.wait_for(
         lambda f: all(complete(f, channel, ts, WORDS) for channel, ts in threads),
         timeout=streaming + 15,
     )
-    assert time.monotonic() - started < streaming + 15
     await slack_bot.settle()
     for channel, ts in threads:  # once: one message each, nothing repeated after
         assert [m.text for m in fake_slack.messages(channel, ts)] == [WORDS]
