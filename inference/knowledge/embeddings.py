@@ -58,7 +58,6 @@ class OllamaEmbeddings:
         self._timeouts = (timeout, connect_timeout)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=connect_timeout))
         self._preferred = 0
-        self.calls = 0  # embedding requests made (for the index summary and tests)
 
     def with_model(self, model: str) -> OllamaEmbeddings:
         """The same servers with another model (a client of its own)."""
@@ -96,7 +95,6 @@ class OllamaEmbeddings:
             except httpx.HTTPError as exc:
                 errors.append(f"{url}: {type(exc).__name__}")
                 continue
-            self.calls += 1
             if response.status_code == 404 and "not found" in response.text.lower():
                 missing += 1
                 errors.append(f"{url}: model {self.model} not pulled")
@@ -114,21 +112,6 @@ class OllamaEmbeddings:
         if missing and missing == len(errors):
             raise ModelNotPulled(message + f" (run `ollama pull {self.model}`)")
         raise EmbeddingError(message)
-
-    async def pulled(self) -> dict[str, bool | None]:
-        """Per server: whether it has the model (None: the server does not answer)."""
-
-        async def one(url: str) -> bool | None:
-            try:
-                response = await self._client.get(f"{url}/api/tags", timeout=5.0)
-                models = response.json().get("models") or []
-            except (httpx.HTTPError, ValueError, AttributeError):
-                return None
-            want = self.model if ":" in self.model else f"{self.model}:latest"
-            return any(m.get("name") in (self.model, want) for m in models)
-
-        results = await asyncio.gather(*(one(u) for u in self._urls))
-        return dict(zip(self._urls, results, strict=True))
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -431,22 +431,6 @@ class KnowledgeStore:
         except STORE_ERRORS as exc:
             raise _unavailable(self, exc) from exc
 
-    async def counts(self, collection: str, source: str) -> tuple[int, int]:
-        """(documents, chunks) of a source."""
-        client = await self.client()
-        try:
-            chunks = await client.count(
-                collection, count_filter=models.Filter(must=[_match("source", source)]), exact=True
-            )
-            docs = await client.count(
-                collection,
-                count_filter=models.Filter(must=[_match("source", source), _match("chunk", 0)]),
-                exact=True,
-            )
-        except STORE_ERRORS as exc:
-            raise _unavailable(self, exc) from exc
-        return docs.count, chunks.count
-
     async def forget_status(self, source: str) -> None:
         """Drop the recorded status of a source no longer configured."""
         client = await self.client()
