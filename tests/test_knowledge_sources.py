@@ -204,6 +204,8 @@ class Site:
         app.router.add_get("/docs/moved.html", self.moved)
         app.router.add_get("/docs/huge.html", self.huge)
         app.router.add_get("/docs/many/{n}.html", self.many)
+        app.router.add_get("/docs/latin.html", self.latin)
+        app.router.add_get("/docs/blob.html", self.blob)
         app.router.add_get("/outside.html", self.outside)
         app.router.add_get("/sitemap.xml", self.sitemap)
         self._runner = web.AppRunner(app, access_log=None)
@@ -261,6 +263,15 @@ class Site:
         n = int(request.match_info["n"])
         return self.html(f"Page {n}", f'<p>page {n}</p><a href="{n + 1}.html">next</a>')
 
+    async def latin(self, request: web.Request) -> web.Response:
+        """An old page in Windows-1252 whose server names no charset."""
+        page = PAGE.format(title="Latin", body="<p>Caf\u00e9 cr\u00e8me \u2013 na\u00efve</p>")
+        return web.Response(body=page.encode("cp1252"), headers={"Content-Type": "text/html"})
+
+    async def blob(self, request: web.Request) -> web.Response:
+        """Binary content served as a page."""
+        return web.Response(body=bytes(range(256)) * 8, headers={"Content-Type": "text/html"})
+
     async def outside(self, request: web.Request) -> web.Response:
         return self.html("Outside", "<p>not under /docs/</p>")
 
@@ -293,6 +304,14 @@ async def test_a_website_is_crawled_under_its_path_and_bad_pages_are_skipped(sit
     assert skipped[f"{site.url}/docs/huge.html"].startswith("too large")
     # moved.html redirects to a.html inside the site: the same page, indexed once.
     assert f"{site.url}/docs/moved.html" not in skipped
+
+
+async def test_a_page_without_a_declared_charset_is_read_as_it_is_encoded(site: Site) -> None:
+    docs, _ = await collect(load_site(parse_source(f"{site.url}/docs/latin.html")))
+    text = docs[f"{site.url}/docs/latin.html"].text
+    assert "Caf\u00e9 cr\u00e8me \u2013 na\u00efve" in text and "\ufffd" not in text
+    docs, skipped = await collect(load_site(parse_source(f"{site.url}/docs/blob.html")))
+    assert not docs and skipped[f"{site.url}/docs/blob.html"] == "no text"
 
 
 async def test_a_crawl_is_capped(site: Site) -> None:

@@ -425,11 +425,21 @@ class _Fetcher:
                             return Skipped(
                                 url, f"too large (over {MAX_PAGE_BYTES // 1_000_000} MB)"
                             )
-                    text = response.encoding and bytes(body).decode(response.encoding, "replace")
-                    return current, ctype, text or decode(bytes(body)) or ""
+                    return current, ctype, _page_text(bytes(body), response.charset_encoding)
             except httpx.HTTPError as exc:
                 return Skipped(url, f"cannot fetch ({type(exc).__name__})", keep=True)
         return Skipped(url, "too many redirects")
+
+
+def _page_text(body: bytes, charset: str | None) -> str:
+    """A page's text in the charset its server declared (one Python knows), else as
+    ``decode`` reads it; "" for binary content."""
+    if charset:
+        try:
+            return body.decode(charset, "replace")
+        except LookupError:
+            pass
+    return decode(body) or ""
 
 
 def _links(html: str, base: str) -> list[str]:
