@@ -15,7 +15,7 @@ from typing import Protocol
 
 from bot import keys
 from bot.conversation import ConversationKey
-from bot.locks import LOCK_TTL_SECONDS, LocalLocks, RedisLocks
+from bot.locks import LOCK_TTL_SECONDS, LOCK_WAIT_SECONDS, LocalLocks, RedisLocks
 from bot.ratelimit import RateCharge
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
@@ -105,11 +105,14 @@ class RedisMemory:
         ttl_seconds: int,
         max_turns: int = MAX_STORED_TURNS,
         lock_ttl_seconds: float = LOCK_TTL_SECONDS,
+        lock_wait_seconds: float = LOCK_WAIT_SECONDS,
     ):
         self._batch = batch
         self._ttl = ttl_seconds
         self._max_turns = max_turns
-        self._locks = RedisLocks(batch=batch, ttl_seconds=lock_ttl_seconds)
+        self._locks = RedisLocks(
+            batch=batch, ttl_seconds=lock_ttl_seconds, wait_seconds=lock_wait_seconds
+        )
         self._append = batch.script(_APPEND)
 
     async def history(self, key: ConversationKey) -> list[Turn]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.engagement import Engagement, LocalEngagement, RedisEngagement
-from bot.locks import LOCK_TTL_SECONDS
+from bot.locks import LOCK_TTL_SECONDS, LOCK_WAIT_SECONDS
 from bot.memory import MAX_STORED_TURNS, LocalMemory, Memory, RedisMemory
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import translated_redis_errors
@@ -35,6 +35,7 @@ def redis_state(
     ttl_seconds: int,
     max_turns: int = MAX_STORED_TURNS,
     lock_ttl_seconds: float = LOCK_TTL_SECONDS,
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS,
 ) -> ConversationState:
     """The stores on Redis; their writes share the round trips of ``batch`` (by default
     one of their own), which the work queue and the Slack budget may share too."""
@@ -50,6 +51,7 @@ def redis_state(
             ttl_seconds=ttl_seconds,
             max_turns=max_turns,
             lock_ttl_seconds=lock_ttl_seconds,
+            lock_wait_seconds=lock_wait_seconds,
         ),
         engagement=RedisEngagement(batch=batch, ttl_seconds=ttl_seconds),
         ping=ping,

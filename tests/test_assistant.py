@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -99,6 +100,22 @@ async def test_same_message_id_is_answered_once_without_redis() -> None:
     assert await dispatcher.submit("C1:1.2", {"platform": "slack", "text": "again"})
     assert await tracker.wait_idle(5)
     assert sorted(answered) == ["again", "hi"]
+
+
+async def test_a_thread_held_too_long_by_another_answer_gets_the_busy_reply(
+    redis_url: str,
+) -> None:
+    client = Redis.from_url(redis_url)
+    batch = RedisBatch(redis=client)
+    state = redis_state(redis=client, batch=batch, ttl_seconds=600, lock_wait_seconds=0.3)
+    model = ScriptedModel()
+    bot = make(state, model)
+    async with state.memory.hold(KEY):  # another answer (another replica) holds the thread
+        assert await asyncio.wait_for(ask(bot, "anyone there?"), 5) == replies.BUSY
+    assert model.calls == []
+    assert await ask(bot, "now?") == model.reply  # released: answered
+    await batch.close()
+    await client.aclose()
 
 
 async def test_reset_forgets_only_this_conversation(state: ConversationState) -> None:
