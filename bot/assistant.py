@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 from bot import replies
 from bot.admission import Admission
@@ -55,12 +54,17 @@ class Route:
     account: PremiumAccount | None = None
 
 
+async def _forget(turns: Sequence[Turn]) -> None:
+    """Memory was down when the conversation was recalled: the answer is not remembered
+    (nor written without the conversation's lock)."""
+
+
 @dataclass(slots=True)
 class Recalled:
     """The conversation as read under its lock, how to remember the answer, and ``down``:
     memory could not be used."""
 
-    remember: Callable[[Sequence[Turn]], Awaitable[None]]
+    remember: Callable[[Sequence[Turn]], Awaitable[None]] = field(default=_forget)
     history: list[Turn] = field(default_factory=list)
     down: bool = False
 
@@ -340,7 +344,7 @@ class Assistant:
         question's rate limit ``charge`` counted in the same step; with Redis down, answer
         without memory (or limits)."""
         key = message.key
-        recalled = Recalled(remember=partial(self._state.memory.append, key))
+        recalled = Recalled()
         async with AsyncExitStack() as stack:
             try:
                 held = await stack.enter_async_context(self._state.memory.hold(key, charge=charge))
