@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot import replies
-from bot.citations import EXCERPT_CHARS, TITLE_CHARS, display_title, shorten
+from bot.citations import searched
 from bot.conversation import ConversationKey
 from bot.retrieval import scope_of
 from inference.knowledge import Knowledge, KnowledgeError
@@ -27,9 +27,7 @@ async def search_reply(knowledge: Knowledge | None, key: ConversationKey, words:
     if not found:
         return replies.SEARCH_NOTHING.format(words=words)
     lines = [replies.SEARCH_HEADER.format(words=words)]
-    for number, passage in enumerate(found, start=1):
-        title = shorten(display_title(passage), TITLE_CHARS)
-        excerpt = shorten(" ".join(passage.text.split()), EXCERPT_CHARS)
-        link = f"[{title}]({passage.url})" if passage.url else title
-        lines.append(f"{number}. {link}\n   {excerpt}")
+    for entry in searched(found):  # titled and shortened as an answer's sources are
+        link = f"[{entry.title}]({entry.url})" if entry.url else entry.title
+        lines.append(f"{entry.number}. {link}\n   {entry.excerpt}")
     return "\n".join(lines)
