@@ -147,29 +147,31 @@ def format_report(lines: Sequence[ReportLine], *, by: GroupBy) -> str:
         )
         for line in lines
     ]
-    rows.append(
-        (
-            "total",
-            f"{sum(x.requests for x in lines):,}",
-            f"{sum(x.failed for x in lines):,}",
-            f"{sum(x.prompt_tokens for x in lines):,}",
-            f"{sum(x.completion_tokens for x in lines):,}",
-            format_usd(sum(x.cost_usd for x in lines)),
-            "",
-            "",
-        )
+    total = (
+        "total",
+        f"{sum(x.requests for x in lines):,}",
+        f"{sum(x.failed for x in lines):,}",
+        f"{sum(x.prompt_tokens for x in lines):,}",
+        f"{sum(x.completion_tokens for x in lines):,}",
+        format_usd(sum(x.cost_usd for x in lines)),
+        "",
+        "",
     )
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return _table(header, rows, total)
 
-    def render(row: Sequence[str]) -> str:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells).rstrip()
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], total: Sequence[str]) -> str:
+    """Columns sized to fit, the first left-aligned and the rest right-aligned, with rules
+    around the rows and the total below."""
+    widths = [max(len(r[i]) for r in (header, *rows, total)) for i in range(len(header))]
+
+    def render(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join(
-        [render(header), rule, *(render(r) for r in rows[:-1]), rule, render(rows[-1])]
-    )
+    return "\n".join([render(header), rule, *(render(r) for r in rows), rule, render(total)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +239,4 @@ def format_feedback(lines: Sequence[FeedbackLine]) -> str:
         sum(x.up for x in lines),
         sum(x.down for x in lines),
     )
-    widths = [max(len(r[i]) for r in (header, *rows, total)) for i in range(len(header))]
-
-    def render(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule, *(render(r) for r in rows), rule, render(total)])
+    return _table(header, rows, total)
