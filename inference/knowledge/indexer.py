@@ -129,11 +129,13 @@ class Indexer:
             reports.append(report)
             await self._save_status(statuses.get(source.name), report)
         if selected is None:
-            # Every source ever indexed has a status: those no longer configured go.
+            # Sources no longer configured go: their chunks (read from the collection
+            # itself, even where a status could not be saved) and their statuses.
             configured = {s.name for s in sources}
-            for gone in set(statuses) - configured:
+            for gone in await self._store.sources(collection) - configured:
                 log.info("removing the chunks of %s (no longer configured)", gone)
                 await self._store.delete_source(collection, gone)
+            for gone in set(statuses) - configured:
                 await self._store.forget_status(gone)
         if switching and selected is None and all(r.ok for r in reports):
             old = await self._store.switch(collection)
