@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -15,9 +15,11 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     UniqueConstraint,
     case,
     func,
+    insert,
     or_,
     select,
     text,
@@ -25,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -258,41 +260,14 @@ class Ledger:
             "vote": vote.value,
             "created_at": vote.created_at,
         }
-        changed = {"vote": vote.value, "created_at": vote.created_at}
         async with (
             translated_errors("could not record a vote", self._timeout),
             self._sessions.begin() as session,
         ):
-            dialect = session.bind.dialect.name if session.bind is not None else ""
-            if dialect in ("postgresql", "sqlite"):
-                insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-                statement = insert(VoteRow).values(**values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["answer_id", "platform", "user_id"], set_=changed
-                )
-                await session.execute(statement)
-                return
-            # Other databases: update, else insert (the unique constraint still holds).
-            result = await session.execute(
-                update(VoteRow)
-                .where(
-                    VoteRow.answer_id == vote.answer_id,
-                    VoteRow.platform == vote.platform,
-                    VoteRow.user == vote.user,
-                )
-                .values(vote=vote.value, created_at=vote.created_at)
-            )
-            if not getattr(result, "rowcount", 0):
-                session.add(
-                    VoteRow(
-                        answer_id=vote.answer_id,
-                        platform=vote.platform,
-                        workspace=vote.workspace,
-                        user=vote.user,
-                        vote=vote.value,
-                        created_at=vote.created_at,
-                    )
-                )
+            await _upsert(
+                session, VoteRow, [values], keys=("answer_id", "platform", "user_id"),
+                changed=("vote", "created_at"),
+            )  # fmt: skip
 
     async def votes(self, answer_id: str) -> dict[str, str]:
         """The votes on one answer, by ``platform:user``."""
@@ -312,24 +287,18 @@ class Ledger:
         """Remember that ``messages`` (platform message ids) show the answer ``answer_id``."""
         if not messages:
             return
+        rows = [
+            {"platform": platform, "message": message, "answer_id": answer_id, "created_at": at}
+            for message in dict.fromkeys(messages)
+        ]
         async with (
             translated_errors("could not link an answer's messages", self._timeout),
             self._sessions.begin() as session,
         ):
-            for message in dict.fromkeys(messages):
-                existing = await session.scalar(
-                    select(AnswerMessageRow).where(
-                        AnswerMessageRow.platform == platform, AnswerMessageRow.message == message
-                    )
-                )
-                if existing is None:
-                    session.add(
-                        AnswerMessageRow(
-                            platform=platform, message=message, answer_id=answer_id, created_at=at
-                        )
-                    )
-                else:
-                    existing.answer_id, existing.created_at = answer_id, at
+            await _upsert(
+                session, AnswerMessageRow, rows, keys=("platform", "message"),
+                changed=("answer_id", "created_at"),
+            )  # fmt: skip
 
     async def answer_for_message(self, *, platform: str, message: str) -> str | None:
         """The answer a platform message shows, if it was linked (``link_messages``)."""
@@ -341,3 +310,40 @@ class Ledger:
             self._sessions() as session,
         ):
             return await session.scalar(query)
+
+
+# Databases with INSERT ... ON CONFLICT DO UPDATE (the others: update, then insert).
+NATIVE_UPSERT = ("postgresql", "sqlite")
+
+
+async def _upsert(
+    session: AsyncSession,
+    table: type[Base],
+    rows: Sequence[dict[str, Any]],
+    *,
+    keys: Sequence[str],
+    changed: Sequence[str],
+) -> None:
+    """Insert ``rows`` into ``table``, a row whose unique ``keys`` (column names) exist
+    already updating its ``changed`` columns instead: one statement on PostgreSQL and
+    SQLite, else an update, then an insert where nothing was updated."""
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    if dialect in NATIVE_UPSERT:
+        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = upsert(table).values(list(rows))
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={name: statement.excluded[name] for name in changed},
+            )
+        )
+        return
+    core = cast(Table, table.__table__)
+    for row in rows:
+        result = await session.execute(
+            update(core)
+            .where(*(core.c[name] == row[name] for name in keys))
+            .values({name: row[name] for name in changed})
+        )
+        if not getattr(result, "rowcount", 0):
+            await session.execute(insert(core).values(row))

@@ -339,3 +339,27 @@ async def test_sqlite_opens_while_another_process_reads_it_before_wal(tmp_path: 
     finally:
         await engine.dispose()
         other.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["on-conflict", "update-then-insert"])
+async def test_a_second_vote_and_a_relinked_message_replace_the_first(
+    ledger: Ledger, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of storing a replacement (one statement where the database has it, update
+    then insert elsewhere) keep one vote per person and answer, one answer per message."""
+    from bot import ledger as ledger_module
+    from bot.feedback import Vote
+
+    if not native:
+        monkeypatch.setattr(ledger_module, "NATIVE_UPSERT", ())
+    now = datetime.now(UTC)
+    await ledger.record_vote(Vote("a1", "slack", "T1", "U1", "up", now))
+    await ledger.record_vote(Vote("a1", "slack", "T1", "U1", "down", now))
+    await ledger.record_vote(Vote("a1", "slack", "T1", "U2", "up", now))
+    assert await ledger.votes("a1") == {"slack:U1": "down", "slack:U2": "up"}
+    await ledger.link_messages(
+        platform="teams", messages=["m1", "m1", "m2"], answer_id="a1", at=now
+    )
+    await ledger.link_messages(platform="teams", messages=["m2"], answer_id="a2", at=now)
+    assert await ledger.answer_for_message(platform="teams", message="m1") == "a1"
+    assert await ledger.answer_for_message(platform="teams", message="m2") == "a2"
