@@ -68,7 +68,7 @@ class ReplySink(Protocol):
         used none. Replies that are not model answers (commands, refusals) never get it, so
         a sink can also mark model answers here (Teams' AI-generated label) and offer
         feedback on them: ``answer_id`` names the answer in the usage ledger, and a vote
-        on it is recorded with ``Assistant.record_vote``."""
+        on it is recorded with ``Assistant.feedback.record_vote``."""
         ...
 
     async def close(self) -> None:

@@ -32,14 +32,10 @@ class UsageWriter:
         ledger: Ledger,
         tracker: TaskTracker,
         delay: float = FLUSH_DELAY_SECONDS,
-        retry_min: float = RETRY_MIN_SECONDS,
-        retry_max: float = RETRY_MAX_SECONDS,
     ) -> None:
         self._ledger = ledger
         self._tracker = tracker
         self._delay = delay
-        self._retry_min = retry_min
-        self._retry_max = retry_max
         self._buffer: list[UsageRecord] = []
         self._flusher: asyncio.Task[None] | None = None
         # A timer, not a task: waiting out an outage must not keep the tracker busy.
@@ -65,7 +61,7 @@ class UsageWriter:
         finally:
             self._flusher = None
         if self._buffer and self._failures and self._retry is None:
-            backoff = min(self._retry_min * 2 ** (self._failures - 1), self._retry_max)
+            backoff = min(RETRY_MIN_SECONDS * 2 ** (self._failures - 1), RETRY_MAX_SECONDS)
             self._retry = asyncio.get_running_loop().call_later(backoff, self._retry_now)
 
     def _retry_now(self) -> None:
