@@ -19,11 +19,19 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Measure", "cut_for_limit", "open_fence", "split_message", "utf16_len"]
+__all__ = [
+    "Measure",
+    "cut_for_limit",
+    "fence_closes",
+    "fence_open",
+    "open_fence",
+    "split_message",
+    "utf16_len",
+]
 
 Measure = Callable[[str], int]
 
-_FENCE_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _FENCE_CLOSE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*$")
 # Spans a cut must not fall inside: Markdown links and images, Slack links and autolinks,
 # inline code, HTML entities.
@@ -44,24 +52,38 @@ class Fence:
     close: str
 
 
-def _opens(line: str) -> Fence | None:
+def fence_open(line: str) -> tuple[str, str, str] | None:
+    """(indent, fence marker, info string) when ``line`` opens a CommonMark code fence."""
     match = _FENCE_OPEN.match(line)
     if match is None:
         return None
     marker, info = match.group("fence"), match.group("info")
     if marker[0] == "`" and "`" in info:
         return None  # ```x``` on one line is an inline code span, not a fence
+    return match.group("indent"), marker, info
+
+
+def fence_closes(line: str, marker: str) -> bool:
+    """Whether ``line`` closes a fence opened with ``marker`` (same character, as long)."""
+    match = _FENCE_CLOSE.match(line)
+    if match is None:
+        return False
+    fence = match.group("fence")
+    return fence[0] == marker[0] and len(fence) >= len(marker)
+
+
+def _opens(line: str) -> Fence | None:
+    opened = fence_open(line)
+    if opened is None:
+        return None
+    _, marker, info = opened
     words = info.split()
     opening = marker + (words[0] if words else "")
     return Fence(opening if len(opening) <= _LONG_OPENING else marker, marker)
 
 
 def _closes(line: str, fence: Fence) -> bool:
-    match = _FENCE_CLOSE.match(line)
-    if match is None:
-        return False
-    marker = match.group("fence")
-    return marker[0] == fence.close[0] and len(marker) >= len(fence.close)
+    return fence_closes(line, fence.close)
 
 
 def _step(fence: Fence | None, line: str) -> Fence | None:

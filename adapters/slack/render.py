@@ -20,14 +20,13 @@ from adapters.slack.inline import (
     render_link,
     strip_emphasis,
 )
+from adapters.text_split import fence_closes, fence_open
 from bot.conversation import Citation
 
 __all__ = ["source_line", "sources_blocks", "to_mrkdwn"]
 
 _RULE = "———"
 
-_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_FENCE_CLOSE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*$")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(?:=+|-{2,})[ \t]*$")
 _HR = re.compile(r"^ {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
@@ -66,12 +65,12 @@ def to_mrkdwn(markdown: str) -> str:
             paragraph_at = None
             i += 1
             continue
-        fence = _fence_open(line)
+        fence = fence_open(line)
         if fence is not None:
             indent, marker, _info = fence
             out.append("```")
             i += 1
-            while i < len(lines) and not _fence_closes(lines[i], marker):
+            while i < len(lines) and not fence_closes(lines[i], marker):
                 out.append(escape(_dedent(lines[i], len(indent))))
                 i += 1
             out.append("```")
@@ -101,25 +100,6 @@ def to_mrkdwn(markdown: str) -> str:
     return "\n".join(out)
 
 
-def _fence_open(line: str) -> tuple[str, str, str] | None:
-    """(indent, fence marker, info string) when `line` opens a code fence."""
-    match = _FENCE_OPEN.match(line)
-    if match is None:
-        return None
-    marker, info = match.group("fence"), match.group("info")
-    if marker[0] == "`" and "`" in info:
-        return None  # CommonMark: ```x``` on one line is an inline code span, not a fence
-    return match.group("indent"), marker, info
-
-
-def _fence_closes(line: str, marker: str) -> bool:
-    match = _FENCE_CLOSE.match(line)
-    if match is None:
-        return False
-    fence = match.group("fence")
-    return fence[0] == marker[0] and len(fence) >= len(marker)
-
-
 def _dedent(line: str, width: int) -> str:
     """Remove up to `width` leading spaces (a fence's own indentation, e.g. inside a list)."""
     strip = 0
@@ -135,10 +115,10 @@ def _collect_references(lines: list[str]) -> tuple[dict[str, str], set[int]]:
     marker: str | None = None
     for number, line in enumerate(lines):
         if marker is not None:
-            if _fence_closes(line, marker):
+            if fence_closes(line, marker):
                 marker = None
             continue
-        fence = _fence_open(line)
+        fence = fence_open(line)
         if fence is not None:
             marker = fence[1]
             continue
@@ -204,7 +184,7 @@ def _table_end(lines: list[str], start: int) -> int | None:
         return None
     end = start + 2
     while end < len(lines) and lines[end].strip() and "|" in lines[end]:
-        if _fence_open(lines[end]) is not None:
+        if fence_open(lines[end]) is not None:
             break
         end += 1
     return end
