@@ -269,13 +269,24 @@ def sources_blocks(citations: Sequence[Citation], *, searched: bool) -> list[dic
     "Sources:" label ("Searched:" for sources the answer drew on without citing)."""
     if not citations:
         return []
-    label = "Searched:" if searched else "Sources:"
-    elements = [{"type": "mrkdwn", "text": f"*{label}*"}]
+    elements = [{"type": "mrkdwn", "text": _sources_label(searched)}]
     elements += [{"type": "mrkdwn", "text": source_line(c)} for c in citations]
     return [
         {"type": "context", "elements": elements[start : start + CONTEXT_ELEMENTS]}
         for start in range(0, len(elements), CONTEXT_ELEMENTS)
     ]
+
+
+def sources_text(citations: Sequence[Citation], *, searched: bool) -> str:
+    """The same list as lines of text (notifications, screen readers, ephemeral replies);
+    "" without sources."""
+    if not citations:
+        return ""
+    return _sources_label(searched) + "\n" + "\n".join(source_line(c) for c in citations)
+
+
+def _sources_label(searched: bool) -> str:
+    return "*Searched:*" if searched else "*Sources:*"
 
 
 def source_line(citation: Citation) -> str:

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.send_loop import SendLoop
 from adapters.slack.budget import SlackBudget
 from adapters.slack.feedback import feedback_block
-from adapters.slack.render import source_line, sources_blocks, to_mrkdwn
+from adapters.slack.render import sources_blocks, sources_text, to_mrkdwn
 from adapters.text_split import cut_for_limit, split_message
 from bot.conversation import Citation
 
@@ -185,9 +185,7 @@ class SlackReplySink:
         """List the sources under the answer's last message, in a context block, and the
         feedback buttons under them."""
         self._sources = [*sources_blocks(citations, searched=searched), feedback_block(answer_id)]
-        label = "Searched:" if searched else "Sources:"
-        lines = [source_line(c) for c in citations]
-        self._sources_text = f"*{label}*\n" + "\n".join(lines) if lines else ""
+        self._sources_text = sources_text(citations, searched=searched)
 
     async def close(self) -> None:
         """Send what is left and end the stream."""
@@ -497,8 +495,7 @@ class EphemeralSink:
         """List the sources as lines under the answer (an ephemeral response takes no
         feedback: it is not kept in the channel)."""
         if citations:
-            label = "Searched:" if searched else "Sources:"
-            self._sources = f"*{label}*\n" + "\n".join(source_line(c) for c in citations)
+            self._sources = sources_text(citations, searched=searched)
 
     async def close(self) -> None:
         """Send the collected text as an ephemeral response."""
