@@ -6,7 +6,6 @@ import asyncio
 import functools
 import ssl
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -117,24 +116,20 @@ class OllamaChatModel:
     def __repr__(self) -> str:
         return f"OllamaChatModel(model={self._model!r}, num_ctx={self._num_ctx})"
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
+    def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate an answer to ``turns``: text deltas in order, then one ``Usage``.
 
         Raises ``ModelNotFound`` if the server lacks the model, ``ModelUnavailable``
         for any failure before the first text arrived, and ``GenerationFailed`` for
         any failure after it.
         """
-        async with aclosing(
-            stream_chat(
-                self._chat,
-                turns,
-                errors=(ResponseError, *_EXCHANGE_ERRORS),
-                translate=self._translate,
-                usage_when_missing=lambda _turns, _parts: Usage(0, 0),
-            )
-        ) as events:
-            async for event in events:
-                yield event
+        return stream_chat(
+            self._chat,
+            turns,
+            errors=(ResponseError, *_EXCHANGE_ERRORS),
+            translate=self._translate,
+            usage_when_missing=lambda _turns, _parts: Usage(0, 0),
+        )
 
     def _translate(self, exc: Exception, started: bool) -> InferenceError:
         """Ollama's failure as ours: before the first text the server is unusable (or lacks

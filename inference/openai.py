@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
 
 import httpx
 import openai
@@ -124,7 +123,7 @@ class OpenAIChatModel:
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self._model!r}, base_url={self._base_url!r})"
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
+    def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamEvent]:
         """Generate an answer to ``turns``: text deltas in order, then one ``Usage``.
 
         Raises ``ProviderAuthFailed`` when the key is refused, ``ModelNotFound`` when the
@@ -132,18 +131,14 @@ class OpenAIChatModel:
         first text and ``GenerationFailed`` after it (preceded by an estimated ``Usage``,
         since tokens generated before the failure are billed).
         """
-        async with aclosing(
-            stream_chat(
-                self._chat,
-                turns,
-                errors=_EXCHANGE_ERRORS,
-                translate=self._translate,
-                usage_when_missing=self._usage_when_missing,
-                usage_on_failure=True,
-            )
-        ) as events:
-            async for event in events:
-                yield event
+        return stream_chat(
+            self._chat,
+            turns,
+            errors=_EXCHANGE_ERRORS,
+            translate=self._translate,
+            usage_when_missing=self._usage_when_missing,
+            usage_on_failure=True,
+        )
 
     def _translate(self, exc: Exception, started: bool) -> InferenceError:
         """OpenAI's failure as ours."""
