@@ -4,6 +4,9 @@ markers kept or removed, sources shown, notes when nothing matched or the index 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import pytest
 
 from bot import replies
@@ -11,7 +14,7 @@ from bot.assistant import Assistant, Premium
 from bot.citations import MarkerFilter
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.ledger import Ledger
-from bot.retrieval import Retriever, query_for, scope_of
+from bot.retrieval import RETRIEVE_TIMEOUT_SECONDS, Retriever, query_for, scope_of
 from bot.state import ConversationState, local_state
 from inference.base import Turn
 from inference.knowledge import KnowledgeUnavailable, Passage
@@ -43,6 +46,7 @@ def make(
     model: ScriptedModel,
     knowledge: FixedKnowledge | None,
     premium: Premium | None = None,
+    retrieve_timeout: float = RETRIEVE_TIMEOUT_SECONDS,
 ) -> tuple[Assistant, ConversationState]:
     state = local_state(ttl_seconds=600)
     bot = Assistant(
@@ -53,7 +57,9 @@ def make(
         ledger=None,
         system_prompt="be brief",
         max_input_chars=1000,
-        retriever=None if knowledge is None else Retriever(knowledge=knowledge),
+        retriever=None
+        if knowledge is None
+        else Retriever(knowledge=knowledge, timeout_seconds=retrieve_timeout),
     )
     return bot, state
 
@@ -121,6 +127,21 @@ async def test_unreachable_index_still_gets_an_answer_with_a_note() -> None:
     model = ScriptedModel(reply="Answer.")
     bot, _ = make(model, FixedKnowledge(error=KnowledgeUnavailable("qdrant down")))
     sink = await ask(bot, "how do I roll back?")
+    assert sink.text == "Answer.\n\n" + replies.KNOWLEDGE_UNAVAILABLE
+
+
+class HangingKnowledge(FixedKnowledge):
+    """A store that stopped answering (its queries never return)."""
+
+    async def retrieve(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
+        await asyncio.sleep(3600)
+        return []
+
+
+async def test_a_hanging_index_does_not_stall_the_answer() -> None:
+    model = ScriptedModel(reply="Answer.")
+    bot, _ = make(model, HangingKnowledge(), retrieve_timeout=0.2)
+    sink = await asyncio.wait_for(ask(bot, "how do I roll back?"), 5)
     assert sink.text == "Answer.\n\n" + replies.KNOWLEDGE_UNAVAILABLE
 
 
