@@ -74,9 +74,11 @@ async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembe
     state = redis_state(redis=redis_client, ttl_seconds=60)
     key = ConversationKey("slack", "T1", "C1", "1.0")
     order: list[str] = []
+    holding = asyncio.Event()
 
     async def answer(name: str, hold: float) -> list[str]:
         async with state.memory.hold(key) as held:
+            holding.set()
             seen = [t.content for t in held.history]
             order.append(name)
             await asyncio.sleep(hold)
@@ -85,7 +87,7 @@ async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembe
         return seen
 
     first = asyncio.create_task(answer("a", 0.3))
-    await asyncio.sleep(0.05)
+    await holding.wait()  # the first holds the conversation
     second = asyncio.create_task(answer("b", 0.0))
     assert await first == []
     assert await second == ["a"]
