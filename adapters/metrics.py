@@ -299,8 +299,9 @@ class Metrics:
     # -- bot.telemetry.Telemetry ------------------------------------------------------
 
     def usage(self, record: UsageRecord) -> None:
-        """Count one model request: outcome, latency, tokens and cost."""
-        self._requests.labels(record.platform, record.route, record.outcome).inc()
+        """Count one model request: outcome, latency, tokens and cost. The request is
+        counted last: a scrape (another process reading the shared files meanwhile) that
+        sees it counted also sees its latency, tokens and cost."""
         self._latency.labels(record.platform, record.route).observe(record.latency_ms / 1000)
         if record.first_token_ms is not None:
             self._first_token.labels(record.platform, record.route).observe(
@@ -312,6 +313,7 @@ class Metrics:
             self._cost.labels(record.model).inc(record.cost_usd)
         if record.retrieval_ms is not None:
             self._retrieval.labels(record.platform).observe(record.retrieval_ms / 1000)
+        self._requests.labels(record.platform, record.route, record.outcome).inc()
 
     def event(self, name: EventName, platform: str) -> None:
         """Count what happened to a message that asked no model, or on the way."""
