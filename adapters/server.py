@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import shutil
@@ -27,6 +28,9 @@ MAX_DEFAULT_WORKERS = 4
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 MAX_BODY_BYTES = 1024 * 1024
 PR_SET_PDEATHSIG = 1  # prctl(2)
+# After the drain, closing connections and exiting get this long; a process still running
+# then prints every thread's stack to stderr and exits with code 1: one asked to stop stops.
+CLOSE_SECONDS = 10.0
 ANSWER_WORKER_NICENESS = 5  # a third of the ingress process's CPU weight when both run
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -227,6 +231,9 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down: finishing answers in flight")
+        faulthandler.dump_traceback_later(
+            settings.shutdown_grace_seconds + CLOSE_SECONDS, exit=True
+        )
         if connecting is not None:
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
@@ -236,6 +243,7 @@ async def serve(
             await site.stop()
         runtime.stop_taking_work()
         await runtime.tracker.drain(settings.shutdown_grace_seconds)
+        faulthandler.dump_traceback_later(CLOSE_SECONDS, exit=True)  # left armed: exit included
         if runner is not None:
             await runner.cleanup()
         await runtime.close()

@@ -182,6 +182,38 @@ async def test_serve_answers_a_mention_and_stops_cleanly_on_sigterm(
     assert "Traceback" not in out.decode()
 
 
+async def test_a_process_whose_closing_hangs_still_stops_and_says_where(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    """A connection that never closes (a dead server, a stuck thread) does not keep a bot
+    asked to stop running until Docker kills it: after the drain and 10 s more it prints
+    every thread's stack, naming the stuck call, and exits with code 1."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    # Fault injection: the process's closing blocks for an hour.
+    (inject / "sitecustomize.py").write_text(
+        "import time\n"
+        "import adapters.wiring\n"
+        "async def closing_that_hangs(self):\n"
+        "    time.sleep(3600)\n"
+        "adapters.wiring.Runtime.close = closing_that_hangs\n"
+    )
+    env = {
+        "PYTHONPATH": str(inject),
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/h.db",
+        "SHUTDOWN_GRACE_SECONDS": "0",
+    }
+    _, proc = await start_serve(env, tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 25)
+        assert proc.returncode == 1, out.decode()
+        assert "in closing_that_hangs" in out.decode()
+    finally:
+        await stop(proc)
+
+
 async def test_sigterm_lets_an_answer_in_flight_finish(
     serve_process: tuple[str, asyncio.subprocess.Process, FakeSlack], fake_ollama: FakeOllama
 ) -> None:

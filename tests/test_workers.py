@@ -232,6 +232,7 @@ async def test_an_embedded_knowledge_store_runs_one_process(
             assert r.status == 200
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
         assert "embedded knowledge store" in out.decode() and "running one" in out.decode()
     finally:
         await stop(proc)
