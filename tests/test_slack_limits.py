@@ -69,3 +69,10 @@ async def test_a_queued_question_shows_its_place_then_the_answer(
     assert [m.text for m in slack_bot.slack.messages(CHANNEL, second)] == ["answer to second"]
     assert [m.text for m in slack_bot.slack.messages(CHANNEL, first)] == ["answer to first"]
     assert slack_bot.slack.calls_to("chat.delete") == []
+    # Its place in line showed instead of "thinking", not after it: one call, not two.
+    statuses = [
+        c.args["status"]
+        for c in slack_bot.slack.calls_to("assistant.threads.setStatus")
+        if c.args["thread_ts"] == second and c.args["status"]
+    ]
+    assert statuses == ["is waiting for a free model…"]

@@ -31,7 +31,10 @@ MAX_RETRY_AFTER = 60.0
 STATUS_INTERVAL = 5.0  # a queue position is updated at most this often, then
 MAX_STATUS_INTERVAL = 20.0  # less and less often (a long wait spares the workspace's budget)
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
-THINKING_DELAY = 0.5  # an answer started by then (a command, a fast model) shows no status
+# An answer started by then (a command, a fast model) shows no status. Later than the place
+# in line (inference.pool.QUEUE_NOTICE_AFTER, 0.5 s after entering the line): a question
+# waiting for a model shows its place instead of "thinking" first, one call instead of two.
+THINKING_DELAY = 0.8
 THINKING = "is thinking…"
 LOADING_MESSAGES = (
     "Reading your question…",
