@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.console.chat import PLATFORM as CONSOLE
 from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
@@ -417,6 +418,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         telemetry=metrics,
         retriever=Retriever(knowledge=knowledge) if knowledge is not None else None,
         names=PROVIDER_NAMES,
+        terminals=frozenset({CONSOLE}),
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     runtime = Runtime(

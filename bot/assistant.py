@@ -87,11 +87,14 @@ class Assistant:
         telemetry: Telemetry | None = None,
         retriever: Retriever | None = None,
         names: ProviderNames = GENERIC_NAMES,
+        terminals: frozenset[str] = frozenset(),
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``names``: how replies name the providers and their settings (the core knows
-        no provider; the composition root does)."""
+        no provider; the composition root does). ``terminals``: the platforms that are a
+        terminal (help names `/quit`, not channels)."""
         self._state = state
+        self._terminals = terminals
         self._local = Route("local", local_model)
         self._premium = (
             None
@@ -264,7 +267,7 @@ class Assistant:
     async def _help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
         await sink.write(
             help_text(
-                platform=message.key.platform,
+                terminal=message.key.platform in self._terminals,
                 local_model=self._local.model.name,
                 premium_model=self._premium_name if self._premium is not None else None,
             )

@@ -52,31 +52,30 @@ _COMMON = (
     "- `/help`: this list"
 )
 _WHERE = {
-    "console": "**Commands** (type them at the prompt):",
+    "terminal": "**Commands** (type them at the prompt):",
     "chat": (
         "**Commands** (in a channel, mention me first; in a direct chat or a thread I'm part "
         "of, just type them):"
     ),
 }
-_CONSOLE_EXTRA = "- `/quit` or `/exit` (or Ctrl-D): end the chat"
+_TERMINAL_EXTRA = "- `/quit` or `/exit` (or Ctrl-D): end the chat"
 _CHANNELS = (
     "In a channel, mention me and I answer in the message's thread, keeping the context of "
     "that thread."
 )
 
 
-def help_text(*, platform: str, local_model: str, premium_model: str | None) -> str:
-    """The `/help` reply: the terminal's wording for ``platform == "console"`` (with `/quit`
-    and `/exit`, no channels), Slack's and Teams' otherwise; `/premium` only when a premium
-    model is configured (``premium_model`` None means it is not)."""
-    console = platform == "console"
-    lines = [_WHERE["console" if console else "chat"]]
+def help_text(*, terminal: bool, local_model: str, premium_model: str | None) -> str:
+    """The `/help` reply: a terminal's wording (with `/quit` and `/exit`, no channels), or a
+    chat platform's; `/premium` only when a premium model is configured (``premium_model``
+    None means it is not)."""
+    lines = [_WHERE["terminal" if terminal else "chat"]]
     if premium_model is not None:
         lines.append(_PREMIUM.format(premium_model=premium_model))
     lines.append(_COMMON)
-    if console:
-        lines.append(_CONSOLE_EXTRA)
+    if terminal:
+        lines.append(_TERMINAL_EXTRA)
     parts = [_INTRO.format(local_model=local_model), "\n".join(lines)]
-    if not console:
+    if not terminal:
         parts.append(_CHANNELS)
     return "\n\n".join(parts)

@@ -13,7 +13,7 @@ from bot.outcome import Outcome
 class UsageRecord:
     """What one request to a model cost and how it went."""
 
-    platform: str  # "slack", "teams", "console"
+    platform: str  # which adapter: "slack", "teams", the terminal
     workspace: str  # Slack team id / Teams tenant id
     user: str
     conversation: str  # ConversationKey.as_id()

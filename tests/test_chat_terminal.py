@@ -164,9 +164,9 @@ async def test_help_in_the_terminal_has_no_raw_markdown(tmp_path: Path) -> None:
 
 
 def test_help_text_fits_the_place_and_what_is_configured() -> None:
-    terminal = help_text(platform="console", local_model="codellama:7b", premium_model=None)
+    terminal = help_text(terminal=True, local_model="codellama:7b", premium_model=None)
     assert "/quit" in terminal and "/exit" in terminal
     assert "/premium" not in terminal and "mention" not in terminal
-    chat = help_text(platform="slack", local_model="codellama:7b", premium_model="gpt-4.1")
+    chat = help_text(terminal=False, local_model="codellama:7b", premium_model="gpt-4.1")
     assert "/premium" in chat and "gpt-4.1" in chat and "/quit" not in chat
     assert "mention me" in chat
