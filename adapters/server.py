@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,6 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 # then prints every thread's stack to stderr and exits with code 1: one asked to stop stops.
 CLOSE_SECONDS = 10.0
 ANSWER_WORKER_NICENESS = 5  # a third of the ingress process's CPU weight when both run
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -51,15 +49,6 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-@web.middleware
-async def _slack_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Slack's signature and body shape are checked before the route parses anything."""
-    endpoint = request.app[RUNTIME].slack_endpoint
-    if endpoint is None:
-        return await handler(request)
-    return await endpoint.middleware(request, handler)
-
-
 async def _slack_events(request: web.Request) -> web.StreamResponse:
     endpoint = request.app[RUNTIME].slack_endpoint
     if endpoint is None:
@@ -76,7 +65,7 @@ async def _teams_messages(request: web.Request) -> web.Response:
 
 def build_web_app(runtime: Runtime) -> web.Application:
     """The aiohttp application serving every route of the contract."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_slack_guard])
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = runtime
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/api/messages", _teams_messages)

@@ -1,5 +1,5 @@
 """Slack wiring: the bolt AsyncApp's listeners, and `POST /slack/events` through bolt's own
-aiohttp converters behind a middleware that checks the signature before the body is parsed."""
+aiohttp converters behind a check of the signature before the body is parsed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,6 @@ from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)
 
-ROUTE = "/slack/events"
 MAX_CLOCK_SKEW_SECONDS = 5 * 60  # as Slack's own verifiers
 # What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
 # these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
@@ -97,7 +96,7 @@ class SlackBot:
             # (0.1 s of start-up in every process).
             name="chatbot",
             client=client,
-            # The HTTP route's middleware (SlackHttpEndpoint) checks signatures before
+            # The HTTP route (SlackHttpEndpoint) checks signatures before
             # anything is parsed, once; Socket Mode needs none.
             request_verification_enabled=False,
             # Queue first, then acknowledge: an acknowledged event is never lost.
@@ -280,20 +279,16 @@ class SlackBot:
 
 
 class SlackHttpEndpoint:
-    """`POST /slack/events`: `middleware` refuses unsigned and malformed requests before
-    anything is parsed; `handle` hands the rest to bolt with bolt's own converters."""
+    """`POST /slack/events`: refuses unsigned and malformed requests before anything is
+    parsed and hands the rest to bolt."""
 
     def __init__(self, *, app: AsyncApp, signing_secret: str | None) -> None:
         self._app = app
         self._secret = signing_secret.encode() if signing_secret else None
 
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Signature first (401), then the body's shape (400); other routes pass through."""
-        if request.path != ROUTE or request.method != "POST":
-            return await handler(request)
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Signature first (401), then the body's shape (400), before anything is parsed;
+        then bolt, with bolt's own converters, dispatches the request."""
         body = await request.read()  # over the server's size limit: 413
         if not self._verified(body, request.headers):
             return web.json_response({"error": "invalid signature"}, status=401)
@@ -302,10 +297,6 @@ class SlackHttpEndpoint:
         except MalformedRequest as exc:
             log.info("refused a malformed Slack request: %s", exc)
             return web.json_response({"error": f"malformed request body: {exc}"}, status=400)
-        return await handler(request)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Dispatch one checked request to bolt (the body was read and cached above)."""
         return await to_aiohttp_response(
             await self._app.async_dispatch(await to_bolt_request(request))
         )
