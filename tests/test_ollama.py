@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -300,3 +302,54 @@ async def test_abandoning_a_stream_closes_the_request(fake: FakeOllama) -> None:
     async with asyncio.timeout(5):
         await fake.client_disconnected.wait()
     assert fake.client_disconnects == 1
+
+
+_TRACED_ANSWER = """
+import asyncio, sys
+from langchain_core.tracers.langchain import wait_for_all_tracers
+from inference.base import Turn
+from inference.ollama import OllamaChatModel
+
+async def main() -> None:
+    model = OllamaChatModel(base_url=sys.argv[1], model="codellama:7b", num_ctx=4096)
+    async for _ in model.stream([Turn(role="user", content="our secret code")]):
+        pass
+    await model.aclose()
+
+asyncio.run(main())
+wait_for_all_tracers()  # what LangChain's tracing would send, sent now
+"""
+
+
+async def test_langsmith_tracing_left_in_the_environment_sends_nothing_out(
+    fake: FakeOllama,
+) -> None:
+    """Code never leaves the company: LANGSMITH_TRACING set for some other LangChain app on
+    the machine does not send the bot's prompts and answers to LangSmith."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    received: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        await request.read()
+        received.append(f"{request.method} {request.path}")
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    async with TestServer(app) as langsmith:
+        env = {
+            **os.environ,
+            "LANGSMITH_TRACING": "true",
+            "LANGSMITH_API_KEY": "lsv2_pt_test",
+            "LANGSMITH_ENDPOINT": str(langsmith.make_url("")).rstrip("/"),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _TRACED_ANSWER, fake.url, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    assert fake.requests, "the answer was not asked for"
+    assert [r for r in received if r.startswith("POST")] == []
