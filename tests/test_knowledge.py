@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -202,11 +203,19 @@ async def test_a_new_embedding_model_fills_a_new_collection_then_switches(
     async with stack(tmp_path, fake) as s:
         await s.index(str(docs))
         before = await s.store.active()
-    fake.embed_dimension = 32
+    fake.embed_dimensions["all-minilm"] = 32
+    held = fake.embed_held["all-minilm"] = asyncio.Event()
     async with stack(tmp_path, fake, model="all-minilm") as s:
-        # Meanwhile answers still use the old collection, embedded with the old model.
-        old = QdrantKnowledge(store=s.store, embeddings=s.embeddings)
-        [report] = await s.index(str(docs))
+        knowledge = QdrantKnowledge(store=s.store, embeddings=s.embeddings)
+        rebuild = asyncio.create_task(s.index(str(docs)))
+        await asyncio.wait_for(fake.embed_holding.wait(), 10)
+        # Mid-rebuild, questions are answered from the old collection, embedded with the
+        # old model (the new one is held above).
+        during = await asyncio.wait_for(knowledge.retrieve("roll back a release", scope=[]), 10)
+        assert during and during[0].document == "deploy.md"
+        assert not rebuild.done()
+        held.set()
+        [report] = await rebuild
         assert report.ok and report.documents_added == 3  # everything re-embedded
         after = await s.store.active()
         assert before is not None and after is not None
@@ -215,7 +224,9 @@ async def test_a_new_embedding_model_fills_a_new_collection_then_switches(
         client = await s.store.client()
         assert not await client.collection_exists(before[0])  # the old one is dropped
         assert (await client.get_aliases()).aliases[0].alias_name == ALIAS
-        found = await old.retrieve("roll back a release", scope=[])
+        # The same reader (as in a process that did not index, whose cached view is the
+        # old collection, now dropped) finds the switch on its next question.
+        found = await knowledge.retrieve("roll back a release", scope=[])
         assert found and found[0].document == "deploy.md"
 
 

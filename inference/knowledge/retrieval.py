@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inference.knowledge import Passage
+from inference.knowledge import KnowledgeUnavailable, Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.sparse import query_vector
 from inference.knowledge.store import KnowledgeStore
@@ -169,6 +169,20 @@ class QdrantKnowledge:
         active = await self._active_collection()
         if active is None:
             return []  # nothing indexed yet
+        try:
+            return await self._search(query, active, scope=scope, candidates=candidates)
+        except KnowledgeUnavailable:
+            # Another process may have switched the index to a new embedding model since
+            # the active collection was read, and dropped the old one: read it again.
+            fresh = await self._store.active()
+            self._active = (time.monotonic(), fresh)
+            if fresh is None or fresh == active:
+                raise
+            return await self._search(query, fresh, scope=scope, candidates=candidates)
+
+    async def _search(
+        self, query: str, active: tuple[str, str, int], *, scope: Sequence[str], candidates: int
+    ) -> list[_Hit]:
         collection, model, _ = active
         embeddings = self._embeddings_for(model)
         dense = await embeddings.embed_query(query)

@@ -60,7 +60,10 @@ class FakeOllama:
     Embeddings (``/api/embed``): ``embed_requests`` records every request body;
     ``embed_fn(text) -> list[float]`` computes a vector (default: ``bag_of_words``, a
     deterministic hashed bag of words of ``embed_dimension`` dimensions, so texts sharing
-    words are similar); ``embed_status_override`` answers with that status instead.
+    words are similar); ``embed_status_override`` answers with that status instead;
+    ``embed_held[model]`` (an event) holds that model's requests until it is set
+    (``embed_holding`` is set once one is held);
+    ``embed_dimensions[model]`` gives one model vectors of its own size.
 
     Usage numbers are deterministic: ``prompt_eval_count`` is the total number of
     characters of the request's message contents // 4 and ``eval_count`` is the
@@ -83,6 +86,9 @@ class FakeOllama:
         self.embed_fn: Callable[[str], list[float]] | None = None
         self.embed_status_override: int | None = None
         self.embed_requests: list[dict[str, Any]] = []
+        self.embed_held: dict[str, asyncio.Event] = {}
+        self.embed_dimensions: dict[str, int] = {}
+        self.embed_holding = asyncio.Event()
         self.requests: list[dict[str, Any]] = []
         self.client_disconnects: int = 0
         self.client_disconnected = asyncio.Event()
@@ -180,12 +186,13 @@ class FakeOllama:
             texts.extend([value] if isinstance(value, str) else list(value or []))
         return texts
 
-    def bag_of_words(self, text: str) -> list[float]:
+    def bag_of_words(self, text: str, dimension: int | None = None) -> list[float]:
         """A deterministic unit vector: each lower-cased word adds 1 to a hashed dimension."""
-        vector = [0.0] * self.embed_dimension
+        size = dimension or self.embed_dimension
+        vector = [0.0] * size
         for word in re.findall(r"[a-z0-9]+", text.lower()):
             slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
-            vector[slot % self.embed_dimension] += 1.0
+            vector[slot % size] += 1.0
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
         return [x / norm for x in vector]
 
@@ -206,9 +213,13 @@ class FakeOllama:
             return self._error(400, "model is required")
         if not self.has_model(name):
             return self._not_found(name)
+        if name in self.embed_held:
+            self.embed_holding.set()
+            await self.embed_held[name].wait()
         value = body.get("input")
         texts = [value] if isinstance(value, str) else list(value or [])
-        embed = self.embed_fn or self.bag_of_words
+        dimension = self.embed_dimensions.get(name)
+        embed = self.embed_fn or (lambda text: self.bag_of_words(text, dimension))
         return web.json_response(
             {
                 "model": name,
