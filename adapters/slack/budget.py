@@ -33,10 +33,9 @@ METHOD_TIERS = {
     "users.info": 4,
 }
 BURST_SHARE = 10  # a tier's burst: a tenth of its minute, at least 2 calls
-# "Special" methods: about one chat.postMessage a second per channel (short bursts), and
-# about one status a second per thread.
+# "Special": about one chat.postMessage a second per channel (short bursts). A thread's
+# status (about one a second per thread) is paced by the sink itself: at most one every 5 s.
 POST_MESSAGE_PACE = Pace(per_minute=55, burst=2)
-SET_STATUS_PACE = Pace(per_minute=50, burst=2)
 
 
 def tier_pace(tier: int) -> Pace:
@@ -50,8 +49,8 @@ PACES = {method: tier_pace(tier) for method, tier in METHOD_TIERS.items()}
 
 
 class SlackBudget:
-    """Slots for Slack Web API calls, per method and workspace (and channel or thread for
-    the special methods). Counts the answers streaming in each workspace here, so a sink
+    """Slots for Slack Web API calls, per method and workspace (and channel for
+    chat.postMessage). Counts the answers streaming in each workspace here, so a sink
     can widen its flush interval as more answers share the budget."""
 
     def __init__(self, *, pacer: CallPacer | None = None) -> None:
@@ -64,15 +63,12 @@ class SlackBudget:
         *,
         team: str,
         channel: str = "",
-        thread: str = "",
         max_wait: float = 3600.0,
     ) -> bool:
         """Wait for the next slot of ``method`` (at most ``max_wait`` seconds; nothing is
         taken and False is returned when the slot is further away than that)."""
         if method == "chat.postMessage":
             pace, scope = POST_MESSAGE_PACE, f"slack:{team}:{method}:{channel}"
-        elif method == "assistant.threads.setStatus":
-            pace, scope = SET_STATUS_PACE, f"slack:{team}:{method}:{channel}:{thread}"
         elif method in PACES:
             pace, scope = PACES[method], f"slack:{team}:{method}"
         else:

@@ -255,9 +255,7 @@ class SlackReplySink:
             return
         if method == "chat.stopStream":
             return  # one per stream, and streams start at the pace of the same tier
-        await self._budget.slot(
-            method, team=self._team_id, channel=self._channel, thread=self._thread_ts or ""
-        )
+        await self._budget.slot(method, team=self._team_id, channel=self._channel)
 
     async def _call(self, method: str, send: Callable[[], Awaitable[Any]]) -> Any:
         """One Web API call in its slot. A 429 that outlasted slack_sdk's retries is waited
