@@ -50,8 +50,10 @@ async def stream_chat(
         # nothing the bot uses; and with LANGSMITH_TRACING set in the environment it would
         # send prompts and answers to LangSmith, when code must never leave the company.
         stream = chat._astream(to_langchain(turns))
+        received = False
         async with aclosing(stream) as chunks:  # type: ignore[type-var]
             async for generated in chunks:
+                received = True
                 chunk = generated.message
                 if isinstance(chunk, AIMessageChunk) and chunk.usage_metadata is not None:
                     usage = Usage(
@@ -62,6 +64,8 @@ async def stream_chat(
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
+        if not received:  # an empty body: a failed exchange (as `astream` would say)
+            raise ValueError("No generation chunks were returned")
     except errors as exc:
         if parts and usage_on_failure:
             yield estimated_usage(turns, parts)

@@ -175,6 +175,17 @@ async def test_error_line_before_any_text_raises_model_unavailable(fake: FakeOll
     assert isinstance(error, ModelUnavailable)
 
 
+async def test_an_empty_body_raises_model_unavailable(fake: FakeOllama) -> None:
+    """A 200 with nothing in it is a failed exchange (the pool fails over), not an answer."""
+    fake.fail_after_chunks = 0
+    fake.fail_mode = "end"
+
+    deltas, error = await collect_until_error(make_model(fake.url), CONVERSATION)
+
+    assert deltas == []
+    assert isinstance(error, ModelUnavailable)
+
+
 async def test_first_token_slower_than_request_timeout_raises_model_unavailable(
     fake: FakeOllama,
 ) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FailMode = Literal["error_line", "disconnect"]
+FailMode = Literal["error_line", "disconnect", "end"]
 
 _DIGEST = "9f438cb9cd581fc025612d27f7c1a6669ff83a8bb0ed86c94fcf4c5440555697"
 
@@ -49,7 +49,8 @@ class FakeOllama:
     - ``fail_after_chunks``: after that many content lines, fail per ``fail_mode``.
     - ``fail_mode``: ``"error_line"`` writes ``{"error": ...}`` and ends the body (what
       Ollama does when the runner dies mid-generation); ``"disconnect"`` drops the
-      TCP connection in the middle of the chunked body.
+      TCP connection in the middle of the chunked body; ``"end"`` just ends the body
+      (with ``fail_after_chunks=0``: a 200 with an empty body).
     - ``status_override``: answer ``/api/chat`` with this HTTP status and
       ``{"error": "server busy"}``.
 
@@ -365,6 +366,8 @@ class FakeOllama:
                 )
             elif self.fail_mode == "error_line":
                 await line({"error": self.error_message})
+            elif self.fail_mode == "end":
+                pass
             else:
                 # Let the written lines reach the client, then cut the connection
                 # without the terminating zero-length chunk.
