@@ -27,9 +27,12 @@ MAX_DEFAULT_WORKERS = 4
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 MAX_BODY_BYTES = 1024 * 1024
 PR_SET_PDEATHSIG = 1  # prctl(2)
-# After the drain, closing connections and exiting get this long; a process still running
-# then prints every thread's stack to stderr and exits with code 1: one asked to stop stops.
+# After the drain, closing connections gets this long (what is not closed by then is left
+# behind), and with exiting STOP_SECONDS: a process still running then prints every
+# thread's stack to stderr and exits with code 1. One asked to stop stops.
 CLOSE_SECONDS = 10.0
+STOP_SECONDS = 15.0
+HTTP_CLOSE_SECONDS = 5.0  # requests still open after the drain (answers are queued work)
 ANSWER_WORKER_NICENESS = 5  # a third of the ingress process's CPU weight when both run
 
 
@@ -193,7 +196,9 @@ async def serve(
     runner: web.AppRunner | None = None
     site: web.BaseSite | None = None
     if worker.accepts:
-        runner = web.AppRunner(build_web_app(runtime), access_log=None)
+        runner = web.AppRunner(
+            build_web_app(runtime), access_log=None, shutdown_timeout=HTTP_CLOSE_SECONDS
+        )
         try:
             await runner.setup()
             site = web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
@@ -220,9 +225,7 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down: finishing answers in flight")
-        faulthandler.dump_traceback_later(
-            settings.shutdown_grace_seconds + CLOSE_SECONDS, exit=True
-        )
+        _exit_after(settings.shutdown_grace_seconds + STOP_SECONDS)
         if connecting is not None:
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
@@ -232,12 +235,25 @@ async def serve(
             await site.stop()
         runtime.stop_taking_work()
         await runtime.tracker.drain(settings.shutdown_grace_seconds)
-        faulthandler.dump_traceback_later(CLOSE_SECONDS, exit=True)  # left armed: exit included
-        if runner is not None:
-            await runner.cleanup()
-        await runtime.close()
+        _exit_after(STOP_SECONDS)  # left armed: exiting included
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                if runner is not None:
+                    await runner.cleanup()
+                await runtime.close()
+        except TimeoutError:
+            log.error("closing connections took over %.0f s: stopping without them", CLOSE_SECONDS)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _exit_after(seconds: float) -> None:
+    """Unless the process has exited ``seconds`` from now, print every thread's stack to
+    stderr and exit with code 1 (replaces the previous deadline)."""
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True)
+    except (RuntimeError, ValueError, AttributeError):  # no stderr to write to
+        pass
 
 
 def default_workers() -> int:

@@ -9,6 +9,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+CANCEL_SECONDS = 5.0  # a cancelled answer's clean-up at shutdown
+
 
 class TaskTracker:
     """Keeps strong references to background tasks and drains them on shutdown."""
@@ -49,10 +51,15 @@ class TaskTracker:
         return True
 
     async def drain(self, grace: float) -> None:
-        """Let running tasks finish within ``grace`` seconds, then cancel the rest."""
+        """Let running tasks finish within ``grace`` seconds, then cancel the rest and give
+        them ``CANCEL_SECONDS`` to end (their clean-up: a last message, a lock released)."""
         if not await self.wait_idle(grace):
             pending = list(self._tasks)
+            if not pending:
+                return
             log.warning("cancelling %d unfinished answers after %.0fs", len(pending), grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            _, stuck = await asyncio.wait(pending, timeout=CANCEL_SECONDS)
+            if stuck:
+                log.warning("%d cancelled answers did not end in time", len(stuck))
