@@ -299,9 +299,8 @@ class Metrics:
     # -- bot.telemetry.Telemetry ------------------------------------------------------
 
     def usage(self, record: UsageRecord) -> None:
-        """Count one model request: outcome, latency, tokens and cost. The request is
-        counted last: a scrape (another process reading the shared files meanwhile) that
-        sees it counted also sees its latency, tokens and cost."""
+        """Count one model request: outcome, latency, tokens and cost (the request last, so
+        a scrape in between more often sees none of it than part of it)."""
         self._latency.labels(record.platform, record.route).observe(record.latency_ms / 1000)
         if record.first_token_ms is not None:
             self._first_token.labels(record.platform, record.route).observe(

@@ -304,7 +304,11 @@ async def test_every_scrape_counts_the_answers_of_every_worker(
             for _ in range(100):  # counted once the answer is complete
                 async with http.get(f"{url}/metrics") as r:
                     text = await r.text()
-                if total(text, "chatbot_requests_total{", 'outcome="ok"') == len(threads):
+                counted = (
+                    total(text, "chatbot_requests_total{", 'outcome="ok"'),
+                    total(text, "chatbot_answer_latency_seconds_count"),
+                )
+                if counted == (len(threads), len(threads)):
                     break
                 await asyncio.sleep(0.05)
             assert total(text, "chatbot_requests_total{", 'outcome="ok"') == len(threads)

@@ -34,7 +34,8 @@ METHOD_TIERS = {
 }
 BURST_SHARE = 10  # a tier's burst: a tenth of its minute, at least 2 calls
 # "Special": about one chat.postMessage a second per channel (short bursts). A thread's
-# status (about one a second per thread) is paced by the sink itself: at most one every 5 s.
+# status (about one a second per thread) is paced by the sink itself: "thinking" or the
+# place in line, its updates at most every 5 s, and the clearing.
 POST_MESSAGE_PACE = Pace(per_minute=55, burst=2)
 
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inference.knowledge import KnowledgeUnavailable, Passage
+from inference.knowledge import Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.sparse import query_vector
-from inference.knowledge.store import KnowledgeStore
+from inference.knowledge.store import CollectionGone, KnowledgeStore
 
 # Cosine similarity below which a dense match is not relevant, by embedding model family.
 DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
@@ -171,9 +171,9 @@ class QdrantKnowledge:
             return []  # nothing indexed yet
         try:
             return await self._search(query, active, scope=scope, candidates=candidates)
-        except KnowledgeUnavailable:
-            # Another process may have switched the index to a new embedding model since
-            # the active collection was read, and dropped the old one: read it again.
+        except CollectionGone:
+            # Another process switched the index to a new embedding model since the active
+            # collection was read, and dropped the old one: read it again.
             fresh = await self._store.active()
             self._active = (time.monotonic(), fresh)
             if fresh is None or fresh == active:

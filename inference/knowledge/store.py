@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import ApiException
+from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from inference.knowledge import is_embedded_store, KnowledgeUnavailable
 
@@ -76,6 +76,17 @@ class _OffLoop:
 
 class StoreLocked(KnowledgeUnavailable):
     """The embedded store's folder is held by another process (e.g. ``chatbot serve``)."""
+
+
+class CollectionGone(KnowledgeUnavailable):
+    """The collection asked for does not exist (any more: a new embedding model's index
+    replaced it)."""
+
+
+def _missing_collection(exc: Exception) -> bool:
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code == 404
+    return isinstance(exc, ValueError) and "not found" in str(exc)  # the embedded mode
 
 
 def point_id(source: str, document: str, chunk: int) -> str:
@@ -505,6 +516,8 @@ class KnowledgeStore:
                 with_vectors=False,
             )
         except STORE_ERRORS as exc:
+            if _missing_collection(exc):
+                raise CollectionGone(f"{self.describe()}: no collection {collection}") from exc
             raise _unavailable(self, exc) from exc
         return response.points
 
