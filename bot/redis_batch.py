@@ -41,9 +41,9 @@ Command = tuple[Any, ...]
 class RedisBatch:
     """One Redis client's deferred writes, carried by its next round trip."""
 
-    def __init__(self, *, redis: Redis, flush_after: float = FLUSH_AFTER_SECONDS) -> None:
+    def __init__(self, *, redis: Redis, flush_after: float | None = None) -> None:
         self.redis = redis
-        self._flush_after = flush_after
+        self._flush_after = FLUSH_AFTER_SECONDS if flush_after is None else flush_after
         self._pending: list[Command] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()  # sending what nothing carried

