@@ -214,6 +214,18 @@ def test_the_bot_is_pointed_at_this_stacks_services(services: dict[str, dict[str
     assert services["bot"]["ports"] == ["127.0.0.1:${PORT:-3000}:${PORT:-3000}"]
 
 
+def test_compose_waits_for_the_bot_to_stop_by_itself(services: dict[str, dict[str, Any]]) -> None:
+    """Docker kills the bot only after its whole stop: the grace for answers in flight, their
+    clean-up once cancelled, and closing its connections."""
+    from adapters.server import CLOSE_SECONDS
+    from bot.tasks import CANCEL_SECONDS
+
+    period = services["bot"]["stop_grace_period"]
+    assert period.endswith("s")
+    grace = Settings.model_fields["shutdown_grace_seconds"].default
+    assert int(period[:-1]) >= grace + CANCEL_SECONDS + CLOSE_SECONDS
+
+
 def test_models_and_data_live_in_named_volumes(compose: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
     mounts: dict[str, set[str]] = {}
