@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -113,6 +115,28 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+HUNG_TEST_SECONDS = 180.0  # the slowest test takes about 40 s
+
+
+@pytest.fixture(autouse=True)
+async def _cancel_a_hung_test() -> AsyncIterator[None]:
+    """A test still running after HUNG_TEST_SECONDS is cancelled, with every task of its
+    event loop: it fails showing what it was waiting for (its traceback, and the other
+    tasks' stacks on stderr) instead of hanging CI until its time runs out."""
+    loop = asyncio.get_running_loop()
+
+    def cancel_everything() -> None:
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(file=sys.stderr)
+            task.cancel(f"the test was still running after {HUNG_TEST_SECONDS:.0f} s")
+
+    timer = threading.Timer(HUNG_TEST_SECONDS, loop.call_soon_threadsafe, (cancel_everything,))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 @pytest.fixture(autouse=True)
