@@ -31,15 +31,18 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-async def _start_chat(tmp_path: Path, ollama_url: str) -> asyncio.subprocess.Process:
-    """`chatbot chat` with stdin, stdout and stderr on pipes."""
+async def _start_chat(
+    tmp_path: Path, ollama_url: str, *, unset: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """`chatbot chat` with stdin, stdout and stderr on pipes (``unset``: variables left out)."""
+    env = _env(tmp_path, OLLAMA_BASE_URL=ollama_url)
     return await asyncio.create_subprocess_exec(
         CHATBOT,
         "chat",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(tmp_path, OLLAMA_BASE_URL=ollama_url),
+        env={k: v for k, v in env.items() if k not in unset},
         cwd=tmp_path,
     )
 
@@ -76,17 +79,7 @@ async def test_without_database_url_chat_and_usage_share_one_ledger(tmp_path: Pa
     """Unset, DATABASE_URL means one SQLite file in the data folder: the tables `chat`
     creates at start are the ones its answers are written to, whatever the folder."""
     async with FakeOllama() as ollama:
-        env = _env(tmp_path, OLLAMA_BASE_URL=ollama.url)
-        del env["DATABASE_URL"]
-        proc = await asyncio.create_subprocess_exec(
-            CHATBOT,
-            "chat",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=tmp_path,
-        )
+        proc = await _start_chat(tmp_path, ollama.url, unset=("DATABASE_URL",))
         out, err = await asyncio.wait_for(proc.communicate(b"one?\n"), 60)
     assert proc.returncode == 0, err.decode()
     assert not (tmp_path / "chatbot.db").exists()  # nothing beside the working folder
