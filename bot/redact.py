@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from inference.base import Turn
 
@@ -329,3 +330,19 @@ def redact_turns(turns: Sequence[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
         kinds.extend(redacted.kinds)
         sent.append(Turn(turn.role, redacted.text) if redacted.changed else turn)
     return sent, tuple(dict.fromkeys(kinds))
+
+
+def public_url(url: str) -> str:
+    """The URL without user name and password, for labels and output."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

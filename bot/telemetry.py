@@ -1,8 +1,8 @@
 """What the core reports about its work (metrics), and the id of the request being handled.
 
 The core only calls the small ``Telemetry`` protocol; an adapter implements it (Prometheus
-in ``adapters/metrics.py``). ``REQUEST_ID`` is set while one message is handled, so every
-log line about that message can carry it (``adapters/logs.py`` adds it).
+in ``adapters/app/metrics.py``). ``REQUEST_ID`` is set while one message is handled, so every
+log line about that message can carry it (``adapters/app/logs.py`` adds it).
 """
 
 from __future__ import annotations

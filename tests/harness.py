@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.server import build_web_app, migrate
-from adapters.settings import Settings
-from adapters.wiring import Runtime, build_runtime
+from adapters.app.server import build_web_app, migrate
+from adapters.app.settings import Settings
+from adapters.app.wiring import Runtime, build_runtime
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack

@@ -24,8 +24,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.server import build_web_app
-from adapters.settings import Settings
+from adapters.app.server import build_web_app
+from adapters.app.settings import Settings
 from adapters.slack.app import BOT_EVENTS, SLASH_COMMANDS, SlackBot
 from bot.tasks import TaskTracker
 
@@ -217,7 +217,7 @@ def test_the_bot_is_pointed_at_this_stacks_services(services: dict[str, dict[str
 def test_compose_waits_for_the_bot_to_stop_by_itself(services: dict[str, dict[str, Any]]) -> None:
     """Docker kills the bot only after its whole stop: the grace for answers in flight, their
     clean-up once cancelled, and closing its connections."""
-    from adapters.server import CLOSE_SECONDS
+    from adapters.app.server import CLOSE_SECONDS
     from bot.tasks import CANCEL_SECONDS
 
     period = services["bot"]["stop_grace_period"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from adapters.app.settings import Settings
 from adapters.doctor import run
-from adapters.settings import Settings
 from bot import database
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import API_KEY as OPENAI_KEY
@@ -112,7 +112,9 @@ async def test_redis_down_fails_with_the_fix(healthy: dict[str, Any]) -> None:
 async def test_no_redis_url_and_no_local_redis_is_a_warning(
     healthy: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("adapters.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{closed_port()}")
+    monkeypatch.setattr(
+        "adapters.app.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{closed_port()}"
+    )
     code, report = await doctor(**{**healthy, "redis_url": None})
     assert code == 0, report
     assert "memory would be kept in-process" in only(report, "redis", "WARN")

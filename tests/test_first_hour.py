@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.app.settings import Settings, is_placeholder
 from adapters.cli import main
 from adapters.doctor import check_slack, load_settings
-from adapters.settings import Settings, is_placeholder
 from tests.processes import CHATBOT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from adapters.app.knowledge import KnowledgeService, build_knowledge
+from adapters.app.metrics import Metrics
+from adapters.app.settings import Settings
+from adapters.app.wiring import build_knowledge as wiring_build_knowledge
 from adapters.cli import main
-from adapters.knowledge import KnowledgeService, build_knowledge
-from adapters.metrics import Metrics
-from adapters.settings import Settings
-from adapters.wiring import build_knowledge as wiring_build_knowledge
 from tests.fakes.ollama import FakeOllama
 from tests.knowledge_helpers import MODEL, write
 from tests.processes import free_port
@@ -167,7 +167,7 @@ async def test_doctor_checks_the_store_the_embedding_model_and_each_source(
     tmp_path: Path, fake: FakeOllama
 ) -> None:
     from adapters.doctor import exit_code
-    from adapters.knowledge_doctor import check_knowledge
+    from adapters.doctor.knowledge import check_knowledge
 
     docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
     sources = f"{docs},{tmp_path / 'gone'},git+file://{tmp_path}/none.git"

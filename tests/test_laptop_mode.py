@@ -22,7 +22,9 @@ async def laptop_bot(
     fake_slack: FakeSlack,
     fake_ollama: FakeOllama,
 ) -> AsyncIterator[SlackBotUnderTest]:
-    monkeypatch.setattr("adapters.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(
+        "adapters.app.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}"
+    )
     settings = bot_settings(
         slack_bot_token=BOT_TOKEN,
         slack_signing_secret=SIGNING_SECRET,

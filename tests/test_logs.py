@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters import logs
+from adapters.app import logs
 from bot.telemetry import REQUEST_ID, request_scope
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack

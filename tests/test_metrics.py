@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.metrics import Metrics, public_url
+from adapters.app.metrics import Metrics
+from bot.redact import public_url
 from bot.usage import UsageRecord
 from tests.harness import SlackBotUnderTest
 from tests.slack_payloads import BOT_USER, channel_message, mention

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from adapters.app.server import build_web_app, migrate
+from adapters.app.wiring import build_runtime
 from adapters.console.chat import run_chat
-from adapters.server import build_web_app, migrate
-from adapters.wiring import build_runtime
 from bot import database
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
@@ -77,7 +77,9 @@ async def test_teams_route_refuses_when_teams_is_not_configured(
 async def test_without_redis_url_and_no_local_redis_memory_stays_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("adapters.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(
+        "adapters.app.settings.DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}"
+    )
     async with FakeOllama() as ollama:
         ollama.reply_fn = lambda messages: f"{len(messages)} messages"
         settings = bot_settings(
@@ -196,10 +198,10 @@ async def test_a_process_whose_closing_hangs_still_stops(
     body = "    time.sleep(3600)" if hang == "blocking" else "    await asyncio.Event().wait()"
     (inject / "sitecustomize.py").write_text(
         "import asyncio, time\n"
-        "import adapters.wiring\n"
+        "import adapters.app.wiring\n"
         "async def closing_that_hangs(self):\n"
         f"{body}\n"
-        "adapters.wiring.Runtime.close = closing_that_hangs\n"
+        "adapters.app.wiring.Runtime.close = closing_that_hangs\n"
     )
     env = {
         "PYTHONPATH": str(inject),

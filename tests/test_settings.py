@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from adapters.settings import Settings
+from adapters.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DEFAULTS = {

@@ -11,8 +11,8 @@ import time
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.server import build_web_app
-from adapters.wiring import build_runtime
+from adapters.app.server import build_web_app
+from adapters.app.wiring import build_runtime
 from bot import replies
 from tests.harness import SlackBotUnderTest, sign
 from tests.slack_payloads import (

@@ -24,7 +24,7 @@ from bot.database import current_revision, downgrade, head_revision, upgrade
 START_UP = """
 import asyncio, json, sys
 from adapters.cli import load_settings
-from adapters.server import build, migrate
+from adapters.app.server import build, migrate
 
 async def main():
     settings = load_settings()

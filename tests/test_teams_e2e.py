@@ -21,10 +21,10 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 from botframework.connector.auth import AuthenticationConstants
 
-from adapters.server import build_web_app, migrate
+from adapters.app.server import build_web_app, migrate
+from adapters.app.wiring import Runtime, build_runtime, teams_credentials
 from adapters.teams.app import TeamsBot, build_teams_bot
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink
-from adapters.wiring import Runtime, build_runtime, teams_credentials
 from bot import replies
 from bot.tasks import TaskTracker
 from tests.fakes.ollama import FakeOllama

@@ -1,4 +1,4 @@
-"""Cutting long answers into messages: the one splitter both sinks use (adapters.text_split)."""
+"""Cutting long answers into messages: the one splitter both sinks use (adapters.reply)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from adapters.reply.text_split import cut_for_limit, split_message, utf16_len
 from adapters.slack.render import to_mrkdwn
-from adapters.text_split import cut_for_limit, split_message, utf16_len
 
 # ------------------------------------------------------------------ as Slack splits (characters)
 

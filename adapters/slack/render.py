@@ -1,4 +1,4 @@
-"""Slack rendering of model answers: Markdown to mrkdwn (adapters.text_split cuts long ones).
+"""Slack rendering of model answers: Markdown to mrkdwn (adapters.reply.text_split cuts long ones).
 
 Pure functions, no I/O. Models write CommonMark/GFM; Slack's ``text`` field speaks mrkdwn,
 which differs in emphasis markers, links, headings and escaping, and has no tables.
@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.reply.text_split import fence_closes, fence_open
 from adapters.slack.inline import (
     BACKSLASH_ESCAPE,
     decode_entities,
@@ -20,7 +21,6 @@ from adapters.slack.inline import (
     render_link,
     strip_emphasis,
 )
-from adapters.text_split import fence_closes, fence_open
 from bot.conversation import Citation
 
 __all__ = ["source_line", "sources_blocks", "to_mrkdwn"]

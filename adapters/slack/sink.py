@@ -12,11 +12,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.send_loop import SendLoop
+from adapters.reply.send_loop import SendLoop
+from adapters.reply.text_split import cut_for_limit, split_message
 from adapters.slack.budget import SlackBudget
 from adapters.slack.feedback import feedback_block
 from adapters.slack.render import sources_blocks, sources_text, to_mrkdwn
-from adapters.text_split import cut_for_limit, split_message
 from bot.conversation import Citation
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from adapters.settings import is_guid
+from adapters.teams.ids import is_guid
 
 # off: Teams is turned off; broken: it runs but cannot reply; odd: it may work.
 Severity = Literal["off", "broken", "odd"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.settings import is_guid
+from adapters.teams.ids import is_guid
 from bot.suggestions import TITLE_LIMIT, Suggestion, suggestions
 
 MANIFEST_VERSION = "1.30"  # the current app manifest schema (Microsoft 365 app manifest)

@@ -1,4 +1,4 @@
-"""Teams rendering of model answers: the Markdown Teams shows (adapters.text_split cuts).
+"""Teams rendering of model answers: the Markdown Teams shows (adapters.reply.text_split cuts).
 
 Pure functions, no I/O. Teams renders a subset of Markdown in text messages (bold,
 italic, strikethrough, lists, code, quotes, links) but not headings or rules, so those

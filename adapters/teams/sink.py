@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 from botbuilder.schema import Activity
 
-from adapters.send_loop import SendLoop
+from adapters.reply.send_loop import SendLoop
+from adapters.reply.text_split import cut_for_limit, split_message, utf16_len
 from adapters.teams.entities import StreamInfo, ai_message, searched_line
 from adapters.teams.errors import DeliveryFailed
 from adapters.teams.outbox import Outbox, ReplyOptions, tune_connector
 from adapters.teams.render import to_teams_markdown
-from adapters.text_split import cut_for_limit, split_message, utf16_len
 from bot.conversation import Citation
 from bot.errors import ReplyCancelled
 

@@ -11,18 +11,22 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from adapters.metrics import share_between_processes
-from adapters.settings import Settings
-from adapters.wiring import Runtime, build_runtime
+from adapters.app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from adapters.app.metrics import share_between_processes
+from adapters.app.settings import Settings
+from adapters.app.wiring import Runtime, build_runtime
 from bot import database
 
 log = logging.getLogger(__name__)
+# What to tell the operator once the bot listens (the CLI passes doctor's advice).
+Advice = Callable[[Settings, Runtime], Awaitable[None]]
+
 MAX_DEFAULT_WORKERS = 4
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 MAX_BODY_BYTES = 1024 * 1024
@@ -111,23 +115,6 @@ async def build(settings: Settings, worker: Worker | None = None) -> Runtime:
         raise _bad_database(exc) from exc
 
 
-async def first_steps(settings: Settings, runtime: Runtime) -> None:
-    """Say once, at start, what is missing and the next command: the model server (in
-    doctor's words) and, with neither Slack nor Teams configured, how to try the bot."""
-    from adapters.doctor import check_ollama
-
-    for check in await check_ollama(settings):
-        if check.status != "OK":
-            log.warning("%s; fix: %s", check.what, check.fix)
-    if runtime.slack is None and runtime.teams is None:
-        log.warning(
-            "Slack and Teams are both off (SLACK_BOT_TOKEN and MICROSOFT_APP_ID are not set), "
-            "so nobody can reach this bot yet. Next: `chatbot chat` to try it in this "
-            "terminal, `chatbot doctor` to check the setup, and the README's 'Connect Slack' "
-            "to add Slack"
-        )
-
-
 def _log_routes(settings: Settings, runtime: Runtime, host: str, port: int) -> None:
     if runtime.socket_mode is not None:
         log.info("Slack: Socket Mode (connecting; /readyz names Slack until it is connected)")
@@ -180,6 +167,7 @@ async def serve(
     port: int,
     sock: socket.socket | None = None,
     worker: Worker = Worker(),
+    advise: Advice | None = None,
 ) -> None:
     """Run the bot until SIGTERM or SIGINT (Ctrl-C), then drain answers in flight and close.
     With ``sock`` (a process of `run_workers`), the supervisor has applied the migrations and
@@ -220,7 +208,8 @@ async def serve(
         connecting = asyncio.create_task(runtime.socket_mode.run(), name="slack-socket-mode")
     if worker.accepts:  # said once for the whole group
         _log_routes(settings, runtime, host, port)
-        await first_steps(settings, runtime)
+        if advise is not None:
+            await advise(settings, runtime)
     try:
         await stop.wait()
     finally:
@@ -280,7 +269,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> int:
+def run_workers(
+    settings: Settings, *, host: str, port: int, workers: int, advise: Advice | None = None
+) -> int:
     """`chatbot serve --workers N`: bind the port, apply migrations once, then fork an
     ingress process, which accepts on the socket (and opens Socket Mode) and queues the work,
     and N answer workers, which consume the Redis work stream: an ack never waits behind
@@ -318,7 +309,7 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> in
         for worker in group:
             pid = os.fork()
             if pid == 0:
-                os._exit(_worker_main(settings, sock, host, port, worker, supervisor))
+                os._exit(_worker_main(settings, sock, host, port, worker, supervisor, advise))
             children[pid] = worker
         sock.close()  # only the ingress accepts
         pids = list(children)
@@ -390,6 +381,7 @@ def _worker_main(
     port: int,
     worker: Worker,
     supervisor: int,
+    advise: Advice | None = None,
 ) -> int:
     """The body of one forked process (ingress or answer worker); its exit code."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -402,7 +394,7 @@ def _worker_main(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     code = 0
     try:
-        asyncio.run(serve(settings, host=host, port=port, sock=sock, worker=worker))
+        asyncio.run(serve(settings, host=host, port=port, sock=sock, worker=worker, advise=advise))
     except StartupError as exc:
         print(f"chatbot: {exc}", file=sys.stderr)
         code = 1

@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from adapters.settings import Settings
+from adapters.app.settings import Settings
 from inference.knowledge import KnowledgeUnavailable, Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, Progress, SourceReport

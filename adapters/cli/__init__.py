@@ -9,8 +9,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from adapters import logs
-from adapters.settings import Settings, data_dir, describe_errors, settings_source
+from adapters.app import logs
+from adapters.app.settings import Settings, data_dir, describe_errors, settings_source
 from adapters.teams import package as teams_package
 
 DESCRIPTIONS = {
@@ -124,8 +124,8 @@ def load_settings() -> Settings | None:
 
 
 async def _chat(settings: Settings, *, log_path: Path | None) -> None:
+    from adapters.app.server import build, migrate
     from adapters.console.chat import run_chat
-    from adapters.server import build, migrate
 
     await migrate(settings)
     runtime = await build(settings)
@@ -193,8 +193,9 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
 def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> int:
     import logging
 
-    from adapters.server import StartupError, default_workers, run_workers, serve
-    from adapters.wiring import redis_expected
+    from adapters.app.server import StartupError, default_workers, run_workers, serve
+    from adapters.app.wiring import redis_expected
+    from adapters.doctor import first_steps
     from inference.knowledge import is_embedded_store
 
     count = workers or default_workers()
@@ -221,8 +222,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> 
         count = 1
     try:
         if count > 1:
-            return run_workers(settings, host=host, port=port, workers=count)
-        asyncio.run(serve(settings, host=host, port=port))
+            return run_workers(settings, host=host, port=port, workers=count, advise=first_steps)
+        asyncio.run(serve(settings, host=host, port=port, advise=first_steps))
     except StartupError as exc:
         print(f"chatbot: {exc}", file=sys.stderr)
         return 1
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             settings, host=args.host, port=args.port or settings.port, workers=args.workers
         )
     if args.command == "chat":
-        from adapters.server import StartupError
+        from adapters.app.server import StartupError
 
         try:
             asyncio.run(_chat(settings, log_path=log_path))
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "usage":
         return asyncio.run(_usage(settings, since=args.since, by=args.by))
     if args.command in ("index", "sources"):
-        from adapters import knowledge_cli
+        from adapters.cli import knowledge as knowledge_cli
 
         if args.command == "index":
             return asyncio.run(knowledge_cli.run_index(settings, args.sources, full=args.full))

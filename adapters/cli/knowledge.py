@@ -14,15 +14,15 @@ from typing import IO, TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from adapters.knowledge import (
+from adapters.app.knowledge import (
     JOBS_KEY,
     RESULT_KEY,
     KnowledgeService,
     build_knowledge,
     report_from_json,
 )
-from adapters.metrics import public_url
-from adapters.settings import Settings
+from adapters.app.settings import Settings
+from bot.redact import public_url
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.indexer import SourceReport
 from inference.knowledge.store import SourceStatus, StoreLocked

@@ -20,9 +20,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.app.metrics import Metrics
+from adapters.app.settings import Settings
 from adapters.console.chat import PLATFORM as CONSOLE
-from adapters.metrics import Metrics
-from adapters.settings import Settings
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
 from adapters.slack.budget import SlackBudget
 from adapters.slack.sink import StreamingSupport
@@ -53,7 +53,7 @@ from inference.ollama import OllamaChatModel
 from inference.pool import ModelPool
 
 if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
-    from adapters.knowledge import KnowledgeService
+    from adapters.app.knowledge import KnowledgeService
     from adapters.slack.socket_mode import SocketMode
     from adapters.teams.app import TeamsBot
     from inference.openai import OpenAIChatModel
@@ -355,7 +355,7 @@ def build_knowledge(
     KNOWLEDGE_SOURCES is empty; imported only then, to keep start-up fast."""
     if not settings.knowledge_sources.strip():
         return None
-    from adapters.knowledge import build_knowledge as build
+    from adapters.app.knowledge import build_knowledge as build
 
     return build(settings, wait_idle=tracker.wait_idle if tracker is not None else None)
 

@@ -57,14 +57,6 @@ def is_placeholder(value: str) -> bool:
     )
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-
-
-def is_guid(value: str) -> bool:
-    """Whether ``value`` looks like an Azure app or tenant id (xxxxxxxx-xxxx-...-xxxxxxxxxxxx)."""
-    return _GUID.match(value) is not None
-
-
 def data_dir() -> Path:
     """Where the bot keeps its own files when not told otherwise: $XDG_DATA_HOME/chatbot,
     else ~/.local/share/chatbot. The same place from every working directory."""

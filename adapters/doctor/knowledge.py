@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from adapters.doctor import Check
-from adapters.knowledge import KnowledgeService, build_knowledge
-from adapters.metrics import public_url
-from adapters.settings import Settings
+from adapters.app.knowledge import KnowledgeService, build_knowledge
+from adapters.app.settings import Settings
+from adapters.doctor.report import Check
+from bot.redact import public_url
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.embeddings import ModelNotPulled
 from inference.knowledge.loaders import SourceFailed, redact_url, run_git

@@ -7,7 +7,6 @@ import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +23,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from bot.redact import public_url
 from bot.telemetry import EventName
 from bot.usage import UsageRecord
 from inference.pool import ModelPool
@@ -59,22 +59,6 @@ NO_MODEL_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
-def public_url(url: str) -> str:
-    """The URL without user name and password, for labels and output."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class PoolCollector(Collector):
     """Queue depth and backend health of the Ollama pool, read when Prometheus scrapes."""
 
@@ -107,7 +91,7 @@ class PoolCollector(Collector):
 
 
 class KnowledgeView(Protocol):
-    """What the knowledge collector reads (adapters.knowledge.KnowledgeService)."""
+    """What the knowledge collector reads (adapters.app.knowledge.KnowledgeService)."""
 
     @property
     def statuses(self) -> Mapping[str, SourceStatus]: ...
