@@ -87,7 +87,10 @@ class Admission:
             return Admitted(question)
         key = message.key
         user = f"{key.platform}:{key.workspace}:{message.sender}"
-        charge = None if ahead else self._rate_limiter.charge(user)
+        # Counted in the round trip that holds the conversation, unless nothing holds it (a
+        # client that keeps its own transcript) or it is checked ahead.
+        held = not ahead and message.transcript is None
+        charge = self._rate_limiter.charge(user) if held else None
         if charge is not None:
             return Admitted(question, charge=charge)
         try:
@@ -109,5 +112,7 @@ class Admission:
         return UserFacingError(
             replies.RATE_LIMITED.format(
                 limit=decision.limit, window=decision.window, at=at, wait=wait
-            )
+            ),
+            reason="rate_limited",
+            retry_after=decision.retry_in(self._now().timestamp()),
         )

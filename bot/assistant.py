@@ -35,6 +35,7 @@ from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
 from bot.search import search_reply
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
+from bot.tokens import Owner, TokenCommand
 from bot.usage import UsageRecord
 from bot.usage_writer import UsageWriter
 from inference.base import ChatModel, Turn
@@ -86,6 +87,7 @@ class Assistant:
         usage_writer: UsageWriter | None = None,
         telemetry: Telemetry | None = None,
         retriever: Retriever | None = None,
+        tokens: TokenCommand | None = None,
         names: ProviderNames = GENERIC_NAMES,
         terminals: frozenset[str] = frozenset(),
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -121,6 +123,7 @@ class Assistant:
             now=now,
         )
         self._retriever = retriever
+        self._tokens = tokens
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
         # Conversations already told that memory is down (until it is back).
@@ -134,6 +137,7 @@ class Assistant:
             "reset": self._reset,
             "model": self._model_info,
             "search": self._search,
+            "token": self._token,
         }
 
     @property
@@ -183,30 +187,55 @@ class Assistant:
         submitted (``bot.dispatch``), before this. Every log line written meanwhile
         carries one request id (``bot.telemetry``)."""
         with request_scope():
-            await self._handle(message, sink)
+            await self._handle(message, sink, self._respond)
 
-    async def _handle(self, message: IncomingMessage, sink: ReplySink) -> None:
+    async def answer(
+        self, message: IncomingMessage, sink: ReplySink, *, premium: bool = False
+    ) -> UsageRecord | None:
+        """Answer ``message.text`` as a question, never as a command (a door whose people
+        ask in their own words: the team API, MCP), with the local or the premium model.
+        The same steps, refusals and records as ``handle``; the usage record, or None when
+        the question was refused before a model was asked."""
+        with request_scope():
+
+            async def respond(message: IncomingMessage, sink: ReplySink) -> UsageRecord:
+                route = self._route(message, premium=premium)
+                return await self._answer(message, message.text, route, sink)
+
+            return await self._handle(message, sink, respond)
+
+    async def _handle(
+        self,
+        message: IncomingMessage,
+        sink: ReplySink,
+        respond: Callable[[IncomingMessage, ReplySink], Awaitable[UsageRecord | None]],
+    ) -> UsageRecord | None:
+        """The one top-level catch per message: whatever happens, the sink gets an answer
+        or the reason there is none, and the outcome is logged, counted and recorded."""
         record: UsageRecord | None = None
         outcome = Outcome.COMMAND
         try:
-            record = await self._respond(message, sink)
+            record = await respond(message, sink)
         except UserFacingError as exc:
             outcome = Outcome.REFUSED
-            await _try(sink.write(exc.text))
+            await _try(sink.fail(exc))
+        except ReplyCancelled:  # the person left before the answer began (a closed stream)
+            outcome = Outcome.CANCELLED
         except ConversationBusy:
             outcome = Outcome.REFUSED
-            await _try(sink.write(replies.BUSY))
+            await _try(sink.fail(UserFacingError(replies.BUSY, reason="busy")))
         except StateUnavailable:
             outcome = Outcome.STORE_UNAVAILABLE
             log.warning("state store unavailable while answering")
-            await _try(sink.write(replies.STORE_UNAVAILABLE))
+            await _try(sink.fail(UserFacingError(replies.STORE_UNAVAILABLE, reason="unavailable")))
         except Exception:
             outcome = Outcome.ERROR
             log.exception("unexpected error while answering")
-            await _try(sink.write(replies.INTERNAL_ERROR))
+            await _try(sink.fail(UserFacingError(replies.INTERNAL_ERROR, reason="error")))
         finally:
             await _try(sink.close())
         await self._report(message, record, outcome)
+        return record
 
     async def _report(
         self, message: IncomingMessage, record: UsageRecord | None, outcome: Outcome
@@ -256,11 +285,13 @@ class Assistant:
         route = self._premium
         if route is None or route.premium is None:
             raise UserFacingError(
-                self._names.fill(replies.PREMIUM_OFF, local_model=self._local.model.name)
+                self._names.fill(replies.PREMIUM_OFF, local_model=self._local.model.name),
+                reason="forbidden",
             )
         if not route.premium.allows(message.sender):
             raise UserFacingError(
-                self._names.fill(replies.PREMIUM_NOT_ALLOWED, local_model=self._local.model.name)
+                self._names.fill(replies.PREMIUM_NOT_ALLOWED, local_model=self._local.model.name),
+                reason="forbidden",
             )
         return route
 
@@ -300,6 +331,17 @@ class Assistant:
         knowledge = self._retriever.knowledge if self._retriever is not None else None
         await sink.write(await search_reply(knowledge, message.key, words))
 
+    async def _token(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/token ...`: the sender's personal API tokens (in a direct message only)."""
+        if self._tokens is None:
+            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
+            return
+        key = message.key
+        owner = Owner(key.platform, key.workspace, message.sender)
+        await sink.write(
+            await self._tokens.reply(owner, command.argument, is_direct=message.is_direct)
+        )
+
     # -- the answer path ----------------------------------------------------------------
 
     async def _answer(
@@ -313,7 +355,7 @@ class Assistant:
             recalled.down |= admitted.limits_down
             retrieved = await self._retrieve(message.key, question, recalled.history)
             prompt = build_prompt(
-                system_prompt=self._system_prompt,
+                system_prompt=_with_instructions(self._system_prompt, message.instructions),
                 history=recalled.history,
                 question=question,
                 budget_tokens=prompt_budget(route.model.context_tokens),
@@ -348,6 +390,10 @@ class Assistant:
         without memory (or limits)."""
         key = message.key
         recalled = Recalled()
+        if message.transcript is not None:  # the client keeps the conversation
+            recalled.history = list(message.transcript)
+            yield recalled
+            return
         async with AsyncExitStack() as stack:
             try:
                 held = await stack.enter_async_context(self._state.memory.hold(key, charge=charge))
@@ -467,6 +513,7 @@ class Assistant:
             passages=passages,
             retrieval_ms=retrieved.elapsed_ms,
             answer_id=answer_id,
+            via=message.via,
         )
 
 
@@ -490,6 +537,11 @@ def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: 
         record.passages,
         record.retrieval_ms,
     )
+
+
+def _with_instructions(system_prompt: str, instructions: str) -> str:
+    """The bot's system prompt, then a client's own instructions (they never replace it)."""
+    return f"{system_prompt}\n\n{instructions}" if instructions.strip() else system_prompt
 
 
 def _ms(start: datetime, end: datetime) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.errors import UserFacingError
 from inference.base import Turn
 
 
@@ -38,6 +39,14 @@ class IncomingMessage:
     # thread it was mentioned in and does not own): context for this answer only, never
     # stored in the conversation's memory.
     context: tuple[Turn, ...] = ()
+    # A door whose client keeps the conversation (the team API): the earlier turns as the
+    # client sent them, used instead of memory (nothing is read from or written to it),
+    # and the client's own instructions, which follow the bot's system prompt.
+    transcript: tuple[Turn, ...] | None = None
+    instructions: str = ""
+    # The door it came through when not the platform's own chat ("api", "mcp"); the key
+    # and sender are still its owner's, so limits, budgets and the ledger count them.
+    via: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,13 @@ class ReplySink(Protocol):
 
     async def write(self, text: str) -> None:
         """Append text to the reply; the sink decides how and when it is shown."""
+        ...
+
+    async def fail(self, error: UserFacingError) -> None:
+        """The question gets no answer (refused, or no model could answer): ``error.text``
+        says why in words safe to show, ``error.reason`` what kind of failure it is. Called
+        before any text of an answer; nothing but ``close`` follows. A chat sink shows the
+        text as it would ``write`` it."""
         ...
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:

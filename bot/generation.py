@@ -12,7 +12,7 @@ from typing import Protocol
 
 from bot import replies
 from bot.conversation import ReplySink
-from bot.errors import ReplyCancelled
+from bot.errors import ReplyCancelled, UserFacingError
 from bot.outcome import Outcome
 from bot.replies import ProviderNames
 from inference.base import (
@@ -158,11 +158,13 @@ async def generate(
         if failure.outcome is Outcome.AUTH_FAILED:
             log.error("%s refused the API key", model.name)
         await show(shown.flush())
-        if parts and failure.after_text is not None:
-            text = failure.after_text
+        if parts:
+            text = failure.after_text or (failure.premium if premium else failure.local)
+            await sink.write(names.fill(text, model=model.name, local_model=local_model))
         else:
             text = failure.premium if premium else failure.local
-        await sink.write(names.fill(text, model=model.name, local_model=local_model))
+            filled = names.fill(text, model=model.name, local_model=local_model)
+            await sink.fail(UserFacingError(filled, reason="unavailable"))
     result.text = "".join(parts)
     if result.outcome is Outcome.OK and not result.text.strip():
         result.outcome = Outcome.EMPTY_ANSWER

@@ -98,6 +98,8 @@ class RequestRow(Base):
     retrieval_ms: Mapped[int | None] = mapped_column(Integer())
     # What feedback on the answer names (votes.answer_id); NULL on rows older than votes.
     answer_id: Mapped[str | None] = mapped_column(String(64))
+    # The door a question came through when not the platform's chat ("api", "mcp").
+    via: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
@@ -164,6 +166,7 @@ def _to_row(record: UsageRecord) -> RequestRow:
         passages=record.passages,
         retrieval_ms=record.retrieval_ms,
         answer_id=record.answer_id or None,
+        via=record.via or None,
     )
 
 

@@ -79,7 +79,8 @@ class PremiumAccount:
         except DatabaseError:
             log.warning("usage ledger unavailable; premium refused", exc_info=True)
             raise UserFacingError(
-                self._names.fill(replies.PREMIUM_BUDGET_UNKNOWN, local_model=self._local)
+                self._names.fill(replies.PREMIUM_BUDGET_UNKNOWN, local_model=self._local),
+                reason="unavailable",
             ) from None
         exceeded = over_budget(budgets, spend)
         if exceeded is None:
@@ -100,7 +101,8 @@ class PremiumAccount:
                 budget=format_usd(budget),
                 reset=f"{reset:%B} {reset.day}",
                 local_model=self._local,
-            )
+            ),
+            reason="forbidden",
         )
 
     async def spend_lines(self, message: IncomingMessage, now: datetime) -> list[str]:

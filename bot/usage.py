@@ -29,6 +29,7 @@ class UsageRecord:
     passages: int = 0  # indexed passages given to the model
     retrieval_ms: int | None = None  # time spent retrieving them; None without retrieval
     answer_id: str = ""  # what feedback on the answer names ("" on rows older than votes)
+    via: str = ""  # the door when not the platform's chat: "api", "mcp" ("" = the chat)
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.api.routes import API_ROUTES
 from adapters.app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from adapters.app.metrics import share_between_processes
 from adapters.app.settings import Settings
@@ -70,6 +71,13 @@ async def _teams_messages(request: web.Request) -> web.Response:
     return await teams.handle(request)
 
 
+async def _team_api(request: web.Request) -> web.StreamResponse:
+    api = request.app[RUNTIME].api
+    if api is None:
+        raise web.HTTPNotFound()
+    return await api.handle(request)
+
+
 def build_web_app(runtime: Runtime) -> web.Application:
     """The aiohttp application serving every route of the contract."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -79,6 +87,8 @@ def build_web_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    for method, path in API_ROUTES:
+        app.router.add_route(method, path, _team_api)
     return app
 
 

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     embedding_model: str = "nomic-embed-text"
     knowledge_refresh_minutes: float = Field(default=60.0, ge=0)
 
+    # The team API: how long a personal token lives; the bot's address as people reach it.
+    api_token_days: int = Field(default=90, ge=1, le=3650)
+    public_url: str = ""
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -219,6 +223,11 @@ class Settings(BaseSettings):
     def premium_prices(self) -> dict[str, tuple[float, float]]:
         """USD per million (input, output) tokens per model: the defaults plus overrides."""
         return {**DEFAULT_PREMIUM_PRICES_USD, **self.premium_prices_usd}
+
+    @property
+    def effective_public_url(self) -> str:
+        """Where people reach the bot (links in replies): PUBLIC_URL, else this machine."""
+        return self.public_url.strip().rstrip("/") or f"http://localhost:{self.port}"
 
     @property
     def effective_redis_url(self) -> str:

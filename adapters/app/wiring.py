@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.api.routes import Models, TeamApi
 from adapters.app.metrics import Metrics
 from adapters.app.settings import Settings
 from adapters.console.chat import PLATFORM as CONSOLE
@@ -46,6 +47,7 @@ from bot.replies import ProviderNames
 from bot.retrieval import Retriever
 from bot.state import ConversationState, local_state, redis_state
 from bot.tasks import TaskTracker
+from bot.tokens import TokenCommand, TokenStore
 from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
@@ -110,6 +112,7 @@ class Runtime:
     rate_limiter: RateLimiter | None = None
     work_queue: WorkQueue | None = None
     knowledge: KnowledgeService | None = None  # team knowledge (None without sources)
+    api: TeamApi | None = None  # the team API (OpenAI's Chat Completions, MCP)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self, *, answers: bool = True) -> None:
@@ -383,6 +386,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
     state, redis, batch = await connect_state(settings)
     engine = database.create_engine(settings.effective_database_url)
     ledger = Ledger(engine=engine)
+    tokens = TokenStore(engine=engine, lifetime_days=settings.api_token_days)
     ollama = build_ollama(settings)
     pool = ModelPool(
         servers=ollama,
@@ -417,6 +421,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         usage_writer=UsageWriter(ledger=ledger, tracker=tracker),
         telemetry=metrics,
         retriever=Retriever(knowledge=knowledge) if knowledge is not None else None,
+        tokens=TokenCommand(store=tokens, api_url=settings.effective_public_url),
         names=PROVIDER_NAMES,
         terminals=frozenset({CONSOLE}),
     )
@@ -437,6 +442,15 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         metrics=metrics,
         rate_limiter=rate_limiter,
         knowledge=knowledge,
+    )
+    runtime.api = TeamApi(
+        assistant=assistant,
+        tokens=tokens,
+        models=Models(
+            local=settings.ollama_model,
+            premium=settings.premium_model if premium is not None else None,
+            premium_allows=premium.allows if premium is not None else lambda user: False,
+        ),
     )
     if runtime.knowledge is not None:
         metrics.watch_knowledge(runtime.knowledge)

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from bot.assistant import Assistant
 from bot.conversation import Citation, ConversationKey, IncomingMessage
+from bot.errors import UserFacingError
 
 PLATFORM = "console"
 QUIT = ("/quit", "/exit")
@@ -81,6 +82,10 @@ class ConsoleSink:
         """Print text at once."""
         self._out.write(self._markdown.feed(text))
         self._out.flush()
+
+    async def fail(self, error: UserFacingError) -> None:
+        """No answer: the reason is shown like any other text."""
+        await self.write(error.text)
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         """Print the sources as a numbered list under the answer (no feedback here)."""

@@ -39,7 +39,7 @@ CANNOT_POST = (
 )
 USAGE = "Usage: `/{command} <your question>`"
 DISPLAY_LIMIT = 3000
-SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help")
+SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help", "/token")
 
 Respond = Callable[..., Awaitable[Any]]
 SinkFactory = Callable[[str, str | None, str, str, JobProgress], SlackReplySink]
@@ -116,7 +116,8 @@ class SlashCommands:
         if command.name == "reset" and not command.is_dm:
             await respond(text=RESET_IN_CHANNEL.format(bot=command.bot), response_type="ephemeral")
             return
-        # /help, and /reset in a DM: the core answers them as inline commands.
+        # /help, /token, and /reset in a DM: the core answers them as inline commands
+        # (to the asker alone: /token refuses outside the DM and makes nothing).
         rolling = ConversationKey(PLATFORM, command.team, command.channel, "")
         text = f"/{command.name} {command.question}".strip()
         message = IncomingMessage(rolling, command.message_id, command.user, text, command.is_dm)

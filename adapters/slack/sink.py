@@ -18,6 +18,7 @@ from adapters.slack.budget import SlackBudget
 from adapters.slack.feedback import feedback_block
 from adapters.slack.render import sources_blocks, sources_text, to_mrkdwn
 from bot.conversation import Citation
+from bot.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,10 @@ class SlackReplySink:
             return
         self._pending += text
         self._loop.poke()
+
+    async def fail(self, error: UserFacingError) -> None:
+        """No answer: the reason is shown like any other text."""
+        await self.write(error.text)
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         """List the sources under the answer's last message, in a context block, and the
@@ -491,6 +496,10 @@ class EphemeralSink:
     async def write(self, text: str) -> None:
         """Collect text; it is sent on close."""
         self._parts.append(text)
+
+    async def fail(self, error: UserFacingError) -> None:
+        """No answer: the reason is shown like any other text."""
+        await self.write(error.text)
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         """List the sources as lines under the answer (an ephemeral response takes no

@@ -24,7 +24,7 @@ from adapters.teams.errors import DeliveryFailed
 from adapters.teams.outbox import Outbox, ReplyOptions, tune_connector
 from adapters.teams.render import to_teams_markdown
 from bot.conversation import Citation
-from bot.errors import ReplyCancelled
+from bot.errors import ReplyCancelled, UserFacingError
 
 __all__ = ["Outbox", "ReplyOptions", "TeamsReplySink", "tune_connector"]
 
@@ -108,6 +108,10 @@ class TeamsReplySink:
         self._buffer += text
         if self._streaming:
             self._loop.poke()
+
+    async def fail(self, error: UserFacingError) -> None:
+        """No answer: the reason is shown like any other text."""
+        await self.write(error.text)
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         """Label the answer as AI generated, turn on Teams' feedback buttons under it (a

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from bot.conversation import Citation
+from bot.errors import UserFacingError
 from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
 from inference.knowledge import Passage
 
@@ -50,6 +51,10 @@ class RecordingSink:
 
     async def write(self, text: str) -> None:
         self.writes.append(text)
+
+    async def fail(self, error: UserFacingError) -> None:
+        """No answer: the reason is shown like any other text."""
+        await self.write(error.text)
 
     async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
         assert self.searched is None, "cite() is called at most once"
