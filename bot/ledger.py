@@ -188,6 +188,7 @@ def _to_record(row: RequestRow) -> UsageRecord:
         passages=row.passages or 0,
         retrieval_ms=row.retrieval_ms,
         answer_id=row.answer_id or "",
+        via=row.via or "",
     )
 
 
