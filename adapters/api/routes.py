@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from adapters.api.mcp import McpServer
 from adapters.api.sink import ApiSink
 from adapters.api.wire import (
     MAX_BODY_BYTES,
@@ -34,12 +35,19 @@ from bot.database import DatabaseError
 from bot.errors import ReplyCancelled, UserFacingError
 from bot.tokens import Owner, TokenStore
 from bot.usage import UsageRecord
+from inference.knowledge import Knowledge
 
 log = logging.getLogger(__name__)
 
 API = "api"
 # The routes of the team API on the bot's HTTP server (method, path).
-API_ROUTES = (("GET", "/v1/models"), ("POST", "/v1/chat/completions"))
+API_ROUTES = (
+    ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/mcp"),
+    ("GET", "/mcp"),
+    ("DELETE", "/mcp"),
+)
 # How each reason for no answer is said over HTTP.
 STATUS = {
     "invalid": (400, "invalid_request_error", None),
@@ -104,13 +112,23 @@ class Models:
 class TeamApi:
     """OpenAI's Chat Completions API in front of the assistant."""
 
-    def __init__(self, *, assistant: Assistant, tokens: TokenStore, models: Models) -> None:
+    def __init__(
+        self,
+        *,
+        assistant: Assistant,
+        tokens: TokenStore,
+        models: Models,
+        knowledge: Knowledge | None = None,
+    ) -> None:
         self._assistant = assistant
         self._tokens = tokens
         self._models = models
+        self.mcp = McpServer(assistant=assistant, knowledge=knowledge, authenticate=self.owner)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer a request to one of ``API_ROUTES``."""
+        if request.path == "/mcp":
+            return await self.mcp.handle(request)
         if request.path == "/v1/models":
             return await guarded(self.list_models)(request)
         return await guarded(self.chat_completions)(request)

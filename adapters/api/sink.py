@@ -28,7 +28,13 @@ class ApiSink:
     """Writes one answer of `POST /v1/chat/completions`."""
 
     def __init__(
-        self, *, request: web.Request, stream: bool, id: str, model: str, created: int
+        self,
+        *,
+        request: web.Request | None,
+        stream: bool,
+        id: str,
+        model: str,
+        created: int,
     ) -> None:
         self._request = request
         self._stream = stream
@@ -94,6 +100,7 @@ class ApiSink:
             raise ReplyCancelled
         try:
             if self.response is None:
+                assert self._request is not None, "a stream needs the request it answers"
                 response = web.StreamResponse(status=200, headers=SSE_HEADERS)
                 await response.prepare(self._request)
                 self.response = response

@@ -211,6 +211,8 @@ class Runtime:
     async def close(self) -> None:
         """Release connections (after the answers in flight were drained)."""
         self.stop_taking_work()
+        if self.api is not None:
+            await self.api.mcp.close()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -451,6 +453,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             premium=settings.premium_model if premium is not None else None,
             premium_allows=premium.allows if premium is not None else lambda user: False,
         ),
+        knowledge=knowledge,
     )
     if runtime.knowledge is not None:
         metrics.watch_knowledge(runtime.knowledge)
