@@ -11,6 +11,8 @@ from pathlib import Path
 
 from adapters.app import logs
 from adapters.app.settings import Settings, data_dir, describe_errors, settings_source
+from adapters.cli import ask as ask_cli
+from adapters.cli import tokens as tokens_cli
 from adapters.teams import package as teams_package
 
 DESCRIPTIONS = {
@@ -99,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sources", help="list the knowledge sources and when they were indexed")
     teams_package.add_arguments(
         command("teams-package", "write the Teams app package (zip) to upload")
+    )
+    tokens_cli.add_arguments(
+        sub.add_parser(
+            "tokens",
+            help="personal API tokens: create, list, revoke",
+            description=tokens_cli.DESCRIPTION,
+        )
+    )
+    ask_cli.add_arguments(
+        sub.add_parser(
+            "ask", help="ask a running bot from this terminal", description=ask_cli.DESCRIPTION
+        )
     )
     return parser
 
@@ -242,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         from adapters.doctor import main as doctor
 
         return doctor()
+    if args.command == "ask":  # a client: none of the server's settings
+        return ask_cli.main(args)
     settings = load_settings()
     if settings is None:
         return 2
@@ -276,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             # Knowledge sources, when this version has them (KNOWLEDGE_SOURCES).
             knowledge=bool(getattr(settings, "knowledge_sources", "")),
         )
+    if args.command == "tokens":
+        return asyncio.run(tokens_cli.run(settings, args))
     if args.command == "usage":
         return asyncio.run(_usage(settings, since=args.since, by=args.by))
     if args.command in ("index", "sources"):
