@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install run chat doctor test lint typecheck fmt migrate bench lock clean
+.PHONY: install run chat doctor test lint typecheck docs fmt migrate bench lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@echo "==> installing the bot and its dev tools into $(VENV) (about a minute the first time)"
@@ -21,7 +21,9 @@ install: $(STAMP)  ## create .venv and install the bot with dev tools (repairs a
 run: install  ## run the bot (reads .env)
 	$(PY) -m adapters.cli serve
 
-chat: install  ## talk to the bot in this terminal
+# `chatbot chat` (like serve) creates or upgrades the database tables itself before the first
+# question, so a fresh clone needs only `make chat`.
+chat: install  ## talk to the bot in this terminal (installs first; creates the tables)
 	$(PY) -m adapters.cli chat
 
 doctor: install  ## check the configuration and every dependency
@@ -38,7 +40,12 @@ lint: install
 typecheck: install
 	$(PY) -m mypy bot inference
 
-test: install lint typecheck  ## everything CI checks
+# The manual (docs/, mkdocs.yml) into site/: a broken link or anchor, or a page missing from
+# the nav, fails the build.
+docs: install  ## build the manual into site/
+	$(PY) -m mkdocs build --strict
+
+test: install lint typecheck docs  ## everything CI checks
 	$(PY) -m pytest -q
 
 fmt: install
@@ -52,9 +59,9 @@ lock: install
 	mv $(LOCK).new $(LOCK)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info site
 
-bench: install  ## load benchmark (starts its own redis-server): the figures in the README
+bench: install  ## load benchmark (starts its own redis-server): the figures in docs/benchmarks.md
 	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers 1 --start-up
 	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers default
 	$(PY) -m bench.load --levels 1 --answers 5 --reply-chars 600 --chunk-chars 4 --first-token-delay 0.3 --token-delay 0.02

@@ -7,7 +7,7 @@ vectors, upsert), documents per second for an unchanged re-run (and its embeddin
 which must be 0), and the worker's peak RSS above its idle RSS (the stack imported and the
 store opened, nothing indexed).
 
-Run: `python -m bench.knowledge_index [--documents 10000]` (README, "Team knowledge").
+Run: `python -m bench.knowledge_index [--documents 10000]` (docs/benchmarks.md, "Team knowledge").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The deployment files agree with the code and the contract: docker compose, the Dockerfile,
-the Slack app manifests and the README's deploy instructions.
+"""The deployment files agree with the code and the settings: docker compose, the Dockerfile,
+the Slack app manifests and the manual's Slack and deploy pages (docs/).
 
 No Docker engine is needed: the files are parsed, and their promises are checked against what
 the code really does (settings, routes, Slack listeners).
@@ -184,11 +184,11 @@ def test_the_bot_is_given_only_variables_the_contract_names(
         for name in BOT_SERVICES:
             service = (data.get("services") or {}).get(name) or {}
             unknown = set(_environment(service)) - SPEC_VARIABLES
-            assert not unknown, f"{name} is given variables SPEC does not name: {unknown}"
+            assert not unknown, f"{name} is given variables that are not settings: {unknown}"
         # .env is handed to the bot whole (env_file), so a variable compose reads from it
-        # must be a contract variable too, in any service.
+        # must be a setting too, in any service.
         unknown = _variables(data) - SPEC_VARIABLES
-        assert not unknown, f"compose reads variables SPEC does not name: {unknown}"
+        assert not unknown, f"compose reads variables that are not settings: {unknown}"
     for name in BOT_SERVICES:
         assert services[name]["env_file"] in (".env", [".env"])
 
@@ -546,18 +546,18 @@ async def test_the_app_listens_to_nothing_the_manifest_leaves_out(
     assert not await _handled(slack_listeners, _event_body("app_uninstalled"))
 
 
-# --- README ---------------------------------------------------------------------------------
+# --- The manual (docs/) ---------------------------------------------------------------------
 
 
-def _readme_section(heading: str) -> str:
-    text = (ROOT / "README.md").read_text()
+def _docs_section(page: str, heading: str) -> str:
+    text = (ROOT / "docs" / page).read_text()
     start = text.index(f"\n## {heading}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
 
 
-def test_readme_connect_slack_lists_the_manifest_scopes() -> None:
-    section = _readme_section("Connect Slack")
+def test_docs_connect_slack_lists_the_manifest_scopes() -> None:
+    section = _docs_section("slack.md", "Connect Slack")
     step = section[section.index("Bot Token Scopes") :]
     step = step[: step.index("\n3. ")]
     listed = set(re.findall(r"`([a-z_]+:[a-z_.]+|commands)`", step))
@@ -565,9 +565,26 @@ def test_readme_connect_slack_lists_the_manifest_scopes() -> None:
         assert listed == set(_load(path)["oauth_config"]["scopes"]["bot"]), mode
 
 
-def test_readme_deploy_section_covers_every_deploy_file() -> None:
-    section = _readme_section("Deploy with docker compose")
+def test_docs_deploy_page_covers_every_deploy_file() -> None:
+    section = (ROOT / "docs/deploy.md").read_text()
     for name in ("docker-compose.gpu.yml", "docker-compose.spot.yml", *MANIFESTS.values()):
         assert str(name).removeprefix(f"{ROOT}/") in section, name
     for words in ("pg_dump", "pg_restore", "git pull", "docker compose build", "OLLAMA_BASE_URL"):
         assert words in section, words
+
+
+def test_docs_deploy_page_names_every_service_volume_image_and_fixed_setting() -> None:
+    """What docker compose runs and keeps is what the deploy page lists (it once left out
+    Qdrant): every service, named volume, pinned image and setting fixed for the bot."""
+    page = (ROOT / "docs/deploy.md").read_text()
+    compose = _load(COMPOSE)
+    for name in (*compose["services"], *compose["volumes"]):
+        assert f"`{name}`" in page, name
+    images = {s["image"] for s in compose["services"].values() if s.get("build") is None}
+    assert images and "qdrant/qdrant" in " ".join(images)
+    for image in images:
+        assert f"`{image}`" in page, image
+    fixed = _environment(compose["services"]["bot"])
+    assert {"REDIS_URL", "DATABASE_URL", "OLLAMA_BASE_URL", "KNOWLEDGE_STORE"} <= set(fixed)
+    for name, value in fixed.items():
+        assert f"`{name}={value}`" in page, name

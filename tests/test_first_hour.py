@@ -37,7 +37,7 @@ def test_a_copied_env_example_is_the_laptop_default(clean_env: Path) -> None:
     assert settings.slack_bot_token is None and settings.slack_signing_secret is None
     assert settings.slack_app_token is None and settings.openai_api_key is None
     assert settings.microsoft_app_id == ""
-    # SPEC: only a set REDIS_URL makes Redis required.
+    # Only a set REDIS_URL makes Redis required.
     assert settings.redis_url is None
     assert settings.database_is_default
     assert settings.ollama_urls == ["http://localhost:11434"]

@@ -54,3 +54,21 @@ def test_an_interrupted_install_is_redone_and_a_finished_one_is_not(tmp_path: Pa
     later = time.time() + 5
     os.utime(stamp, (later, later))
     assert "pip install" not in _dry_run(venv, "test")
+
+
+def test_a_fresh_clone_chats_with_one_command(tmp_path: Path) -> None:
+    """`make chat` on a clone with no venv installs first, then starts the chat (which
+    creates the tables itself: tests/test_chat_terminal.py), as the Quick start promises."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    plan = _dry_run(venv, "chat")
+    assert "pip install" in plan and "-m adapters.cli chat" in plan
+    assert plan.index("pip install") < plan.index("-m adapters.cli chat")
+
+
+def test_make_test_builds_the_manual_and_fails_on_a_broken_link(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    plan = _dry_run(venv, "test")
+    assert "-m mkdocs build --strict" in plan
+    assert plan.index("-m mkdocs build") < plan.index("-m pytest")

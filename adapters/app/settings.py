@@ -1,4 +1,4 @@
-"""Settings read from the environment and `.env`, exactly as ../shared/SPEC.md names them.
+"""Settings read from the environment and `.env` (docs/settings.md documents every one).
 
 Only the composition root reads these; everything below it takes plain arguments.
 """
@@ -79,7 +79,7 @@ DEFAULT_PREMIUM_PRICES_USD: dict[str, tuple[float, float]] = {
 
 
 class Settings(BaseSettings):
-    """Every setting of the bot, with SPEC's defaults."""
+    """Every setting of the bot, with its default."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

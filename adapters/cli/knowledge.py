@@ -1,4 +1,4 @@
-"""`chatbot index` and `chatbot sources` (SPEC, Team knowledge)."""
+"""`chatbot index` (index the team knowledge now) and `chatbot sources` (each source's last run)."""
 
 from __future__ import annotations
 
