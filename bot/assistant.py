@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 from bot import replies
 from bot.admission import Admission
-from bot.citations import MarkerFilter, searched, to_citations
-from bot.commands import Command, help_text, parse_command
+from bot.citations import MarkerFilter, cite
+from bot.commands import Command, CommandReplies, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
@@ -27,16 +27,15 @@ from bot.generation import Generation, generate
 from bot.ledger import Ledger
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
-from bot.prompt import Prompt, build_prompt, prompt_budget
+from bot.prompt import build_prompt, prompt_budget
 from bot.ratelimit import RateCharge, RateLimited, RateLimiter
 from bot.redact import describe_kinds, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
 from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
-from bot.search import search_reply
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
-from bot.tokens import Owner, TokenCommand
-from bot.usage import UsageRecord
+from bot.tokens import TokenCommand
+from bot.usage import UsageRecord, log_handled, usage_record
 from bot.usage_writer import UsageWriter
 from inference.base import ChatModel, Turn
 
@@ -126,6 +125,18 @@ class Assistant:
         self._tokens = tokens
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
+        self._replies = CommandReplies(
+            state=state,
+            names=names,
+            local_model=local_model.name,
+            premium_model=premium_model_name if self._premium is not None else None,
+            premium_account=self._premium.account if self._premium is not None else None,
+            admission=self._admission,
+            retriever=retriever,
+            tokens=tokens,
+            terminals=terminals,
+            now=now,
+        )
         # Conversations already told that memory is down (until it is back).
         self._told_memory_down: set[str] = set()
         self._commands: dict[
@@ -133,11 +144,11 @@ class Assistant:
         ] = {
             "ask": self._ask,
             "premium": self._ask_premium,
-            "help": self._help,
-            "reset": self._reset,
-            "model": self._model_info,
-            "search": self._search,
-            "token": self._token,
+            "help": self._replies.help,
+            "reset": self._replies.reset,
+            "model": self._replies.model_info,
+            "search": self._replies.search,
+            "token": self._replies.token,
         }
 
     @property
@@ -241,7 +252,7 @@ class Assistant:
         self, message: IncomingMessage, record: UsageRecord | None, outcome: Outcome
     ) -> None:
         """Log, count and record (in the usage ledger) how the message ended."""
-        _log_handled(message, record, outcome)
+        log_handled(message, record, outcome)
         if record is None:
             self._telemetry.event(outcome, message.key.platform)
             return
@@ -295,53 +306,6 @@ class Assistant:
             )
         return route
 
-    async def _help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
-        await sink.write(
-            help_text(
-                terminal=message.key.platform in self._terminals,
-                local_model=self._local.model.name,
-                premium_model=self._premium_name if self._premium is not None else None,
-            )
-        )
-
-    async def _reset(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
-        await self._state.memory.forget(message.key)
-        await sink.write(replies.RESET_DONE)
-
-    async def _model_info(
-        self, message: IncomingMessage, command: Command, sink: ReplySink
-    ) -> None:
-        """`/model`: the models here, and the sender's premium spend and budget this month."""
-        route = self._premium
-        line = (
-            f"`{self._premium_name}` ({self._names.premium}; use `/premium <question>`)"
-            if route is not None
-            else "not configured on this bot"
-        )
-        lines = [
-            self._names.fill(replies.MODEL_INFO, local_model=self._local.model.name, premium=line)
-        ]
-        if route is not None and route.account is not None:
-            lines += await route.account.spend_lines(message, self._now())
-        await sink.write("\n".join(lines))
-
-    async def _search(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
-        """`/search <words>`: the best-matching indexed documents, without asking a model."""
-        words = self._admission.check_text(command.argument)
-        knowledge = self._retriever.knowledge if self._retriever is not None else None
-        await sink.write(await search_reply(knowledge, message.key, words))
-
-    async def _token(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
-        """`/token ...`: the sender's personal API tokens (in a direct message only)."""
-        if self._tokens is None:
-            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
-            return
-        key = message.key
-        owner = Owner(key.platform, key.workspace, message.sender)
-        await sink.write(
-            await self._tokens.reply(owner, command.argument, is_direct=message.is_direct)
-        )
-
     # -- the answer path ----------------------------------------------------------------
 
     async def _answer(
@@ -375,11 +339,29 @@ class Assistant:
                 # Without passages a bracketed number is the model's own text, left alone.
                 text_filter=markers if prompt.passages else None,
             )
-            await self._finish(route, generation, retrieved, prompt, markers, sink, answer_id)
+            if generation.outcome is Outcome.OK:
+                await cite(
+                    sink,
+                    passages=prompt.passages,
+                    cited=markers.cited,
+                    retrieved=retrieved,
+                    premium_model=route.model.name if route.premium is not None else None,
+                    answer_id=answer_id,
+                )
             if not await self._remember(recalled, question, generation):
                 recalled.down = True
         await self._note_memory_down(message.key, recalled.down, generation, sink)
-        return self._record(message, route, generation, retrieved, len(prompt.passages), answer_id)
+        return usage_record(
+            message,
+            route=route.name,
+            model=route.model.name,
+            price=route.premium.price if route.premium is not None else None,
+            generation=generation,
+            retrieved=retrieved,
+            passages=len(prompt.passages),
+            answer_id=answer_id,
+            done=self._now(),
+        )
 
     @asynccontextmanager
     async def _recall(
@@ -425,34 +407,6 @@ class Assistant:
             )
         return sent
 
-    async def _finish(
-        self,
-        route: Route,
-        generation: Generation,
-        retrieved: Retrieved,
-        prompt: Prompt,
-        markers: MarkerFilter,
-        sink: ReplySink,
-        answer_id: str,
-    ) -> None:
-        """After the answer's text: the knowledge note, the premium signature, the sources
-        (and with them the answer's id, for feedback)."""
-        if generation.outcome is not Outcome.OK:
-            return
-        if retrieved.unavailable:
-            await sink.write("\n\n" + replies.KNOWLEDGE_UNAVAILABLE)
-        elif retrieved.elapsed_ms is not None and not prompt.passages:
-            await sink.write("\n\n" + replies.NO_SOURCE_MATCHED)
-        if route.premium is not None:
-            await sink.write(replies.PREMIUM_SIGNATURE.format(model=route.model.name))
-        if markers.cited:
-            cited = to_citations(prompt.passages, markers.cited)
-            await sink.cite(cited, searched=False, answer_id=answer_id)
-        elif prompt.passages:
-            await sink.cite(searched(prompt.passages), searched=True, answer_id=answer_id)
-        else:  # a model answer without sources
-            await sink.cite([], searched=False, answer_id=answer_id)
-
     async def _remember(self, recalled: Recalled, question: str, generation: Generation) -> bool:
         """Append the question and the answer (with its markers, not the passages) to
         memory; a stopped answer is remembered as far as it went. False: memory is down."""
@@ -483,69 +437,10 @@ class Assistant:
         except ReplyCancelled:
             pass
 
-    def _record(
-        self,
-        message: IncomingMessage,
-        route: Route,
-        generation: Generation,
-        retrieved: Retrieved,
-        passages: int,
-        answer_id: str,
-    ) -> UsageRecord:
-        key = message.key
-        done = self._now()
-        first = generation.first_token_at
-        price = route.premium.price if route.premium is not None else None
-        return UsageRecord(
-            platform=key.platform,
-            workspace=key.workspace,
-            user=message.sender,
-            conversation=key.as_id(),
-            route=route.name,
-            model=route.model.name,
-            prompt_tokens=generation.usage.prompt_tokens,
-            completion_tokens=generation.usage.completion_tokens,
-            latency_ms=_ms(message.received_at, done),
-            first_token_ms=_ms(message.received_at, first) if first else None,
-            outcome=generation.outcome,
-            created_at=done,
-            cost_usd=price.cost(generation.usage) if price is not None else 0.0,
-            passages=passages,
-            retrieval_ms=retrieved.elapsed_ms,
-            answer_id=answer_id,
-            via=message.via,
-        )
-
-
-def _log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: Outcome) -> None:
-    """One INFO line per handled message: what happened, never what was said."""
-    if record is None:
-        log.info("handled %s message %s: %s", message.key.platform, message.message_id, outcome)
-        return
-    log.info(
-        "answered %s message %s: route=%s model=%s outcome=%s latency_ms=%d "
-        "first_token_ms=%s prompt_tokens=%d completion_tokens=%d passages=%d retrieval_ms=%s",
-        record.platform,
-        message.message_id,
-        record.route,
-        record.model,
-        record.outcome,
-        record.latency_ms,
-        record.first_token_ms,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.passages,
-        record.retrieval_ms,
-    )
-
 
 def _with_instructions(system_prompt: str, instructions: str) -> str:
     """The bot's system prompt, then a client's own instructions (they never replace it)."""
     return f"{system_prompt}\n\n{instructions}" if instructions.strip() else system_prompt
-
-
-def _ms(start: datetime, end: datetime) -> int:
-    return max(0, int((end - start).total_seconds() * 1000))
 
 
 async def _try(awaitable: Awaitable[object]) -> None:

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
-from bot.conversation import Citation
+from bot import replies
+from bot.conversation import Citation, ReplySink
 from inference.knowledge import Passage
+
+if TYPE_CHECKING:
+    from bot.retrieval import Retrieved
 
 # `[1]`, `[2, 3]`, `[1,2]`: one marker group.
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -123,3 +128,29 @@ def shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
     return cut.rstrip() + "…"
+
+
+async def cite(
+    sink: ReplySink,
+    *,
+    passages: Sequence[Passage],
+    cited: Sequence[int],
+    retrieved: Retrieved,
+    premium_model: str | None,
+    answer_id: str,
+) -> None:
+    """The cite step, after a complete answer's text: the knowledge note (nothing matched, or
+    the index was down), the premium signature, then the sources: the ``cited`` ones, or
+    every passage given as searched, or none (and with them the answer's id, for feedback)."""
+    if retrieved.unavailable:
+        await sink.write("\n\n" + replies.KNOWLEDGE_UNAVAILABLE)
+    elif retrieved.elapsed_ms is not None and not passages:
+        await sink.write("\n\n" + replies.NO_SOURCE_MATCHED)
+    if premium_model is not None:
+        await sink.write(replies.PREMIUM_SIGNATURE.format(model=premium_model))
+    if cited:
+        await sink.cite(to_citations(passages, cited), searched=False, answer_id=answer_id)
+    elif passages:
+        await sink.cite(searched(passages), searched=True, answer_id=answer_id)
+    else:  # a model answer without sources
+        await sink.cite([], searched=False, answer_id=answer_id)

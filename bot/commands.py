@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from bot import replies
+from bot.conversation import IncomingMessage, ReplySink
+from bot.search import search_reply
+from bot.tokens import Owner, TokenCommand
+
+if TYPE_CHECKING:
+    from bot.admission import Admission
+    from bot.premium import PremiumAccount
+    from bot.replies import ProviderNames
+    from bot.retrieval import Retriever
+    from bot.state import ConversationState
 
 CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "token", "unknown"]
 KNOWN: dict[str, CommandName] = {
@@ -80,3 +94,78 @@ def help_text(*, terminal: bool, local_model: str, premium_model: str | None) ->
     if not terminal:
         parts.append(_CHANNELS)
     return "\n\n".join(parts)
+
+
+class CommandReplies:
+    """The commands answered with text, without a model: `/help`, `/reset`, `/model`,
+    `/search` and `/token` (`/ask` and `/premium` are questions: ``Assistant``)."""
+
+    def __init__(
+        self,
+        *,
+        state: ConversationState,
+        names: ProviderNames,
+        local_model: str,
+        premium_model: str | None,
+        premium_account: PremiumAccount | None,
+        admission: Admission,
+        retriever: Retriever | None,
+        tokens: TokenCommand | None,
+        terminals: frozenset[str],
+        now: Callable[[], datetime],
+    ) -> None:
+        """``premium_model`` None: premium is not configured."""
+        self._state = state
+        self._names = names
+        self._local_model = local_model
+        self._premium_model = premium_model
+        self._premium_account = premium_account
+        self._admission = admission
+        self._retriever = retriever
+        self._tokens = tokens
+        self._terminals = terminals
+        self._now = now
+
+    async def help(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/help`: the commands, in a terminal's or a chat platform's words."""
+        await sink.write(
+            help_text(
+                terminal=message.key.platform in self._terminals,
+                local_model=self._local_model,
+                premium_model=self._premium_model,
+            )
+        )
+
+    async def reset(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/reset`: forget the conversation it is sent in, and only that one."""
+        await self._state.memory.forget(message.key)
+        await sink.write(replies.RESET_DONE)
+
+    async def model_info(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/model`: the models here, and the sender's premium spend and budget this month."""
+        line = (
+            f"`{self._premium_model}` ({self._names.premium}; use `/premium <question>`)"
+            if self._premium_model is not None
+            else "not configured on this bot"
+        )
+        lines = [self._names.fill(replies.MODEL_INFO, local_model=self._local_model, premium=line)]
+        if self._premium_account is not None:
+            lines += await self._premium_account.spend_lines(message, self._now())
+        await sink.write("\n".join(lines))
+
+    async def search(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/search <words>`: the best-matching indexed documents, without asking a model."""
+        words = self._admission.check_text(command.argument)
+        knowledge = self._retriever.knowledge if self._retriever is not None else None
+        await sink.write(await search_reply(knowledge, message.key, words))
+
+    async def token(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/token ...`: the sender's personal API tokens (in a direct message only)."""
+        if self._tokens is None:
+            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
+            return
+        key = message.key
+        owner = Owner(key.platform, key.workspace, message.sender)
+        await sink.write(
+            await self._tokens.reply(owner, command.argument, is_direct=message.is_direct)
+        )

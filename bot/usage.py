@@ -3,10 +3,20 @@ metrics count."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.outcome import Outcome
+
+if TYPE_CHECKING:
+    from bot.budget import Price
+    from bot.conversation import IncomingMessage
+    from bot.generation import Generation
+    from bot.retrieval import Retrieved
+
+log = logging.getLogger("bot.assistant")  # the answer log line, where operators look for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +44,65 @@ class UsageRecord:
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
             raise ValueError("UsageRecord.created_at must be timezone-aware")
+
+
+def usage_record(
+    message: IncomingMessage,
+    *,
+    route: str,
+    model: str,
+    price: Price | None,
+    generation: Generation,
+    retrieved: Retrieved,
+    passages: int,
+    answer_id: str,
+    done: datetime,
+) -> UsageRecord:
+    """The record of one model answer to ``message`` (the ledger's row, the metrics' count)."""
+    key = message.key
+    first = generation.first_token_at
+    return UsageRecord(
+        platform=key.platform,
+        workspace=key.workspace,
+        user=message.sender,
+        conversation=key.as_id(),
+        route=route,
+        model=model,
+        prompt_tokens=generation.usage.prompt_tokens,
+        completion_tokens=generation.usage.completion_tokens,
+        latency_ms=_ms(message.received_at, done),
+        first_token_ms=_ms(message.received_at, first) if first else None,
+        outcome=generation.outcome,
+        created_at=done,
+        cost_usd=price.cost(generation.usage) if price is not None else 0.0,
+        passages=passages,
+        retrieval_ms=retrieved.elapsed_ms,
+        answer_id=answer_id,
+        via=message.via,
+    )
+
+
+def log_handled(message: IncomingMessage, record: UsageRecord | None, outcome: Outcome) -> None:
+    """One INFO line per handled message: what happened, never what was said."""
+    if record is None:
+        log.info("handled %s message %s: %s", message.key.platform, message.message_id, outcome)
+        return
+    log.info(
+        "answered %s message %s: route=%s model=%s outcome=%s latency_ms=%d "
+        "first_token_ms=%s prompt_tokens=%d completion_tokens=%d passages=%d retrieval_ms=%s",
+        record.platform,
+        message.message_id,
+        record.route,
+        record.model,
+        record.outcome,
+        record.latency_ms,
+        record.first_token_ms,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.passages,
+        record.retrieval_ms,
+    )
+
+
+def _ms(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds() * 1000))
