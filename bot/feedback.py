@@ -4,22 +4,37 @@ ledger beside the answer's request row; a later vote by the same person replaces
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Protocol
 
 from bot.database import DatabaseError
 from bot.outcome import Event
 from bot.telemetry import Telemetry
+from bot.votes import VOTES, Vote, VoteValue
 
-if TYPE_CHECKING:  # the ledger stores votes: it imports this module
-    from bot.ledger import Ledger
+__all__ = ["VOTES", "Feedback", "Vote", "VoteStore", "VoteValue"]
+
+
+class VoteStore(Protocol):
+    """Where votes are kept (the usage ledger)."""
+
+    async def record_vote(self, vote: Vote) -> None:
+        """Store ``vote``, replacing the same person's earlier vote on the same answer."""
+        ...
+
+    async def link_messages(
+        self, *, platform: str, messages: Sequence[str], answer_id: str, at: datetime
+    ) -> None:
+        """Remember that ``messages`` (platform message ids) show the answer ``answer_id``."""
+        ...
+
+    async def answer_for_message(self, *, platform: str, message: str) -> str | None:
+        """The answer a posted platform message shows, if known."""
+        ...
+
 
 log = logging.getLogger(__name__)
-
-VoteValue = Literal["up", "down"]
-VOTES: tuple[VoteValue, ...] = ("up", "down")
 
 # What the voter alone is told.
 VOTE_RECORDED = {
@@ -33,24 +48,6 @@ VOTE_NOT_RECORDED = (
 VOTE_UNKNOWN_ANSWER = "I no longer know which answer this feedback was for; nothing was recorded."
 
 
-@dataclass(frozen=True, slots=True)
-class Vote:
-    """One person's rating of one answer (``answer_id`` as the usage ledger holds it)."""
-
-    answer_id: str
-    platform: str
-    workspace: str
-    user: str
-    value: VoteValue
-    created_at: datetime  # timezone-aware
-
-    def __post_init__(self) -> None:
-        if self.value not in VOTES:
-            raise ValueError(f"a vote is 'up' or 'down', not {self.value!r}")
-        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
-            raise ValueError("Vote.created_at must be timezone-aware")
-
-
 class Feedback:
     """Records votes on answers in the usage ledger and says what to tell the voter
     (privately); database trouble is logged, never shown."""
@@ -58,7 +55,7 @@ class Feedback:
     def __init__(
         self,
         *,
-        ledger: Ledger | None,
+        ledger: VoteStore | None,
         telemetry: Telemetry,
         now: Callable[[], datetime],
     ) -> None:

@@ -33,8 +33,8 @@ from sqlalchemy.types import TypeDecorator
 
 from bot.budget import Spend
 from bot.database import Base, translated_errors
-from bot.feedback import Vote
 from bot.usage import UsageRecord
+from bot.votes import Vote
 
 PING_TIMEOUT_SECONDS = 3.0
 DEFAULT_TIMEOUT_SECONDS = 10.0

@@ -13,6 +13,19 @@ connection may read a deferred write a moment late: what must be ordered is orde
 Redis itself (an answer's memory is written by the script that releases its
 conversation's lock, which the next answer must take first).
 
+The round trips of one answer, in order, and what rides in each (``tests/test_round_trips.py``
+counts them):
+
+1. the work entry queued (``bot.workqueue``, XADD; the dedupe mark rides with it);
+2. the conversation held (``bot.memory`` HOLD script): the lock taken, the question's rate
+   limit charged (``bot.ratelimit.RateCharge``) and the history read in one script; a thread
+   marked engaged (``bot.engagement``) was deferred and rides in front of it;
+3. the Slack budget's slot for the reply (``bot.ratelimit.RedisCallPacer``, ``carry=False``);
+4. the answer remembered by the APPEND script, which also renews the thread's engagement and
+   releases the lock, then the work entry's acknowledgement, deferred after it: both in one
+   pipeline, the acknowledgement last, so an entry is never acknowledged before its answer
+   is in memory (if the pipeline is lost, the entry stays pending and is answered again).
+
 A deferred write that fails is logged, not raised: its caller has moved on. One that
 cannot be sent because Redis is down is lost with the connection, as a direct write would
 be; the work queue's entry of an answer whose writes are lost stays pending and is
