@@ -164,6 +164,13 @@ class Assistant:
             log.warning("state store unavailable; treating thread as not engaged")
             return False
 
+    async def remembered(self, key: ConversationKey) -> int:
+        """How many turns of ``key``'s conversation memory holds (0 when it cannot tell)."""
+        try:
+            return len(await self._state.memory.history(key))
+        except StateUnavailable:
+            return 0
+
     async def engage(self, key: ConversationKey) -> None:
         """Make the bot own a thread it started or was mentioned at the top of."""
         try:

@@ -88,9 +88,12 @@ async def test_without_database_url_chat_and_usage_share_one_ledger(tmp_path: Pa
     assert rows == 1, out.decode()
 
 
-def _read_until(fd: int, marker: bytes, seen: bytes, timeout: float) -> bytes:
+def _read_until(
+    fd: int, marker: bytes, seen: bytes, timeout: float, *, until_eof: bool = False
+) -> bytes:
+    """Read the terminal until ``marker`` shows (or, ``until_eof``, until it closes)."""
     deadline = time.monotonic() + timeout
-    while marker not in seen:
+    while until_eof or marker not in seen:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"no {marker!r} in {seen!r}"
         ready, _, _ = select.select([fd], [], [], remaining)
@@ -115,12 +118,13 @@ def test_in_a_terminal_log_lines_go_to_a_file_not_into_answers(tmp_path: Path) -
     )
     os.close(slave)
     try:
-        seen = _read_until(master, b"you> ", b"", 30)
-        os.write(master, b"hello?\n")
+        # The line editor draws its prompt with cursor moves: "you>" is what is certain.
+        seen = _read_until(master, b"you>", b"", 30)
+        os.write(master, b"hello?\r")
         seen = _read_until(master, b"bot> ", seen, 30)
         answer_start = len(seen)
-        seen = _read_until(master, b"you> ", seen[answer_start:], 30)
-        os.write(master, b"/quit\n")
+        seen = _read_until(master, b"you>", seen[answer_start:], 30)
+        os.write(master, b"/quit\r")
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
@@ -163,3 +167,125 @@ def test_help_text_fits_the_place_and_what_is_configured() -> None:
     chat = help_text(terminal=False, local_model="codellama:7b", premium_model="gpt-4.1")
     assert "/premium" in chat and "gpt-4.1" in chat and "/quit" not in chat
     assert "mention me" in chat
+
+
+class Terminal:
+    """`chatbot chat` on a pseudo-terminal, as a person types and pastes."""
+
+    PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [CHATBOT, "chat"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=_env(tmp_path, **env),
+            cwd=tmp_path,
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def wait_for(self, marker: bytes, timeout: float = 30) -> bytes:
+        """What the terminal showed up to ``marker`` (then only what comes after counts)."""
+        self.seen = _read_until(self.master, marker, self.seen, timeout)
+        shown, _, self.seen = self.seen.partition(marker)
+        return shown
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def paste(self, text: str) -> None:
+        self.type(self.PASTE_START + text.encode() + self.PASTE_END)
+
+    def close(self) -> int:
+        """Wait for the chat to end, reading what it showed until then."""
+        try:
+            self.seen = _read_until(self.master, b"\0never\0", self.seen, 30, until_eof=True)
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            os.close(self.master)
+
+
+def test_a_terminal_takes_a_paste_as_one_question_and_edits_with_arrow_keys(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[str], int, bytes]:
+        async with FakeOllama() as ollama:
+            ollama.reply = "**Done**: see `x`."
+            term = Terminal(tmp_path, OLLAMA_BASE_URL=ollama.url)
+            loop = asyncio.get_running_loop()
+            try:
+                # The editor redraws its prompt as keys come: after Enter, wait for the
+                # answer ("bot> ") and then for the next prompt.
+                await loop.run_in_executor(None, term.wait_for, b"you>")
+                term.paste("why does this fail?\nTraceback (most recent call last):\n  boom")
+                term.type(b"\r")
+                await loop.run_in_executor(None, term.wait_for, b"bot> ")
+                await loop.run_in_executor(None, term.wait_for, b"you>")
+                term.type(b"abc\x1b[D\x1b[D\x1b[DX\r")  # three times left, then X
+                await loop.run_in_executor(None, term.wait_for, b"bot> ")
+                await loop.run_in_executor(None, term.wait_for, b"you>")
+                term.paste("y" * 100_000)
+                term.type(b"\r")
+                await loop.run_in_executor(None, term.wait_for, b"bot> ")
+                refused = await loop.run_in_executor(None, term.wait_for, b"you>")
+                term.type(b"\x04")  # Ctrl-D
+                code = await loop.run_in_executor(None, term.close)
+            finally:
+                if term.proc.poll() is None:
+                    term.proc.kill()
+            questions = [str(r["messages"][-1]["content"]) for r in ollama.requests]
+            return questions, code, refused
+
+    questions, code, refused = asyncio.run(scenario())
+    assert questions == [
+        "why does this fail?\nTraceback (most recent call last):\n  boom",
+        "Xabc",
+    ]
+    assert b"100,000 characters" in refused  # the bot's limit said, not a silent cut
+    assert code == 0
+
+
+def test_a_terminal_answer_is_rendered_markdown_and_ctrl_d_ends_the_line(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[bytes, bytes, int]:
+        async with FakeOllama() as ollama:
+            ollama.reply = "Use **bold** here."
+            term = Terminal(tmp_path, OLLAMA_BASE_URL=ollama.url)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, term.wait_for, b"you>")
+            term.type(b"hi\r")
+            await loop.run_in_executor(None, term.wait_for, b"bot> ")
+            answer = await loop.run_in_executor(None, term.wait_for, b"you>")
+            term.type(b"\x04")
+            code = await loop.run_in_executor(None, term.close)
+            return answer, term.seen, code
+
+    answer, after, code = asyncio.run(scenario())
+    assert b"**bold**" not in answer and b"bold" in answer  # rendered, not raw Markdown
+    assert after.endswith(b"\n")  # the shell's prompt starts on a line of its own
+    assert code == 0
+
+
+async def test_a_new_session_says_which_conversation_continues(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async with FakeOllama() as ollama:
+        for _ in range(2):
+            proc = await asyncio.create_subprocess_exec(
+                CHATBOT,
+                "chat",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=_env(tmp_path, OLLAMA_BASE_URL=ollama.url, REDIS_URL=redis_url),
+                cwd=tmp_path,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(b"hello\n"), 60)
+        assert proc.returncode == 0
+    assert b"continuing your last conversation: 2 messages remembered; /reset starts over" in out

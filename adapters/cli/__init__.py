@@ -152,7 +152,7 @@ async def _chat(settings: Settings, *, log_path: Path | None) -> None:
     if log_path is not None:
         notes.append(f"log: {log_path}")
     try:
-        await run_chat(runtime.assistant, notes=notes)
+        await run_chat(runtime.assistant, notes=notes, history=data_dir() / "chat_history")
     finally:
         # Drain what the answers left behind (usage rows) before the ledger closes.
         await runtime.settle(timeout=settings.shutdown_grace_seconds)

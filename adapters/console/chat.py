@@ -1,19 +1,24 @@
 """`chatbot chat`: the same core in a terminal.
 
 stdout carries only the conversation: log lines go to stderr, or to a file while stderr is
-the same terminal (`adapters.cli`). Lines are read by a daemon thread, so Ctrl-C at the
-prompt ends the chat at once instead of waiting for Enter.
+the same terminal (`adapters.cli`). On a terminal, questions are read with prompt_toolkit's
+line editor (history, editing, arrow keys; a paste of many lines, or of 100 KB, is one
+question: the bot's own limit applies, not the terminal's line buffer) and answers are
+rendered as Markdown by rich. Piped, lines are read by a daemon thread (each line one
+question) and answers are plain text. Ctrl-C at the prompt ends the chat at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from bot.assistant import Assistant
 from bot.conversation import Citation, ConversationKey, IncomingMessage
@@ -101,6 +106,81 @@ class ConsoleSink:
         self._out.flush()
 
 
+class RenderedSink(ConsoleSink):
+    """On a terminal: the answer rendered as Markdown (rich) while it streams."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        from rich.console import Console
+
+        self._console = Console(file=out, highlight=False)
+        self._text = ""
+        self._live: Any = None
+
+    def _show(self) -> None:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        if self._live is None:
+            self._live = Live(console=self._console, refresh_per_second=10, transient=False)
+            self._live.start()
+        self._live.update(Markdown(self._text))
+
+    async def status(self, text: str) -> None:
+        """A passing status, shown in place until the answer's text comes."""
+        if not self._text:
+            from rich.text import Text
+
+            if self._live is None:
+                self._show()
+            self._live.update(Text(f"({text})", style="dim"))
+
+    async def write(self, text: str) -> None:
+        """Add to the answer and show it rendered."""
+        self._text += text
+        self._show()
+
+    async def cite(self, citations: Sequence[Citation], *, searched: bool, answer_id: str) -> None:
+        """The sources as a list under the answer, their links shown."""
+        if citations:
+            label = "Searched" if searched else "Sources"
+            lines = [
+                f"{c.number}. {c.title} <{c.url}>" if c.url else f"{c.number}. {c.title}"
+                for c in citations
+            ]
+            self._text += f"\n\n**{label}:**\n\n" + "\n".join(lines)
+            self._show()
+
+    async def close(self) -> None:
+        """Stop rendering; a blank line before the next prompt."""
+        if self._live is not None:
+            self._live.stop()
+        self._out.write("\n")
+        self._out.flush()
+
+
+class TerminalReader:
+    """Questions typed at a terminal, through prompt_toolkit's line editor."""
+
+    def __init__(self, history: Path | None) -> None:
+        # No cursor-position requests: a terminal (or a test's pty) that does not answer
+        # them would get a warning printed into the conversation.
+        os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+        store = FileHistory(str(history)) if history is not None else InMemoryHistory()
+        self._session: Any = PromptSession(history=store)
+
+    async def next(self) -> str | None:
+        """The next question (a paste of many lines is one); None at Ctrl-D."""
+        try:
+            text: str = await self._session.prompt_async("you> ")
+        except EOFError:
+            return None
+        return text
+
+
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str]:
     """Lines of ``stdin`` ("" at the end), read by a daemon thread that never holds up exit."""
     loop = asyncio.get_running_loop()
@@ -129,30 +209,47 @@ async def run_chat(
     stdin: TextIO = sys.stdin,
     stdout: TextIO = sys.stdout,
     notes: Sequence[str] = (),
+    history: Path | None = None,
 ) -> None:
-    """Read questions line by line until EOF (Ctrl-D), `/quit` or `/exit`, answering each."""
+    """Read questions until EOF (Ctrl-D), `/quit` or `/exit`, answering each. ``history``:
+    the file of what was typed at a terminal (arrow up recalls it)."""
     user = getpass.getuser()
     key = ConversationKey(PLATFORM, "local", user, "terminal")
-    interactive = stdin.isatty()
+    terminal = stdin.isatty() and stdout.isatty()
     stdout.write(
         "Chatting with the bot. /help lists commands, /reset forgets, /quit or Ctrl-D ends.\n"
     )
     for note in notes:
         stdout.write(f"({note})\n")
+    remembered = await assistant.remembered(key)
+    if remembered:
+        stdout.write(
+            f"(continuing your last conversation: {remembered} messages remembered; "
+            "/reset starts over)\n"
+        )
     stdout.write("\n")
-    lines = _read_lines(stdin)
+    stdout.flush()
+    reader = TerminalReader(history) if terminal else None
+    lines = _read_lines(stdin) if reader is None else None
     while True:
-        if interactive:
-            stdout.write("you> ")
-            stdout.flush()
-        line = await lines.get()
-        if not line:
-            break
-        text = line.strip()
+        if reader is not None:
+            question = await reader.next()
+            if question is None:  # Ctrl-D: leave the shell's prompt on a line of its own
+                stdout.write("\n")
+                stdout.flush()
+                break
+        else:
+            assert lines is not None
+            question = await lines.get()
+            if not question:
+                break
+        text = question.strip()
         if not text:
             continue
         if text.lower() in QUIT:
             break
-        stdout.write("bot> ")
+        stdout.write("bot> \n" if terminal else "bot> ")
+        stdout.flush()
         message = IncomingMessage(key, uuid.uuid4().hex, user, text, is_direct=True)
-        await assistant.handle(message, ConsoleSink(stdout))
+        sink = RenderedSink(stdout) if terminal else ConsoleSink(stdout)
+        await assistant.handle(message, sink)
