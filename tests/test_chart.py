@@ -737,13 +737,20 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
 def test_the_chart_readme_lists_every_value() -> None:
     readme = (CHART / "README.md").read_text()
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
-    for chart_dir, prefix in ((CHART, ""), (DEPS_CHART, "deps.")):
-        values = yaml.safe_load((chart_dir / "values.yaml").read_text())
-        for leaf in _leaves(values):
-            if leaf.startswith(("config.", "deps.")) and chart_dir == CHART:
-                continue  # config is listed by variable; deps below
-            name = prefix + leaf
-            assert any(name == d or name.startswith(d + ".") for d in documented), name
+    names = [
+        leaf
+        for leaf in _leaves(yaml.safe_load((CHART / "values.yaml").read_text()))
+        if not leaf.startswith(("config.", "deps."))
+    ]
+    names += [
+        "deps." + leaf for leaf in _leaves(yaml.safe_load((DEPS_CHART / "values.yaml").read_text()))
+    ]
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    names += ["config." + name for name in schema["properties"]["config"]["properties"]]
+    undocumented = [
+        name for name in names if not any(name == d or name.startswith(d + ".") for d in documented)
+    ]
+    assert not undocumented, f"values missing from charts/chatbot/README.md: {undocumented}"
 
 
 # --- the rendered pod, run -----------------------------------------------------------------
@@ -838,3 +845,12 @@ async def test_the_rendered_job_and_bot_container_run_probe_and_stop_in_time(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_deps_subchart_runs_the_images_docker_compose_pins() -> None:
+    """One version of each service for both ways of trying the bot out."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    deps = yaml.safe_load((DEPS_CHART / "values.yaml").read_text())
+    for service in ("redis", "postgres", "qdrant", "ollama"):
+        image = deps[service]["image"]
+        assert f"{image['repository']}:{image['tag']}" == compose[service]["image"], service
