@@ -140,6 +140,14 @@ template that depends on them, so `helm template` of any one file refuses too. *
 {{- fail (printf "Slack Socket Mode: %d replicas + bot.strategy.maxSurge %d is over 5 sockets during a rollout; lower one of them" $most (int $bot.strategy.maxSurge)) }}
 {{- end }}
 {{- end }}
+{{- $taken := keys (include "chatbot.configData" . | fromYaml) }}
+{{- range (include "chatbot.secretEnv" . | fromYamlArray) }}{{ $taken = append $taken .name }}{{ end }}
+{{- range (include "chatbot.credentialEnv" . | fromYamlArray) }}{{ $taken = append $taken .name }}{{ end }}
+{{- range $bot.extraEnv }}
+{{- if has .name $taken }}
+{{- fail (printf "bot.extraEnv sets %s, which the chart sets already: use its value (config.%s, or the block it comes from) instead" .name .name) }}
+{{- end }}
+{{- end }}
 {{- if and (eq $v.migrations.mode "hook") $deps }}
 {{- fail "migrations.mode=hook cannot reach the database of deps.enabled (a pre-install hook runs before it exists): use migrations.mode=job" }}
 {{- end }}
