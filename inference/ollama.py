@@ -21,7 +21,7 @@ from inference.base import (
     Turn,
     Usage,
 )
-from inference.streaming import stream_chat
+from inference.streaming import MALFORMED_RESPONSE, stream_chat
 
 PING_TIMEOUT_SECONDS = 3.0
 
@@ -29,10 +29,9 @@ PING_TIMEOUT_SECONDS = 3.0
 # httpx.HTTPError covers connect errors/timeouts in streaming mode (the ollama client
 # only wraps them for non-streaming calls), read timeouts and RemoteProtocolError on a
 # dropped connection; ConnectionError is the ollama client's wrapper for non-streaming
-# connect errors (and, as OSError, also TimeoutError); ValueError covers undecodable
-# lines (JSONDecodeError), unexpected shapes (pydantic's ValidationError) and
-# langchain-core's "No generation chunks were returned" for an empty body.
-_EXCHANGE_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, ValueError)
+# connect errors (and, as OSError, also TimeoutError); MALFORMED_RESPONSE covers
+# undecodable lines, unexpected shapes and an empty body.
+_EXCHANGE_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, *MALFORMED_RESPONSE)
 _PING_ERRORS: tuple[type[Exception], ...] = (ResponseError, *_EXCHANGE_ERRORS)
 
 

@@ -21,7 +21,7 @@ from inference.base import (
     Turn,
     Usage,
 )
-from inference.streaming import estimated_usage, stream_chat
+from inference.streaming import MALFORMED_RESPONSE, estimated_usage, stream_chat
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 # openai.OpenAIError covers every status error (401, 404, 429, 5xx), connection errors and
 # timeouts and `{"error": ...}` events inside the stream; OSError covers socket errors and
-# langchain-openai's StreamChunkTimeoutError (a TimeoutError); ValueError covers
-# undecodable chunks and langchain-core's "No generation chunks were returned".
+# langchain-openai's StreamChunkTimeoutError (a TimeoutError); MALFORMED_RESPONSE covers
+# undecodable or misshapen chunks and an empty stream.
 _EXCHANGE_ERRORS: tuple[type[Exception], ...] = (
     openai.OpenAIError,
     *_transport_errors(),
     OSError,
-    ValueError,
+    *MALFORMED_RESPONSE,
 )
 
 

@@ -3,15 +3,31 @@ in, text deltas and usage out, and the provider's exceptions translated where th
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
+import pydantic
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk
 
 from inference.base import InferenceError, StreamEvent, TextDelta, Turn, Usage
 from inference.messages import to_langchain
 from inference.tokens import estimate_message_tokens, estimate_tokens
+
+
+class EmptyStream(Exception):
+    """The server answered with no generation chunk at all: a failed exchange."""
+
+
+# Malformed data from a model server: a line that is not JSON, a chunk of the wrong shape
+# (the clients parse with pydantic), or nothing at all. Not ValueError as a whole: a bug of
+# ours raising ValueError must not look like an outage.
+MALFORMED_RESPONSE: tuple[type[Exception], ...] = (
+    json.JSONDecodeError,
+    pydantic.ValidationError,
+    EmptyStream,
+)
 
 # Turns a provider's exception into ours; ``started``: text was already yielded.
 Translate = Callable[[Exception, bool], InferenceError]
@@ -65,7 +81,7 @@ async def stream_chat(
                     parts.append(text)
                     yield TextDelta(text)
         if not received:  # an empty body: a failed exchange (as `astream` would say)
-            raise ValueError("No generation chunks were returned")
+            raise EmptyStream("No generation chunks were returned")
     except errors as exc:
         if parts and usage_on_failure:
             yield estimated_usage(turns, parts)
