@@ -74,6 +74,10 @@ _WHERE = {
     ),
 }
 _TERMINAL_EXTRA = "- `/quit` or `/exit` (or Ctrl-D): end the chat"
+_CHAT_EXTRA = (
+    "- `/token`: in a direct message with me, a personal token to use me from your editor, "
+    "terminal (`chatbot ask`) or coding agent"
+)
 _CHANNELS = (
     "In a channel, mention me and I answer in the message's thread, keeping the context of "
     "that thread."
@@ -88,8 +92,7 @@ def help_text(*, terminal: bool, local_model: str, premium_model: str | None) ->
     if premium_model is not None:
         lines.append(_PREMIUM.format(premium_model=premium_model))
     lines.append(_COMMON)
-    if terminal:
-        lines.append(_TERMINAL_EXTRA)
+    lines.append(_TERMINAL_EXTRA if terminal else _CHAT_EXTRA)
     parts = [_INTRO.format(local_model=local_model), "\n".join(lines)]
     if not terminal:
         parts.append(_CHANNELS)
