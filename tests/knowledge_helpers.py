@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.redact import redact
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, SourceReport
+from inference.knowledge.loaders import LoadOptions, parse_allow_private
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import parse_sources
 from inference.knowledge.store import KnowledgeStore
@@ -35,15 +37,28 @@ class Stack:
 
 @asynccontextmanager
 async def stack(
-    tmp_path: Path, fake: FakeOllama, *, model: str = MODEL, store: str | None = None
+    tmp_path: Path,
+    fake: FakeOllama,
+    *,
+    model: str = MODEL,
+    store: str | None = None,
+    allow_private: str = "127.0.0.1",
 ) -> AsyncIterator[Stack]:
+    """The knowledge stack over a store in ``tmp_path``; website sources may reach
+    ``allow_private`` (the tests' local servers)."""
     kstore = KnowledgeStore(location=store or str(tmp_path / "store"))
     embeddings = OllamaEmbeddings(base_urls=[fake.url], model=model)
     try:
         yield Stack(
             store=kstore,
             embeddings=embeddings,
-            indexer=Indexer(store=kstore, embeddings=embeddings, git_cache=tmp_path / "git"),
+            indexer=Indexer(
+                store=kstore,
+                embeddings=embeddings,
+                git_cache=tmp_path / "git",
+                redact=redact,
+                options=LoadOptions(allow_private=parse_allow_private(allow_private)),
+            ),
             knowledge=QdrantKnowledge(store=kstore, embeddings=embeddings),
         )
     finally:
