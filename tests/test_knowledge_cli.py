@@ -216,3 +216,22 @@ async def test_the_background_refresh_runs_on_one_replica_per_interval(
     finally:
         for r in replicas:
             await r.aclose()
+
+
+async def test_the_summary_says_what_narrowing_the_sources_removed_and_what_was_redacted(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    kept = write(tmp_path / "kept", {"a.md": "# A\n\npassword = 'correct-horse-battery'\n"})
+    dropped = write(tmp_path / "dropped", {"b.md": "# B\n\nbeta\n", "c.md": "# C\n\ngamma\n"})
+    env = environment(tmp_path, fake, f"{kept},{dropped}")
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 0, err
+    assert "  secrets redacted before indexing in 1 documents (a password)" in out
+    env["KNOWLEDGE_SOURCES"] = str(kept)
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 0, err
+    assert (
+        f"{dropped}: no longer in KNOWLEDGE_SOURCES: its 2 documents (2 chunks) were removed "
+        "from the index"
+    ) in out
+    assert "correct-horse-battery" not in "\n".join(fake.embedded_texts)
