@@ -7,7 +7,6 @@ import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +26,7 @@ from prometheus_client.registry import Collector
 from bot.telemetry import EventName
 from bot.usage import UsageRecord
 from inference.pool import ModelPool
+from inference.urls import public_url
 
 if TYPE_CHECKING:  # qdrant-client is imported only when team knowledge is on
     from inference.knowledge.store import SourceStatus
@@ -57,22 +57,6 @@ NO_MODEL_LABELS: dict[str, tuple[str, str]] = {
     "store_unavailable": ("none", "store_unavailable"),
     "error": ("none", "error"),
 }
-
-
-def public_url(url: str) -> str:
-    """The URL without user name and password, for labels and output."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class PoolCollector(Collector):
