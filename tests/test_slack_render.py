@@ -75,7 +75,10 @@ def test_headings_become_bold_lines(markdown: str, mrkdwn: str) -> None:
         ("[https://x.io](https://x.io)", "<https://x.io>"),
         ("<https://example.com/x>", "<https://example.com/x>"),
         ("<dev@example.com>", "<mailto:dev@example.com|dev@example.com>"),
-        ("![a diagram](https://img.example/d.png)", "<https://img.example/d.png|a diagram (img.example)>"),
+        (
+            "![a diagram](https://img.example/d.png)",
+            "<https://img.example/d.png|a diagram (img.example)>",
+        ),
         ("![](https://img.example/d.png)", "<https://img.example/d.png>"),
         ("see https://example.com/a_b_c.", "see <https://example.com/a_b_c>."),
         ("(https://example.com/x)", "(<https://example.com/x>)"),
