@@ -19,9 +19,8 @@ import pytest
 from inference.knowledge.loaders import LoadOptions, SourceFailed, checkout, load, run_git
 from inference.knowledge.sources import parse_source
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, stack, write
+from tests.knowledge_helpers import MODEL, index_environment, stack, write
 
-REPO = Path(__file__).resolve().parent.parent
 HANGING = "git+ssh://git@unreachable-host/x.git"
 
 
@@ -81,17 +80,8 @@ async def test_index_with_a_hanging_remote_stops_on_ctrl_c_in_one_line(
     tmp_path: Path, fake: FakeOllama
 ) -> None:
     script, pidfile = hanging_ssh(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNOWLEDGE_", "REDIS_"))}
-    env.update(
-        PYTHONPATH=str(REPO),
-        KNOWLEDGE_SOURCES=HANGING,
-        KNOWLEDGE_STORE=str(tmp_path / "store"),
-        OLLAMA_BASE_URL=fake.url,
-        EMBEDDING_MODEL=MODEL,
-        REDIS_URL="redis://127.0.0.1:1/0",
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        GIT_SSH_COMMAND=str(script),
-        LOG_LEVEL="WARNING",
+    env = index_environment(
+        tmp_path, fake, HANGING, REDIS_URL="redis://127.0.0.1:1/0", GIT_SSH_COMMAND=str(script)
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters.cli", "index", cwd=tmp_path, env=env,

@@ -4,7 +4,6 @@ in a subprocess), an embedded store held by a running bot, and the /metrics figu
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from adapters.metrics import Metrics
 from adapters.settings import Settings
 from adapters.wiring import build_knowledge as wiring_build_knowledge
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, write
+from tests.knowledge_helpers import MODEL, index_environment, write
 from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,19 +31,7 @@ async def fake() -> AsyncIterator[FakeOllama]:
 
 
 def environment(tmp_path: Path, fake: FakeOllama, sources: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNOWLEDGE_", "REDIS_"))}
-    env.update(
-        PYTHONPATH=str(REPO),
-        KNOWLEDGE_SOURCES=sources,
-        KNOWLEDGE_STORE=str(tmp_path / "store"),
-        OLLAMA_BASE_URL=fake.url,
-        EMBEDDING_MODEL=MODEL,
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        LOG_LEVEL="WARNING",
-    )
-    env.update(extra)
-    return env
+    return index_environment(tmp_path, fake, sources, **extra)
 
 
 async def chatbot(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:

@@ -13,9 +13,6 @@ import pytest
 from aiohttp import web
 
 from inference.knowledge.loaders import (
-    Document,
-    LoadItem,
-    Skipped,
     SourceFailed,
     load_directory,
     load_site,
@@ -24,7 +21,7 @@ from inference.knowledge.loaders import (
 )
 from inference.knowledge.sources import SourceError, parse_source, parse_sources
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, stack, write
+from tests.knowledge_helpers import MODEL, collect, stack, write
 
 # The tests' sites listen on the loopback address, which website sources reach only when
 # KNOWLEDGE_ALLOW_PRIVATE lists it.
@@ -35,17 +32,6 @@ LOCAL = parse_allow_private("127.0.0.1")
 async def fake() -> AsyncIterator[FakeOllama]:
     async with FakeOllama([MODEL]) as server:
         yield server
-
-
-async def collect(items: AsyncIterator[LoadItem]) -> tuple[dict[str, Document], dict[str, str]]:
-    docs: dict[str, Document] = {}
-    skipped: dict[str, str] = {}
-    async for item in items:
-        if isinstance(item, Skipped):
-            skipped[item.id] = item.reason
-        else:
-            docs[item.id] = item
-    return docs, skipped
 
 
 def test_sources_are_parsed_with_their_restrictions() -> None:

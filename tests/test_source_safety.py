@@ -24,7 +24,6 @@ from pypdf import PdfWriter
 
 from inference.knowledge.loaders import (
     Document,
-    LoadItem,
     Skipped,
     SourceFailed,
     load_site,
@@ -38,7 +37,7 @@ from inference.knowledge.loaders.sitemaps import SitemapRefused, parse_sitemap
 from inference.knowledge.loaders.web import MAX_PAGE_BYTES, Site
 from inference.knowledge.sources import parse_source
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, stack, write
+from tests.knowledge_helpers import MODEL, collect, stack, write
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = parse_allow_private("127.0.0.1")
@@ -122,17 +121,6 @@ async def server(bombs: dict[str, bytes]) -> AsyncIterator[Server]:
 async def fake() -> AsyncIterator[FakeOllama]:
     async with FakeOllama([MODEL]) as ollama:
         yield ollama
-
-
-async def collect(items: AsyncIterator[LoadItem]) -> tuple[dict[str, Document], dict[str, str]]:
-    docs: dict[str, Document] = {}
-    skipped: dict[str, str] = {}
-    async for item in items:
-        if isinstance(item, Skipped):
-            skipped[item.id] = item.reason
-        else:
-            docs[item.id] = item
-    return docs, skipped
 
 
 # -- 1. compression bombs ------------------------------------------------------------------
