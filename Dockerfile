@@ -22,11 +22,15 @@ COPY adapters adapters
 RUN --mount=type=cache,target=/root/.cache/pip \
     sh scripts/install.sh /opt/venv
 
-# --- runtime: the virtualenv and nothing else ---
+# --- runtime: the virtualenv, and git for git knowledge sources ---
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# git (and ssh for git+ssh:// sources) fetch the git sources of KNOWLEDGE_SOURCES.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed numeric uid, so `runAsNonRoot`-style checks can see it is not root. Its home is
 # /app: without DATABASE_URL the SQLite ledger is /app/.local/share/chatbot/chatbot.db.
 RUN useradd --uid 10001 --user-group --create-home --home-dir /app --shell /usr/sbin/nologin chatbot

@@ -52,6 +52,7 @@ def rss_mb(field: str) -> float:
 
 
 async def worker(corpus: str, store: str, ollama: str, null: bool = False) -> None:
+    from bot.redact import redact
     from inference.knowledge.embeddings import OllamaEmbeddings
     from inference.knowledge.indexer import Indexer
     from inference.knowledge.sources import parse_sources
@@ -66,7 +67,9 @@ async def worker(corpus: str, store: str, ollama: str, null: bool = False) -> No
 
     kstore = KnowledgeStore(location=store)
     embeddings = OllamaEmbeddings(base_urls=[ollama], model="nomic-embed-text")
-    indexer = Indexer(store=kstore, embeddings=embeddings, git_cache=Path(store) / "git")
+    indexer = Indexer(
+        store=kstore, embeddings=embeddings, git_cache=Path(store) / "git", redact=redact
+    )
     await kstore.ping()
     idle = rss_mb("VmRSS")
     started = time.perf_counter()

@@ -170,6 +170,7 @@ class MiniLMEmbed:
 
 
 async def quality(tmp: Path, cache: Path) -> None:
+    from bot.redact import redact
     from inference.knowledge.embeddings import OllamaEmbeddings
     from inference.knowledge.indexer import Indexer
     from inference.knowledge.retrieval import QdrantKnowledge
@@ -183,9 +184,9 @@ async def quality(tmp: Path, cache: Path) -> None:
     embeddings = OllamaEmbeddings(base_urls=[server.url], model="all-minilm", timeout=600)
     try:
         started = time.perf_counter()
-        [report] = await Indexer(store=store, embeddings=embeddings, git_cache=tmp).run(
-            parse_sources(str(docs))
-        )
+        [report] = await Indexer(
+            store=store, embeddings=embeddings, git_cache=tmp, redact=redact
+        ).run(parse_sources(str(docs)))
         print(
             f"indexed Flask {FLASK.split('==')[1]} docs: {report.documents} documents, "
             f"{report.chunks} chunks in {time.perf_counter() - started:.0f} s "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from inference.base import Turn
 
@@ -239,7 +238,33 @@ def _redact_value_at(text: str, pos: int, name: str) -> tuple[str, int, str | No
     return _placeholder(kind), len(value), kind
 
 
+# Every name _SECRET_NAME matches holds one of these (compared case-folded, as the pattern's
+# IGNORECASE does): a line without any cannot hold an assignment to redact.
+_NAME_HINTS = ("pw", "pass", "secret", "token", "key")
+
+
+def _may_name_a_secret(text: str) -> bool:
+    folded = text.casefold()
+    return any(hint in folded for hint in _NAME_HINTS)
+
+
 def _sub_assignments(
+    pattern: re.Pattern[str], name_groups: tuple[str, ...], text: str
+) -> tuple[str, list[str]]:
+    """Assignments are matched within one line (name, operator and value), so only lines
+    that may name a secret are searched: most of a long document is skipped."""
+    if not _may_name_a_secret(text):
+        return text, []
+    found: list[str] = []
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if _may_name_a_secret(line):
+            lines[index], kinds = _sub_line_assignments(pattern, name_groups, line)
+            found.extend(kinds)
+    return "\n".join(lines), found
+
+
+def _sub_line_assignments(
     pattern: re.Pattern[str], name_groups: tuple[str, ...], text: str
 ) -> tuple[str, list[str]]:
     found: list[str] = []
@@ -277,6 +302,34 @@ def _sub_group(
     return pattern.sub(replace, text), found
 
 
+def _any(*literals: str, fold: bool = False) -> Callable[[str], bool]:
+    """Whether a text holds one of ``literals`` (case-folded with ``fold``)."""
+
+    def holds(text: str) -> bool:
+        seen = text.casefold() if fold else text
+        return any(literal in seen for literal in literals)
+
+    return holds
+
+
+# What each pattern cannot match without (a quick ``in`` spares a regular expression
+# scanning the whole text; long indexed documents are redacted too).
+_NEEDS: dict[re.Pattern[str], Callable[[str], bool]] = {
+    _WHOLE[0][1]: _any("AKIA", "ASIA"),
+    _WHOLE[1][1]: _any("sk-"),
+    _WHOLE[2][1]: _any("xox", "xapp"),
+    _WHOLE[3][1]: _any("hooks.slack"),
+    _WHOLE[4][1]: _any("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    _WHOLE[5][1]: _any("eyJ"),
+    _BASIC: _any("authorization", fold=True),
+    _BEARER_HEADER: _any("authorization", fold=True),
+    _BEARER: _any("bearer", fold=True),
+    _CURL_USER: _any("-u"),
+    _URL_PASSWORD: _any("://"),
+    _AWS_SECRET: _any("secret", fold=True),
+}
+
+
 def redact(text: str) -> Redaction:
     """Replace secrets in ``text`` with ``[REDACTED:<kind>]`` placeholders.
 
@@ -287,6 +340,8 @@ def redact(text: str) -> Redaction:
     text, keys = _redact_private_keys(text)
     kinds: list[str] = ["private-key"] * keys
     for kind, pattern in _WHOLE:
+        if not _NEEDS[pattern](text):
+            continue
         text, count = pattern.subn(_placeholder(kind), text)
         kinds.extend([kind] * count)
     group_patterns: list[tuple[re.Pattern[str], str, Callable[[str], bool] | None]] = [
@@ -298,6 +353,8 @@ def redact(text: str) -> Redaction:
         (_AWS_SECRET, "aws-secret-key", None),
     ]
     for pattern, kind, keep in group_patterns:
+        if not _NEEDS[pattern](text):
+            continue
         text, found = _sub_group(pattern, kind, text, keep)
         kinds.extend(found)
     text, found = _sub_assignments(_ASSIGN_EQ, ("name",), text)
@@ -330,19 +387,3 @@ def redact_turns(turns: Sequence[Turn]) -> tuple[list[Turn], tuple[str, ...]]:
         kinds.extend(redacted.kinds)
         sent.append(Turn(turn.role, redacted.text) if redacted.changed else turn)
     return sent, tuple(dict.fromkeys(kinds))
-
-
-def public_url(url: str) -> str:
-    """The URL without user name and password, for labels and output."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -4,20 +4,30 @@ fake Ollama's /api/embed."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.redact import redact
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, SourceReport
+from inference.knowledge.loaders import (
+    Document,
+    LoadItem,
+    LoadOptions,
+    Skipped,
+    parse_allow_private,
+)
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import parse_sources
 from inference.knowledge.store import KnowledgeStore
 from tests.fakes.ollama import FakeOllama
 
 MODEL = "nomic-embed-text"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -35,15 +45,28 @@ class Stack:
 
 @asynccontextmanager
 async def stack(
-    tmp_path: Path, fake: FakeOllama, *, model: str = MODEL, store: str | None = None
+    tmp_path: Path,
+    fake: FakeOllama,
+    *,
+    model: str = MODEL,
+    store: str | None = None,
+    allow_private: str = "127.0.0.1",
 ) -> AsyncIterator[Stack]:
+    """The knowledge stack over a store in ``tmp_path``; website sources may reach
+    ``allow_private`` (the tests' local servers)."""
     kstore = KnowledgeStore(location=store or str(tmp_path / "store"))
     embeddings = OllamaEmbeddings(base_urls=[fake.url], model=model)
     try:
         yield Stack(
             store=kstore,
             embeddings=embeddings,
-            indexer=Indexer(store=kstore, embeddings=embeddings, git_cache=tmp_path / "git"),
+            indexer=Indexer(
+                store=kstore,
+                embeddings=embeddings,
+                git_cache=tmp_path / "git",
+                redact=redact,
+                options=LoadOptions(allow_private=parse_allow_private(allow_private)),
+            ),
             knowledge=QdrantKnowledge(store=kstore, embeddings=embeddings),
         )
     finally:
@@ -63,3 +86,37 @@ def write(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, "utf-8")
     return root
+
+
+async def collect(items: AsyncIterator[LoadItem]) -> tuple[dict[str, Document], dict[str, str]]:
+    """What a loader yielded: documents by id, and the reasons of what it skipped."""
+    docs: dict[str, Document] = {}
+    skipped: dict[str, str] = {}
+    async for item in items:
+        if isinstance(item, Skipped):
+            skipped[item.id] = item.reason
+        else:
+            docs[item.id] = item
+    return docs, skipped
+
+
+def index_environment(
+    tmp_path: Path, fake: FakeOllama, sources: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a `chatbot` process indexing ``sources`` into a store in
+    ``tmp_path`` with the fake Ollama (no Redis reachable unless ``extra`` names one)."""
+    from tests.processes import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNOWLEDGE_", "REDIS_"))}
+    env.update(
+        PYTHONPATH=str(REPO),
+        KNOWLEDGE_SOURCES=sources,
+        KNOWLEDGE_STORE=str(tmp_path / "store"),
+        OLLAMA_BASE_URL=fake.url,
+        EMBEDDING_MODEL=MODEL,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env

@@ -317,6 +317,11 @@ def test_the_image_checks_healthz_and_serves_on_3000(dockerfile: list[tuple[str,
     assert bases == ["PYTHON_IMAGE=python:3.11.13-slim-bookworm"]
 
 
+def test_the_image_has_git_for_git_sources(dockerfile: list[tuple[str, str]]) -> None:
+    runs = " ".join(args for keyword, args in _final_stage(dockerfile) if keyword == "RUN")
+    assert re.search(r"apt-get install [^&]*\bgit\b[^&]*\bopenssh-client\b", runs)
+
+
 # An exact version: x.y.z (PostgreSQL's are x.y), optionally with a variant (-alpine).
 _PINNED_TAG = re.compile(r":v?\d+\.\d+\.\d+(?:-[a-z]+)*$|^postgres:\d+\.\d+(?:-[a-z]+)*$")
 

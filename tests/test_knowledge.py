@@ -64,7 +64,9 @@ async def test_unchanged_sources_cost_no_embedding_call_and_edits_replace_only_t
 
         calls = fake.embed_calls
         [full] = await s.index(str(docs), full=True)
-        assert full.documents_changed == 2 and fake.embed_calls > calls
+        # --full embeds everything again, yet reports unchanged documents as unchanged.
+        assert full.documents_unchanged == 2 and full.documents_changed == 0
+        assert fake.embed_calls > calls
 
 
 async def test_a_passage_keeps_what_a_citation_needs(tmp_path: Path, fake: FakeOllama) -> None:

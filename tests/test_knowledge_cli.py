@@ -4,7 +4,6 @@ in a subprocess), an embedded store held by a running bot, and the /metrics figu
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from adapters.app.settings import Settings
 from adapters.app.wiring import build_knowledge as wiring_build_knowledge
 from adapters.cli import main
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, write
+from tests.knowledge_helpers import MODEL, index_environment, write
 from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,19 +31,7 @@ async def fake() -> AsyncIterator[FakeOllama]:
 
 
 def environment(tmp_path: Path, fake: FakeOllama, sources: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KNOWLEDGE_", "REDIS_"))}
-    env.update(
-        PYTHONPATH=str(REPO),
-        KNOWLEDGE_SOURCES=sources,
-        KNOWLEDGE_STORE=str(tmp_path / "store"),
-        OLLAMA_BASE_URL=fake.url,
-        EMBEDDING_MODEL=MODEL,
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        LOG_LEVEL="WARNING",
-    )
-    env.update(extra)
-    return env
+    return index_environment(tmp_path, fake, sources, **extra)
 
 
 async def chatbot(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
@@ -216,3 +203,22 @@ async def test_the_background_refresh_runs_on_one_replica_per_interval(
     finally:
         for r in replicas:
             await r.aclose()
+
+
+async def test_the_summary_says_what_narrowing_the_sources_removed_and_what_was_redacted(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    kept = write(tmp_path / "kept", {"a.md": "# A\n\npassword = 'correct-horse-battery'\n"})
+    dropped = write(tmp_path / "dropped", {"b.md": "# B\n\nbeta\n", "c.md": "# C\n\ngamma\n"})
+    env = environment(tmp_path, fake, f"{kept},{dropped}")
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 0, err
+    assert "  secrets redacted before indexing in 1 documents (a password)" in out
+    env["KNOWLEDGE_SOURCES"] = str(kept)
+    code, out, err = await chatbot(env, tmp_path, "index")
+    assert code == 0, err
+    assert (
+        f"{dropped}: no longer in KNOWLEDGE_SOURCES: its 2 documents (2 chunks) were removed "
+        "from the index"
+    ) in out
+    assert "correct-horse-battery" not in "\n".join(fake.embedded_texts)

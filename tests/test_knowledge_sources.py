@@ -13,34 +13,25 @@ import pytest
 from aiohttp import web
 
 from inference.knowledge.loaders import (
-    Document,
-    LoadItem,
-    Skipped,
     SourceFailed,
     load_directory,
     load_site,
+    parse_allow_private,
     web_url,
 )
 from inference.knowledge.sources import SourceError, parse_source, parse_sources
 from tests.fakes.ollama import FakeOllama
-from tests.knowledge_helpers import MODEL, stack, write
+from tests.knowledge_helpers import MODEL, collect, stack, write
+
+# The tests' sites listen on the loopback address, which website sources reach only when
+# KNOWLEDGE_ALLOW_PRIVATE lists it.
+LOCAL = parse_allow_private("127.0.0.1")
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeOllama]:
     async with FakeOllama([MODEL]) as server:
         yield server
-
-
-async def collect(items: AsyncIterator[LoadItem]) -> tuple[dict[str, Document], dict[str, str]]:
-    docs: dict[str, Document] = {}
-    skipped: dict[str, str] = {}
-    async for item in items:
-        if isinstance(item, Skipped):
-            skipped[item.id] = item.reason
-        else:
-            docs[item.id] = item
-    return docs, skipped
 
 
 def test_sources_are_parsed_with_their_restrictions() -> None:
@@ -293,7 +284,7 @@ async def site() -> AsyncIterator[Site]:
 
 
 async def test_a_website_is_crawled_under_its_path_and_bad_pages_are_skipped(site: Site) -> None:
-    docs, skipped = await collect(load_site(parse_source(f"{site.url}/docs/")))
+    docs, skipped = await collect(load_site(parse_source(f"{site.url}/docs/"), allow=LOCAL))
     assert set(docs) == {f"{site.url}/docs/", f"{site.url}/docs/a.html"}
     alpha = docs[f"{site.url}/docs/a.html"]
     assert alpha.title == "Alpha" and "ALPHA_MODE" in alpha.text
@@ -307,23 +298,25 @@ async def test_a_website_is_crawled_under_its_path_and_bad_pages_are_skipped(sit
 
 
 async def test_a_page_without_a_declared_charset_is_read_as_it_is_encoded(site: Site) -> None:
-    docs, _ = await collect(load_site(parse_source(f"{site.url}/docs/latin.html")))
+    docs, _ = await collect(load_site(parse_source(f"{site.url}/docs/latin.html"), allow=LOCAL))
     text = docs[f"{site.url}/docs/latin.html"].text
     assert "Caf\u00e9 cr\u00e8me \u2013 na\u00efve" in text and "\ufffd" not in text
-    docs, skipped = await collect(load_site(parse_source(f"{site.url}/docs/blob.html")))
+    docs, skipped = await collect(
+        load_site(parse_source(f"{site.url}/docs/blob.html"), allow=LOCAL)
+    )
     assert not docs and skipped[f"{site.url}/docs/blob.html"] == "no text"
 
 
 async def test_a_crawl_is_capped(site: Site) -> None:
     docs, skipped = await collect(
-        load_site(parse_source(f"{site.url}/docs/many/1.html"), max_pages=5)
+        load_site(parse_source(f"{site.url}/docs/many/1.html"), max_pages=5, allow=LOCAL)
     )
     assert len(docs) == 5
     assert any("crawl capped at 5 pages" in reason for reason in skipped.values())
 
 
 async def test_a_sitemap_lists_the_pages(site: Site) -> None:
-    docs, skipped = await collect(load_site(parse_source(f"{site.url}/sitemap.xml")))
+    docs, skipped = await collect(load_site(parse_source(f"{site.url}/sitemap.xml"), allow=LOCAL))
     assert set(docs) == {f"{site.url}/docs/a.html", f"{site.url}/outside.html"}
     assert skipped == {f"{site.url}/docs/missing.html": "HTTP 404"}
 
@@ -332,7 +325,7 @@ async def test_an_unreachable_site_fails_and_a_passing_error_keeps_what_was_inde
     site: Site, tmp_path: Path, fake: FakeOllama
 ) -> None:
     with pytest.raises(SourceFailed):
-        await collect(load_site(parse_source(f"{site.url}/docs/missing.html")))
+        await collect(load_site(parse_source(f"{site.url}/docs/missing.html"), allow=LOCAL))
     site.broken_status = 200
     source = f"{site.url}/docs/"
     async with stack(tmp_path, fake) as s:

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.app.metrics import Metrics
-from bot.redact import public_url
 from bot.usage import UsageRecord
+from inference.urls import public_url
 from tests.harness import SlackBotUnderTest
 from tests.slack_payloads import BOT_USER, channel_message, mention
 

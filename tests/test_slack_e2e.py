@@ -266,7 +266,7 @@ async def test_without_native_streaming_one_message_is_updated_in_mrkdwn(
     await slack_bot.settle()
     (message,) = slack_bot.slack.messages(CHANNEL, TS)
     assert "*bold*" in message.text and "**" not in message.text
-    assert "<https://example.com|link>" in message.text
+    assert "<https://example.com|link (example.com)>" in message.text
     assert "*Title*" in message.text
 
 

@@ -63,24 +63,27 @@ def test_headings_become_bold_lines(markdown: str, mrkdwn: str) -> None:
 @pytest.mark.parametrize(
     ("markdown", "mrkdwn"),
     [
-        ("[docs](https://example.com/docs)", "<https://example.com/docs|docs>"),
-        ('[docs](https://example.com "Title")', "<https://example.com|docs>"),
-        ("[a **bold** label](https://x.io)", "<https://x.io|a bold label>"),
+        ("[docs](https://example.com/docs)", "<https://example.com/docs|docs (example.com)>"),
+        ('[docs](https://example.com "Title")', "<https://example.com|docs (example.com)>"),
+        ("[a **bold** label](https://x.io)", "<https://x.io|a bold label (x.io)>"),
         (
             "[wiki](https://en.wikipedia.org/wiki/C_(lang))",
-            "<https://en.wikipedia.org/wiki/C_(lang)|wiki>",
+            "<https://en.wikipedia.org/wiki/C_(lang)|wiki (en.wikipedia.org)>",
         ),
-        ("[q](https://x.io/?a=1&b=2)", "<https://x.io/?a=1&b=2|q>"),
-        ("[pipe](https://x.io/a|b)", "<https://x.io/a%7Cb|pipe>"),
+        ("[q](https://x.io/?a=1&b=2)", "<https://x.io/?a=1&b=2|q (x.io)>"),
+        ("[pipe](https://x.io/a|b)", "<https://x.io/a%7Cb|pipe (x.io)>"),
         ("[https://x.io](https://x.io)", "<https://x.io>"),
         ("<https://example.com/x>", "<https://example.com/x>"),
         ("<dev@example.com>", "<mailto:dev@example.com|dev@example.com>"),
-        ("![a diagram](https://img.example/d.png)", "<https://img.example/d.png|a diagram>"),
+        (
+            "![a diagram](https://img.example/d.png)",
+            "<https://img.example/d.png|a diagram (img.example)>",
+        ),
         ("![](https://img.example/d.png)", "<https://img.example/d.png>"),
         ("see https://example.com/a_b_c.", "see <https://example.com/a_b_c>."),
         ("(https://example.com/x)", "(<https://example.com/x>)"),
         ("[relative](./README.md)", "relative (./README.md)"),
-        ("[ref][r1]\n\n[r1]: https://ref.example/x", "<https://ref.example/x|ref>\n"),
+        ("[ref][r1]\n\n[r1]: https://ref.example/x", "<https://ref.example/x|ref (ref.example)>\n"),
         ("[not a link] stays", "[not a link] stays"),
     ],
 )
@@ -98,7 +101,7 @@ def test_lists() -> None:
 
 
 def test_list_items_get_inline_conversion() -> None:
-    assert to_mrkdwn("- **Note:** see [x](https://x.io)") == "• *Note:* see <https://x.io|x>"
+    assert to_mrkdwn("- **Note:** see [x](https://x.io)") == "• *Note:* see <https://x.io|x (x.io)>"
     assert to_mrkdwn("3. use `a*b*c`") == "3. use `a*b*c`"
 
 
@@ -232,7 +235,7 @@ def test_a_typical_answer() -> None:
         "*Fix*\n"
         "\n"
         "The error comes from `dict.get` returning *None*. See the "
-        "<https://docs.python.org/3/library/stdtypes.html#dict.get|docs>.\n"
+        "<https://docs.python.org/3/library/stdtypes.html#dict.get|docs (docs.python.org)>.\n"
         "\n"
         "```\n"
         "value = data.get('key') or {}\n"

@@ -62,8 +62,8 @@ async def test_a_streamed_answer_lists_its_sources_in_stop_streams_blocks(
     assert message.text == ANSWER  # markers intact in the streamed text
     assert _context_texts(message.blocks) == [
         "*Sources:*",
-        "[1] <https://wiki.example.com/deploy|Deploy runbook>",
-        "[2] <https://wiki.example.com/rollback|Rollback &lt;guide&gt;>",
+        "[1] <https://wiki.example.com/deploy|Deploy runbook (wiki.example.com)>",
+        "[2] <https://wiki.example.com/rollback|Rollback &lt;guide&gt; (wiki.example.com)>",
     ]
     (stop,) = slack.calls_to("chat.stopStream")
     assert stop.args["blocks"] == list(message.blocks)
@@ -79,7 +79,7 @@ async def test_an_updated_answer_keeps_its_text_and_shows_sources_below(slack: F
     assert feedback["type"] == "context_actions"
     assert _context_texts((context,)) == [
         "*Sources:*",
-        "[1] <https://wiki.example.com/deploy|Deploy runbook>",
+        "[1] <https://wiki.example.com/deploy|Deploy runbook (wiki.example.com)>",
     ]
 
 
@@ -138,7 +138,7 @@ async def test_a_slash_command_answer_lists_its_sources_to_the_asker() -> None:
     assert sent == [
         {
             "text": "Use make deploy [1].\n\n*Sources:*\n"
-            "[1] <https://wiki.example.com/deploy|Deploy runbook>",
+            "[1] <https://wiki.example.com/deploy|Deploy runbook (wiki.example.com)>",
             "response_type": "ephemeral",
         }
     ]

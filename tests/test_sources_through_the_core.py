@@ -55,7 +55,10 @@ async def test_slack_shows_the_cited_document_linked_under_a_streamed_answer(
     (message,) = slack.messages(CHANNEL, THREAD)
     assert message.text == "Run deployctl rollback [1]. Also ."  # the invented [9] is gone
     elements = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
-    assert elements == ["*Sources:*", f"[1] <{DEPLOY.url}|Deploy runbook › Rollback>"]
+    assert elements == [
+        "*Sources:*",
+        f"[1] <{DEPLOY.url}|Deploy runbook › Rollback (git.example.com)>",
+    ]
 
 
 @SQLITE_ONLY

@@ -125,7 +125,8 @@ async def test_sources_searched_but_not_cited_are_a_closing_line(
     (shown,) = teams_bot.connector.shown(PERSONAL)
     assert shown.text == (
         "I could not find that.\n\n"
-        "*Searched:* [Rollback guide](https://wiki.example.com/rollback) · README"
+        "*Searched:* [Rollback guide (wiki.example.com)](https://wiki.example.com/rollback)"
+        " · README"
     )
     assert shown.ai_generated and shown.citations == []
 

@@ -22,10 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from adapters.app.settings import Settings
+from bot.redact import redact
 from inference.knowledge import KnowledgeUnavailable, Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, Progress, SourceReport
-from inference.knowledge.loaders import Skipped
+from inference.knowledge.loaders import LoadOptions, Skipped, parse_allow_private
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import Source, parse_sources
 from inference.knowledge.store import KnowledgeStore, SourceStatus
@@ -56,6 +57,8 @@ class KnowledgeService:
     retrieval: QdrantKnowledge
     refresh_minutes: float
     git_cache: Path
+    # How sources are reached (KNOWLEDGE_ALLOW_PRIVATE).
+    options: LoadOptions = field(default_factory=LoadOptions)
     # Waits (at most the given seconds) until no answer is running: indexing yields to them.
     wait_idle: Callable[[float], Awaitable[object]] | None = None
     statuses: dict[str, SourceStatus] = field(default_factory=dict)
@@ -67,6 +70,8 @@ class KnowledgeService:
             store=self.store,
             embeddings=self.embeddings,
             git_cache=self.git_cache,
+            redact=redact,
+            options=self.options,
             pause=self._yield_to_answers,
         )
 
@@ -260,5 +265,6 @@ def build_knowledge(
         retrieval=QdrantKnowledge(store=store, embeddings=embeddings),
         refresh_minutes=settings.knowledge_refresh_minutes,
         git_cache=git_cache_dir(),
+        options=LoadOptions(allow_private=parse_allow_private(settings.knowledge_allow_private)),
         wait_idle=wait_idle,
     )

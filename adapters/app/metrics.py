@@ -23,10 +23,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from bot.redact import public_url
 from bot.telemetry import EventName
 from bot.usage import UsageRecord
 from inference.pool import ModelPool
+from inference.urls import public_url
 
 if TYPE_CHECKING:  # qdrant-client is imported only when team knowledge is on
     from inference.knowledge.store import SourceStatus

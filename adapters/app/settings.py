@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     knowledge_store: str = "./knowledge"
     embedding_model: str = "nomic-embed-text"
     knowledge_refresh_minutes: float = Field(default=60.0, ge=0)
+    knowledge_allow_private: str = ""
 
     # The team API: how long a personal token lives; the bot's address as people reach it.
     api_token_days: int = Field(default=90, ge=1, le=3650)
@@ -163,6 +164,14 @@ class Settings(BaseSettings):
         from inference.knowledge.sources import parse_sources
 
         parse_sources(value)  # SourceError (a ValueError) names the entry and what is wrong
+        return value
+
+    @field_validator("knowledge_allow_private")
+    @classmethod
+    def _allow_private_parses(cls, value: str) -> str:
+        from inference.knowledge.loaders import parse_allow_private
+
+        parse_allow_private(value)  # ValueError names the entry that is not a host or network
         return value
 
     @field_validator("redis_url", "openai_base_url", mode="before")

@@ -53,6 +53,7 @@ from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
 from inference.pool import ModelPool
+from inference.urls import public_url
 
 if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
     from adapters.app.knowledge import KnowledgeService
@@ -195,7 +196,7 @@ class Runtime:
             check(self.ledger.ping()),
             *(check(m.ping()) for m in self.ollama),
         )
-        ollama = {m.base_url: r for m, r in zip(self.ollama, results[2:], strict=True)}
+        ollama = {public_url(m.base_url): r for m, r in zip(self.ollama, results[2:], strict=True)}
         down = [name for name, r in (("redis", results[0]), ("database", results[1])) if r != "ok"]
         if not any(r == "ok" for r in ollama.values()):
             down.append("ollama")

@@ -300,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         from adapters.cli import knowledge as knowledge_cli
 
         if args.command == "index":
-            return asyncio.run(knowledge_cli.run_index(settings, args.sources, full=args.full))
+            try:
+                return asyncio.run(knowledge_cli.run_index(settings, args.sources, full=args.full))
+            except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+                print(f"\n{knowledge_cli.INTERRUPTED}", file=sys.stderr)
+                return 130
         return asyncio.run(knowledge_cli.run_sources(settings))
     if args.command == "db" and args.db_command == "upgrade":
         from bot import database

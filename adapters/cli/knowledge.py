@@ -22,10 +22,11 @@ from adapters.app.knowledge import (
     report_from_json,
 )
 from adapters.app.settings import Settings
-from bot.redact import public_url
+from bot.redact import describe_kinds
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.indexer import SourceReport
 from inference.knowledge.store import SourceStatus, StoreLocked
+from inference.urls import public_url
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -98,9 +99,20 @@ class _Display:
             print(f"{public_url(source)}: {detail}", file=self._out, flush=True)
 
 
+INTERRUPTED = (
+    "chatbot index: interrupted; what was embedded so far stays in the index, "
+    "and the next run goes on from there"
+)
+
+
 def format_report(report: SourceReport) -> list[str]:
     """The summary of one source."""
     name = public_url(report.source)
+    if report.gone:
+        return [
+            f"{name}: no longer in KNOWLEDGE_SOURCES: its {report.documents_removed} documents "
+            f"({report.chunks_removed} chunks) were removed from the index"
+        ]
     if not report.ok:
         lines = [f"{name}: FAILED: {report.error}"]
     else:
@@ -112,6 +124,11 @@ def format_report(report: SourceReport) -> list[str]:
             f"  chunks: {report.chunks_added} added, {report.chunks_changed} changed, "
             f"{report.chunks_unchanged} unchanged, {report.chunks_removed} removed",
         ]
+    if report.documents_redacted:
+        lines.append(
+            f"  secrets redacted before indexing in {report.documents_redacted} documents "
+            f"({describe_kinds(report.secret_kinds)})"
+        )
     if report.skipped:
         lines.append(f"  skipped {len(report.skipped)}:")
         for item in report.skipped[:MAX_SKIPPED_SHOWN]:
@@ -195,7 +212,8 @@ async def _index(
         print("\n".join(format_report(report)), file=out)
     failed = [r for r in reports if not r.ok]
     if failed:
-        print(f"{len(failed)} of {len(reports)} sources failed.", file=out)
+        indexed = [r for r in reports if not r.gone]
+        print(f"{len(failed)} of {len(indexed)} sources failed.", file=out)
     return 1 if failed else 0
 
 

@@ -1,21 +1,21 @@
 """`chatbot doctor`'s team knowledge checks: the store (reachable, embedding model and
-dimension match the index), the embedding model (pulled), each source (reachable)."""
+dimension match the index), the embedding model (pulled), each source (reachable), each
+source apart and within its own time (one that hangs hides none of the others)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-import httpx
-
 from adapters.app.knowledge import KnowledgeService, build_knowledge
 from adapters.app.settings import Settings
 from adapters.doctor.report import Check
-from bot.redact import public_url
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.embeddings import ModelNotPulled
-from inference.knowledge.loaders import SourceFailed, redact_url, run_git
+from inference.knowledge.loaders import LoadOptions, SourceFailed, run_git
+from inference.knowledge.loaders.web import probe
 from inference.knowledge.sources import Source
+from inference.urls import public_url
 
 TIMEOUT_SECONDS = 5.0
 
@@ -25,11 +25,17 @@ async def check_knowledge(settings: Settings) -> list[Check]:
     service = build_knowledge(settings)
     if service is None:
         return []
-    try:
+
+    async def store_and_model() -> list[Check]:
         store = await _check_store(service, settings)
-        model = await _check_model(service, settings, store)
-        sources = await asyncio.gather(*(_check_source(s) for s in service.sources))
-        return [*store[0], *model, *sources]
+        return [*store[0], *await _check_model(service, settings, store)]
+
+    try:
+        first, sources = await asyncio.gather(
+            store_and_model(),
+            asyncio.gather(*(_check_source(s, service.options) for s in service.sources)),
+        )
+        return [*first, *sources]
     finally:
         await service.aclose()
 
@@ -105,25 +111,26 @@ async def _check_model(
     return checks
 
 
-async def _check_source(source: Source) -> Check:
+async def _check_source(source: Source, options: LoadOptions) -> Check:
     name = public_url(source.name)
+    seconds = TIMEOUT_SECONDS * 2
     try:
-        if source.kind == "directory":
-            if not await asyncio.to_thread(Path(source.location).is_dir):
-                raise SourceFailed(f"{source.location} is not a directory")
-        elif source.kind == "git":
-            await run_git("ls-remote", "--", source.location, timeout=TIMEOUT_SECONDS * 2)
-        else:
-            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-                response = await client.get(source.location)
-            if response.status_code != 200:
-                raise SourceFailed(f"HTTP {response.status_code}")
-    except (SourceFailed, httpx.HTTPError) as exc:
-        detail = str(exc) or type(exc).__name__
+        async with asyncio.timeout(seconds + 1):
+            if source.kind == "directory":
+                if not await asyncio.to_thread(Path(source.location).is_dir):
+                    raise SourceFailed(f"{source.location} is not a directory")
+            elif source.kind == "git":
+                await run_git(
+                    "ls-remote", "--", source.location, timeout=seconds, location=source.location
+                )
+            else:
+                await probe(source, options.allow_private, timeout=TIMEOUT_SECONDS)
+    except (SourceFailed, TimeoutError) as exc:
+        detail = str(exc) or f"no answer within {seconds:g} s"
         return Check(
             "WARN",
             "knowledge",
-            f"source {name} cannot be read: {redact_url(detail)}",
+            f"source {name} cannot be read: {public_url(detail)}",
             "correct it in KNOWLEDGE_SOURCES (the other sources are still indexed)",
         )
     return Check("OK", "knowledge", f"source {name} is reachable")

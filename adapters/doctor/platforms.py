@@ -17,7 +17,7 @@ from adapters.doctor.report import (
     TIMEOUT_SECONDS,
     Check,
 )
-from bot.redact import public_url
+from inference.urls import public_url
 
 # -- Slack ----------------------------------------------------------------------------
 

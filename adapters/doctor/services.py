@@ -23,9 +23,9 @@ from adapters.doctor.report import (
 )
 from adapters.doctor.report import safe as _safe
 from bot import database
-from bot.redact import public_url
 from inference.base import ModelNotFound, ModelUnavailable, ProviderAuthFailed
 from inference.ollama import OllamaChatModel
+from inference.urls import public_url
 
 # -- Redis ----------------------------------------------------------------------------
 

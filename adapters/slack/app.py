@@ -20,6 +20,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.reply.links import LinkSafeSink
 from adapters.slack.commands import SLASH_COMMANDS, SlashCommand, SlashCommands, responder
 from adapters.slack.events import PLATFORM, MalformedRequest, SlackInbound, check_body, to_inbound
 from adapters.slack.feedback import ACTION_ID, FeedbackClick, to_feedback_click
@@ -230,18 +231,22 @@ class SlackBot:
 
     def _sink(
         self, channel: str, thread_ts: str | None, team: str, user: str, progress: JobProgress
-    ) -> SlackReplySink:
+    ) -> LinkSafeSink:
         async def shown(ts: str) -> None:
             await progress.shown(f"{channel}:{ts}")
 
-        return SlackReplySink(
-            client=self.client,
-            channel=channel,
-            thread_ts=thread_ts,
-            team_id=team,
-            user_id=user,
-            streaming=self._streaming,
-            on_posted=shown,
+        # Native streams carry the answer's Markdown to Slack as written: its links are
+        # made safe on the way (mrkdwn messages get the same from the renderer).
+        return LinkSafeSink(
+            SlackReplySink(
+                client=self.client,
+                channel=channel,
+                thread_ts=thread_ts,
+                team_id=team,
+                user_id=user,
+                streaming=self._streaming,
+                on_posted=shown,
+            )
         )
 
     async def _answer(

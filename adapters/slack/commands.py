@@ -141,7 +141,10 @@ class SlashCommands:
         label = " (premium)" if command.name == "premium" else ""
         try:
             posted = await self._client.chat_postMessage(
-                channel=command.channel, text=f"<@{command.user}> asked{label}:\n{quoted}"
+                channel=command.channel,
+                text=f"<@{command.user}> asked{label}:\n{quoted}",
+                unfurl_links=False,
+                unfurl_media=False,
             )
         except SlackApiError as exc:
             log.warning("cannot post a slash command's question: %s", exc.response.get("error"))

@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from adapters.reply.links import destination, is_linkable, is_relative, labelled
+
 __all__ = [
     "BACKSLASH_ESCAPE",
     "decode_entities",
@@ -144,7 +146,10 @@ def _scan_inline(text: str, refs: dict[str, str]) -> list[_Item]:
             auto = _AUTOLINK.match(text, i)
             if auto is not None:
                 flush()
-                items.append(_Atom(f"<{_clean_url(auto.group(1))}>"))
+                if is_linkable(auto.group(1)):
+                    items.append(_Atom(f"<{_clean_url(auto.group(1))}>"))
+                else:  # javascript:, data:...: shown as text, never as a link
+                    items.append(_Text(auto.group(1), literal=True))
                 i = auto.end()
                 continue
             email = _EMAIL_AUTOLINK.match(text, i)
@@ -331,18 +336,24 @@ def _parse_destination(text: str, i: int, label: str) -> tuple[str, str, int] | 
 
 
 def render_link(url: str, label: str) -> str:
-    """``<url|label>``; a relative URL (Slack cannot open it) becomes ``label (url)``."""
+    """``<url|label>`` for http, https and mailto links, with the host beside a label that
+    is not the address; a relative URL (Slack cannot open it) becomes ``label (url)``;
+    any other scheme (``javascript:``...) only its label."""
     text = _plain_label(label)
     url = url.strip()
     if not url:
         return escape(text)
     if url.lower().startswith("www."):
         url = f"http://{url}"
-    if not _SCHEME.match(url):
+    if is_relative(url):
         return f"{escape(text)} ({escape(url)})" if text else escape(url)
+    url = destination(url)
+    if not is_linkable(url):
+        return escape(text) if text.strip() else escape(url)
     url = _clean_url(url)
     if not text.strip() or text == url:
         return f"<{url}>"
+    text = labelled(text, url)
     # Inside <url|text> only an angle bracket would end the link early.
     return f"<{url}|{text.replace('<', '&lt;').replace('>', '&gt;')}>"
 

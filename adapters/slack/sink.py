@@ -390,7 +390,11 @@ class SlackReplySink:
             response = await self._call(
                 "chat.postMessage",
                 lambda: self._client.chat_postMessage(
-                    channel=self._channel, thread_ts=self._thread_ts, text=to_mrkdwn(piece)
+                    channel=self._channel,
+                    thread_ts=self._thread_ts,
+                    text=to_mrkdwn(piece),
+                    unfurl_links=False,
+                    unfurl_media=False,
                 ),
             )
             self._ts = str(response["ts"])
@@ -460,6 +464,8 @@ class SlackReplySink:
                         thread_ts=self._thread_ts,
                         text=self._sources_text,
                         blocks=self._sources,
+                        unfurl_links=False,
+                        unfurl_media=False,
                     )
                     await self._posted(str(response["ts"]))
             except SlackApiError as exc:

@@ -5,6 +5,9 @@ italic, strikethrough, lists, code, quotes, links) but not headings or rules, so
 become bold lines and a plain divider. Tables are left as they are: their pipes read well
 enough, and rewriting them would change text already streamed.
 
+Links follow ``adapters.reply.links``: only http, https and mailto, the host beside a link whose
+text is not its address, images shown as links (Teams would fetch them).
+
 Rewrites are line-local and a line is only rewritten once it is complete, so the
 rendering of a prefix of an answer is a prefix of the rendering of the whole answer:
 Teams refuses a streaming update that does not start with the previous one.
@@ -13,6 +16,8 @@ Teams refuses a streaming update that does not start with the previous one.
 from __future__ import annotations
 
 import re
+
+from adapters.reply.links import safe_links, settled
 
 __all__ = ["to_teams_markdown"]
 
@@ -31,7 +36,7 @@ def _rewrite(line: str) -> str:
         return f"**{title}**" if title else ""
     if _HR.match(line):
         return _RULE
-    return line
+    return safe_links(line)
 
 
 def to_teams_markdown(text: str, *, complete: bool = True) -> str:
@@ -55,8 +60,9 @@ def to_teams_markdown(text: str, *, complete: bool = True) -> str:
             out.append(line)
             continue
         if partial:
-            # Held back: only the line break before it is shown yet.
-            out.append("" if _UNSETTLED.match(line) else line)
+            # Held back: only the line break before it is shown yet, or the part of the
+            # line that no later text can turn into a link.
+            out.append("" if _UNSETTLED.match(line) else safe_links(settled(line)[0]))
             continue
         out.append(_rewrite(line))
     return "\n".join(out)

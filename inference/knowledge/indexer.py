@@ -2,7 +2,9 @@
 
 The store's payload is the record of what is indexed (a content hash per document), so
 there is no second bookkeeping that could drift from it: an unchanged document costs no
-embedding call, a changed one replaces its chunks, a deleted one's chunks go.
+embedding call, a changed one replaces its chunks, a deleted one's chunks go. Secrets in
+a document (what ``bot.redact`` recognises, handed in as ``redact``) are replaced before it
+is split and embedded: no chunk, listing or prompt holds them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.embeddings import OllamaEmbeddings
-from inference.knowledge.loaders import Document, Skipped, SourceFailed, load
+from inference.knowledge.loaders import Document, LoadOptions, Skipped, SourceFailed, load
 from inference.knowledge.sources import Source
 from inference.knowledge.sparse import sparse_vector
 from inference.knowledge.splitting import SPLIT_VERSION, Chunk, split
@@ -25,6 +28,22 @@ from inference.knowledge.store import ChunkRecord, Indexed, KnowledgeStore, Sour
 log = logging.getLogger(__name__)
 
 MAX_SKIPPED_KEPT = 20
+# Part of every stored content hash: documents indexed before redaction at indexing are
+# embedded again (once) with their secrets redacted.
+REDACTION_VERSION = "r1"
+
+
+class Redacted(Protocol):
+    """Text with its secrets replaced, and the kinds replaced (``bot.redact.Redaction``)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def kinds(self) -> tuple[str, ...]: ...
+
+
+Redactor = Callable[[str], Redacted]
 
 
 @dataclass(slots=True)
@@ -41,6 +60,9 @@ class SourceReport:
     chunks_unchanged: int = 0
     chunks_removed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    documents_redacted: int = 0  # documents whose secrets were replaced before embedding
+    secret_kinds: list[str] = field(default_factory=list)  # the kinds replaced, once each
+    gone: bool = False  # no longer in KNOWLEDGE_SOURCES: its chunks were removed
     error: str = ""
     documents: int = 0  # in the store after the run
     chunks: int = 0
@@ -72,12 +94,18 @@ class Indexer:
         store: KnowledgeStore,
         embeddings: OllamaEmbeddings,
         git_cache: Path,
+        redact: Redactor,
+        options: LoadOptions | None = None,
         pause: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """``pause`` is awaited before each embedding batch (indexing yields to answers)."""
+        """``redact`` replaces secrets in each document before it is split; ``options``
+        say how sources are reached; ``pause`` is awaited before each embedding batch
+        (indexing yields to answers)."""
         self._store = store
         self._embeddings = embeddings
         self._git_cache = git_cache
+        self._redact = redact
+        self._options = options or LoadOptions()
         self._pause = pause
         self._running = asyncio.Lock()
 
@@ -132,9 +160,18 @@ class Indexer:
             # Sources no longer configured go: their chunks (read from the collection
             # itself, even where a status could not be saved) and their statuses.
             configured = {s.name for s in sources}
-            for gone in await self._store.sources(collection) - configured:
+            for gone in sorted(await self._store.sources(collection) - configured):
                 log.info("removing the chunks of %s (no longer configured)", gone)
+                held = await self._store.indexed(collection, gone)
                 await self._store.delete_source(collection, gone)
+                reports.append(
+                    SourceReport(
+                        source=gone,
+                        gone=True,
+                        documents_removed=len(held),
+                        chunks_removed=sum(i.chunks for i in held.values()),
+                    )
+                )
             for gone in set(statuses) - configured:
                 await self._store.forget_status(gone)
         if switching and selected is None and all(r.ok for r in reports):
@@ -192,7 +229,7 @@ class Indexer:
         pending_chunks = 0
         documents = 0
         embedded = 0
-        async for item in load(source, git_cache=self._git_cache):
+        async for item in load(source, git_cache=self._git_cache, options=self._options):
             if isinstance(item, Skipped):
                 report.skipped.append(item)
                 if item.keep:
@@ -201,7 +238,7 @@ class Indexer:
             if item.id in seen:
                 continue
             documents += 1
-            content_hash = f"{item.content_hash}.{SPLIT_VERSION}"
+            content_hash = f"{item.content_hash}.{SPLIT_VERSION}.{REDACTION_VERSION}"
             before = existing.get(item.id)
             if before is not None and before.content_hash == content_hash and not full:
                 seen.add(item.id)
@@ -210,13 +247,16 @@ class Indexer:
                 if progress is not None and documents % 50 == 0:
                     progress(source.name, documents, embedded)
                 continue
-            chunks = await asyncio.to_thread(split, item)
+            document, kinds, chunks = await asyncio.to_thread(self._prepare, item)
+            if kinds:
+                report.documents_redacted += 1
+                report.secret_kinds.extend(k for k in kinds if k not in report.secret_kinds)
             if not chunks:
                 report.skipped.append(Skipped(item.id, "no text"))
                 continue
             seen.add(item.id)
             written[item.id] = len(chunks)
-            pending.append(_Pending(item, content_hash, chunks, before))
+            pending.append(_Pending(document, content_hash, chunks, before))
             pending_chunks += len(chunks)
             if pending_chunks >= self._embeddings.batch_size:
                 embedded += await self._flush(collection, source, pending, report)
@@ -236,6 +276,14 @@ class Indexer:
         kept = [existing[d] for d in seen if d in existing and d not in written]
         report.documents = len(kept) + len(written)
         report.chunks = sum(i.chunks for i in kept) + sum(written.values())
+
+    def _prepare(self, document: Document) -> tuple[Document, tuple[str, ...], list[Chunk]]:
+        """The document with its secrets redacted, the kinds redacted, and its chunks."""
+        text, title = self._redact(document.text), self._redact(document.title)
+        kinds = tuple(dict.fromkeys((*text.kinds, *title.kinds)))
+        if kinds:
+            document = replace(document, text=text.text, title=title.text)
+        return document, kinds, split(document)
 
     async def _flush(
         self, collection: str, source: Source, pending: list[_Pending], report: SourceReport
@@ -272,8 +320,12 @@ class Indexer:
                 report.documents_added += 1
                 report.chunks_added += len(p.chunks)
                 continue
-            report.documents_changed += 1
-            report.chunks_changed += len(p.chunks)
+            if p.before.content_hash == p.content_hash:  # --full re-embeds the unchanged
+                report.documents_unchanged += 1
+                report.chunks_unchanged += len(p.chunks)
+            else:
+                report.documents_changed += 1
+                report.chunks_changed += len(p.chunks)
             if p.before.chunks > len(p.chunks):
                 await self._store.delete_chunks(
                     collection, source.name, p.document.id, from_chunk=len(p.chunks)

@@ -25,7 +25,7 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
-from inference.knowledge import is_embedded_store, KnowledgeUnavailable
+from inference.knowledge import KnowledgeUnavailable, is_embedded_store
 
 ALIAS = "knowledge"
 STATUS_COLLECTION = "knowledge_sources"
