@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     embedding_model: str = "nomic-embed-text"
     knowledge_refresh_minutes: float = Field(default=60.0, ge=0)
 
+    # Analytics for the team lead: who may ask `/admin` for a sign-in link, the bot's public
+    # base URL that link is built on, and whether the page shows (redacted) question texts.
+    admin_users: str = ""
+    public_url: str = ""
+    analytics_show_questions: bool = False
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -222,6 +228,16 @@ class Settings(BaseSettings):
         """The user ids allowed `/premium`; None means everyone (`*`, or left blank)."""
         ids = {u.strip() for u in self.premium_users.split(",") if u.strip()}
         return None if not ids or "*" in ids else frozenset(ids)
+
+    @property
+    def admin_user_ids(self) -> frozenset[str]:
+        """The user ids allowed `/admin` (none: the analytics page has no sign-in)."""
+        return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
+
+    @property
+    def effective_public_url(self) -> str:
+        """The bot's address as people reach it, without a trailing slash."""
+        return (self.public_url.strip() or f"http://localhost:{self.port}").rstrip("/")
 
     @property
     def premium_prices(self) -> dict[str, tuple[float, float]]:

@@ -12,12 +12,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from bot import replies
+from bot.admin import AdminSignIn
 from bot.admission import Admission
-from bot.citations import MarkerFilter, searched, to_citations
+from bot.citations import MarkerFilter, cited_documents, searched, to_citations
 from bot.commands import Command, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
@@ -29,9 +30,9 @@ from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
 from bot.ratelimit import RateCharge, RateLimited, RateLimiter
-from bot.redact import describe_kinds, redact_turns
+from bot.redact import describe_kinds, redact, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
-from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
+from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever, knowledge_found
 from bot.search import search_reply
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
@@ -88,11 +89,15 @@ class Assistant:
         retriever: Retriever | None = None,
         names: ProviderNames = GENERIC_NAMES,
         terminals: frozenset[str] = frozenset(),
+        admin: AdminSignIn | None = None,
+        record_questions: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``names``: how replies name the providers and their settings (the core knows
         no provider; the composition root does). ``terminals``: the platforms that are a
-        terminal (help names `/quit`, not channels)."""
+        terminal (help names `/quit`, not channels). ``admin``: the analytics page's
+        sign-in (`/admin`), None when it is not set up. ``record_questions``: the ledger
+        keeps each question's text, redacted, for the analytics page."""
         self._state = state
         self._terminals = terminals
         self._local = Route("local", local_model)
@@ -121,6 +126,8 @@ class Assistant:
             now=now,
         )
         self._retriever = retriever
+        self._admin = admin
+        self._record_questions = record_questions
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
         # Conversations already told that memory is down (until it is back).
@@ -134,6 +141,7 @@ class Assistant:
             "reset": self._reset,
             "model": self._model_info,
             "search": self._search,
+            "admin": self._admin_link,
         }
 
     @property
@@ -300,6 +308,15 @@ class Assistant:
         knowledge = self._retriever.knowledge if self._retriever is not None else None
         await sink.write(await search_reply(knowledge, message.key, words))
 
+    async def _admin_link(
+        self, message: IncomingMessage, command: Command, sink: ReplySink
+    ) -> None:
+        """`/admin`: a one-time sign-in link to the analytics page, to an admin in a DM."""
+        if self._admin is None:
+            await sink.write(replies.ADMIN_NOT_SET_UP)
+        else:
+            await sink.write(await self._admin.reply_to(message.sender, direct=message.is_direct))
+
     # -- the answer path ----------------------------------------------------------------
 
     async def _answer(
@@ -337,7 +354,17 @@ class Assistant:
             if not await self._remember(recalled, question, generation):
                 recalled.down = True
         await self._note_memory_down(message.key, recalled.down, generation, sink)
-        return self._record(message, route, generation, retrieved, len(prompt.passages), answer_id)
+        record = self._record(
+            message, route, generation, retrieved, len(prompt.passages), answer_id
+        )
+        return replace(
+            record,
+            knowledge=knowledge_found(retrieved, len(prompt.passages)),
+            cited=cited_documents(prompt.passages, markers.cited)
+            if generation.outcome is Outcome.OK
+            else (),
+            question=redact(question).text if self._record_questions else None,
+        )
 
     @asynccontextmanager
     async def _recall(
@@ -467,6 +494,7 @@ class Assistant:
             passages=passages,
             retrieval_ms=retrieved.elapsed_ms,
             answer_id=answer_id,
+            channel=key.channel,
         )
 
 

@@ -97,6 +97,20 @@ def searched(passages: Sequence[Passage]) -> list[Citation]:
     return [_citation(n, p) for n, p in enumerate(passages, start=1)]
 
 
+def cited_documents(
+    passages: Sequence[Passage], numbers: Sequence[int]
+) -> tuple[tuple[str, str], ...]:
+    """The documents behind passages ``numbers`` (1-based), each once, as (title, url) with
+    the url's fragment removed: what the usage ledger counts as cited."""
+    documents: dict[tuple[str, str], None] = {}
+    for number in numbers:
+        if 1 <= number <= len(passages):
+            passage = passages[number - 1]
+            title = passage.title or passage.document
+            documents[(title, passage.url.split("#", 1)[0])] = None
+    return tuple(documents)
+
+
 def display_title(passage: Passage) -> str:
     """The document's title and, when it adds something, the heading path inside it."""
     title = passage.title or passage.document

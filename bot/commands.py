@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "unknown"]
+CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "admin", "unknown"]
 KNOWN: dict[str, CommandName] = {
     "premium": "premium",
     "reset": "reset",
@@ -14,6 +14,7 @@ KNOWN: dict[str, CommandName] = {
     "model": "model",
     "ask": "ask",
     "search": "search",
+    "admin": "admin",
 }
 # `/word` followed by whitespace or the end; `/usr/bin/env` and `/tmp/x` are not commands.
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z_-]{0,30})(?=\s|$)\s*(.*)$", re.DOTALL)

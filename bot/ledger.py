@@ -16,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
     case,
     func,
@@ -98,9 +99,27 @@ class RequestRow(Base):
     retrieval_ms: Mapped[int | None] = mapped_column(Integer())
     # What feedback on the answer names (votes.answer_id); NULL on rows older than votes.
     answer_id: Mapped[str | None] = mapped_column(String(64))
+    # For the analytics page (NULL on older rows): the channel (Slack) or conversation
+    # (Teams) asked in; what retrieval found (bot.retrieval.KnowledgeFound; NULL without
+    # retrieval); the question, redacted, kept only with ANALYTICS_SHOW_QUESTIONS=true.
+    channel: Mapped[str | None] = mapped_column(String(255))
+    knowledge: Mapped[str | None] = mapped_column(String(16))
+    question: Mapped[str | None] = mapped_column(Text())
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
+        # The analytics page: questions per day by platform and route, people, latency
+        # (covering, so a window is read from the index alone on PostgreSQL).
+        Index(
+            "ix_requests_created_at_platform_route",
+            "created_at",
+            "platform",
+            "route",
+            "knowledge",
+            "user_id",
+        ),
+        Index("ix_requests_route_created_at", "route", "created_at"),
+        Index("ix_requests_knowledge_created_at", "knowledge", "created_at"),
         Index("ix_requests_answer_id", "answer_id"),
         # For monthly budgets per user and per workspace.
         Index("ix_requests_user_id_created_at", "user_id", "created_at"),
@@ -127,6 +146,22 @@ class VoteRow(Base):
         # One vote per person per answer: a later one replaces it (upsert on this).
         UniqueConstraint("answer_id", "platform", "user_id"),
     )
+
+
+class AnswerSourceRow(Base):
+    """Table `answer_sources`: the indexed documents an answer cited (one row each)."""
+
+    __tablename__ = "answer_sources"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    answer_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_answer_sources_created_at", "created_at"),)
 
 
 class AnswerMessageRow(Base):
@@ -164,7 +199,22 @@ def _to_row(record: UsageRecord) -> RequestRow:
         passages=record.passages,
         retrieval_ms=record.retrieval_ms,
         answer_id=record.answer_id or None,
+        channel=record.channel or None,
+        knowledge=record.knowledge,
+        question=record.question,
     )
+
+
+def _source_rows(record: UsageRecord) -> list[AnswerSourceRow]:
+    return [
+        AnswerSourceRow(
+            answer_id=record.answer_id,
+            title=title[:255],
+            url=url[:2048],
+            created_at=record.created_at,
+        )
+        for title, url in record.cited
+    ]
 
 
 def _to_record(row: RequestRow) -> UsageRecord:
@@ -185,6 +235,9 @@ def _to_record(row: RequestRow) -> UsageRecord:
         passages=row.passages or 0,
         retrieval_ms=row.retrieval_ms,
         answer_id=row.answer_id or "",
+        channel=row.channel or "",
+        knowledge=row.knowledge,
+        question=row.question,
     )
 
 
@@ -209,6 +262,7 @@ class Ledger:
             self._sessions.begin() as session,
         ):
             session.add_all([_to_row(record) for record in records])
+            session.add_all([row for record in records for row in _source_rows(record)])
 
     async def ping(self) -> None:
         """Check that the database answers; raise DatabaseError when it does not."""

@@ -29,6 +29,10 @@ class UsageRecord:
     passages: int = 0  # indexed passages given to the model
     retrieval_ms: int | None = None  # time spent retrieving them; None without retrieval
     answer_id: str = ""  # what feedback on the answer names ("" on rows older than votes)
+    channel: str = ""  # the channel (Slack) or conversation (Teams) asked in
+    knowledge: str | None = None  # what retrieval found (KnowledgeFound); None: no retrieval
+    question: str | None = None  # the question, redacted; only when the admin asked for it
+    cited: tuple[tuple[str, str], ...] = ()  # (title, url) of each indexed document cited
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-import bot.ledger  # noqa: F401  (registers the tables on Base.metadata)
+import bot.admin
+import bot.ledger  # noqa: F401
 from bot.database import Base, to_sync_url
 
 config = context.config
