@@ -75,6 +75,17 @@ def build_web_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    # (runtime is None where a test lists the routes only.)
+    if runtime is not None and runtime.admin is not None and runtime.analytics is not None:
+        from adapters.admin import register_admin_routes
+
+        register_admin_routes(
+            app,
+            sign_in=runtime.admin,
+            reader=runtime.analytics,
+            public_url=runtime.settings.effective_public_url,
+            show_questions=runtime.settings.analytics_show_questions,
+        )
     return app
 
 

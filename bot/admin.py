@@ -137,9 +137,10 @@ class DatabaseSignInStore:
             self._engine.begin() as connection,
         ):
             row = (await connection.execute(statement)).first()
-        if row is None or row.expires_at <= now:
+        if row is None:
             return None
-        return str(row.user)
+        user, expires_at = row
+        return None if expires_at <= now else str(user)
 
     async def session_key(self) -> bytes:
         """The key signing sessions; the first process to insert it wins."""
@@ -193,6 +194,8 @@ class AdminSignIn:
     async def reply_to(self, user: str, *, direct: bool) -> str:
         """The answer to `/admin` from ``user``: a sign-in link for an admin in a direct
         message, else why not."""
+        if not self._admins:
+            return replies.ADMIN_NOT_SET_UP
         if not self.is_admin(user):
             return replies.ADMIN_ONLY
         if not direct:

@@ -290,7 +290,7 @@ class AnalyticsReader:
             votes=[VoteLine(r.model, r.route, r.answers, r.up, r.down) for r in votes],
             documents=[CitedDocument(r.title, r.url, r.answers) for r in documents],
             gaps_by_day=_gaps_by_day(per_day_rows),
-            gaps_by_channel=[GapChannel(r.platform, r.channel, r.no_match) for r in channels],
+            gaps_by_channel=[GapChannel(r.platform, r.channel or "", r.no_match) for r in channels],
             down_voted=[_down_voted(r, show_question=self._show_questions) for r in down_voted],
         )
 
@@ -404,18 +404,16 @@ class AnalyticsReader:
 
     @staticmethod
     def _channels_query(since: datetime) -> Select[Any]:
+        # Group by the column, not by an expression: PostgreSQL sees two coalesce(...) with
+        # their own bound parameters as different expressions.
         return (
-            select(
-                _REQUESTS.platform,
-                func.coalesce(_REQUESTS.channel, "").label("channel"),
-                func.count().label("no_match"),
-            )
+            select(_REQUESTS.platform, _REQUESTS.channel, func.count().label("no_match"))
             .where(
                 _REQUESTS.knowledge == KnowledgeFound.NO_MATCH.value,
                 _REQUESTS.created_at >= since,
             )
-            .group_by(_REQUESTS.platform, func.coalesce(_REQUESTS.channel, ""))
-            .order_by(func.count().desc(), _REQUESTS.platform, "channel")
+            .group_by(_REQUESTS.platform, _REQUESTS.channel)
+            .order_by(func.count().desc(), _REQUESTS.platform, _REQUESTS.channel)
             .limit(TOP_CHANNELS)
         )
 
