@@ -1,10 +1,11 @@
-"""What the analytics page shows, read from the usage ledger as aggregates in the database.
+"""What the analytics page shows, read as aggregates in the database.
 
-Every query groups and counts in SQL (SQLAlchemy Core) and returns at most a few thousand
-rows, whatever the size of the ledger; the four that read the whole window run at once on
-their own connections. Latency percentiles are exact nearest-rank values (as `chatbot
-usage` gives them), computed from a count per millisecond value, the same on SQLite and
-PostgreSQL.
+Every query groups and counts in SQL (SQLAlchemy Core), over the ledger's daily summaries
+(``bot.rollups``: a few thousand rows for 90 days, however many questions were asked)
+rather than its rows; votes and the answers voted down are read from the votes of the
+window. The queries run at once, each on its own pooled connection. Latency percentiles
+are nearest-rank values (as `chatbot usage` gives them) read from the summaries'
+histograms: exact to two significant digits.
 """
 
 from __future__ import annotations
@@ -16,23 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import (
-    ColumnElement,
-    Date,
-    Row,
-    Select,
-    and_,
-    case,
-    cast,
-    func,
-    select,
-)
+from sqlalchemy import ColumnElement, Row, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.budget import Budgets, month_start
 from bot.database import translated_errors
-from bot.ledger import AnswerSourceRow, RequestRow, VoteRow
+from bot.ledger import RequestRow, VoteRow
 from bot.retrieval import KnowledgeFound
+from bot.rollups import (
+    DocumentsDailyRow,
+    GapsDailyRow,
+    LatencyDailyRow,
+    PeopleDailyRow,
+    UsageDailyRow,
+)
 
 WINDOWS = (7, 30, 90)
 DEFAULT_WINDOW = 30
@@ -41,10 +39,13 @@ TOP_DOCUMENTS = 20
 TOP_CHANNELS = 20
 DOWN_VOTED_LIMIT = 50
 
-_REQUESTS_TABLE = RequestRow.__table__
 _REQUESTS = RequestRow.__table__.c
 _VOTES = VoteRow.__table__.c
-_SOURCES = AnswerSourceRow.__table__.c
+_USAGE = UsageDailyRow.__table__.c
+_PEOPLE = PeopleDailyRow.__table__.c
+_LATENCY = LatencyDailyRow.__table__.c
+_GAPS = GapsDailyRow.__table__.c
+_DOCUMENTS = DocumentsDailyRow.__table__.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,16 +211,11 @@ def nearest_rank(histogram: Sequence[tuple[int, int]], pct: float) -> int | None
     return histogram[-1][0]
 
 
-def _day(column: Any, dialect: str) -> ColumnElement[Any]:
-    if dialect == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)  # SQLite keeps naive UTC text: 'YYYY-MM-DD HH:MM:SS'
-
-
 def _month(column: Any, dialect: str) -> ColumnElement[Any]:
+    """'YYYY-MM' of a date column."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
+        return func.to_char(column, "YYYY-MM")
+    return func.substr(column, 1, 7)  # SQLite keeps dates as 'YYYY-MM-DD' text
 
 
 def _to_date(value: Any) -> date:
@@ -229,7 +225,8 @@ def _to_date(value: Any) -> date:
 def _utc(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    moment = datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class AnalyticsReader:
@@ -254,43 +251,42 @@ class AnalyticsReader:
             raise ValueError(f"days must be one of {', '.join(map(str, WINDOWS))}")
         now = self._now()
         since = window_start(days, now)
+        first = since.date()
         dialect = self._engine.dialect.name
         (
-            per_day_rows,
+            usage,
             people,
-            totals,
-            first_tokens,
+            latency,
             spend,
             votes,
             documents,
             channels,
             down_voted,
         ) = await asyncio.gather(
-            self._rows(self._per_day_query(since, dialect)),
-            self._rows(self._people_query(since)),
-            self._rows(self._latency_query(since, _REQUESTS.latency_ms)),
-            self._rows(self._latency_query(since, _REQUESTS.first_token_ms)),
-            self._rows(self._spend_query(month_start(since), dialect)),
-            self._rows(self._votes_query(since)),
-            self._rows(self._documents_query(since)),
-            self._rows(self._channels_query(since)),
-            self._rows(self._down_voted_query(since)),
+            self._rows(_usage_query(first)),
+            self._rows(_people_query(first)),
+            self._rows(_latency_query(first)),
+            self._rows(_spend_query(month_start(since).date(), dialect)),
+            self._rows(_votes_query(since)),
+            self._rows(_documents_query(first)),
+            self._rows(_channels_query(first)),
+            self._rows(_down_voted_query(since)),
         )
         return Analytics(
             days=days,
             since=since,
             until=now,
-            per_day=_per_day(per_day_rows),
+            per_day=_per_day(usage),
             people=[
                 Person(r.platform, r.user_id, r.questions, r.premium, float(r.cost), _utc(r.last))
                 for r in people
             ],
             spend=self._spend(spend),
-            latency=_latency(totals, first_tokens),
-            votes=[VoteLine(r.model, r.route, r.answers, r.up, r.down) for r in votes],
+            latency=_latency(latency),
+            votes=_votes(usage, votes),
             documents=[CitedDocument(r.title, r.url, r.answers) for r in documents],
-            gaps_by_day=_gaps_by_day(per_day_rows),
-            gaps_by_channel=[GapChannel(r.platform, r.channel or "", r.no_match) for r in channels],
+            gaps_by_day=_gaps_by_day(usage),
+            gaps_by_channel=[GapChannel(r.platform, r.channel, r.no_match) for r in channels],
             down_voted=[_down_voted(r, show_question=self._show_questions) for r in down_voted],
         )
 
@@ -301,153 +297,6 @@ class AnalyticsReader:
         ):
             rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
         return rows
-
-    # -- queries (each returns a bounded number of rows) ---------------------------------
-
-    @staticmethod
-    def _per_day_query(since: datetime, dialect: str) -> Select[Any]:
-        day = _day(_REQUESTS.created_at, dialect).label("day")
-        return (
-            select(
-                day,
-                _REQUESTS.platform,
-                _REQUESTS.route,
-                _REQUESTS.knowledge,
-                func.count().label("questions"),
-            )
-            .where(_REQUESTS.created_at >= since)
-            .group_by(day, _REQUESTS.platform, _REQUESTS.route, _REQUESTS.knowledge)
-        )
-
-    @staticmethod
-    def _people_query(since: datetime) -> Select[Any]:
-        premium = _REQUESTS.route == "premium"
-        return (
-            select(
-                _REQUESTS.platform,
-                _REQUESTS.user_id,
-                func.count().label("questions"),
-                func.count(case((premium, 1))).label("premium"),
-                func.coalesce(func.sum(_REQUESTS.cost_usd), 0).label("cost"),
-                func.max(_REQUESTS.created_at).label("last"),
-            )
-            .where(_REQUESTS.created_at >= since)
-            .group_by(_REQUESTS.platform, _REQUESTS.user_id)
-            .order_by(func.count().desc(), _REQUESTS.platform, _REQUESTS.user_id)
-        )
-
-    @staticmethod
-    def _latency_query(since: datetime, column: Any) -> Select[Any]:
-        return (
-            select(_REQUESTS.route, column.label("ms"), func.count().label("n"))
-            .where(_REQUESTS.created_at >= since, _REQUESTS.outcome == "ok", column.is_not(None))
-            .group_by(_REQUESTS.route, column)
-            .order_by(_REQUESTS.route, column)
-        )
-
-    @staticmethod
-    def _spend_query(since: datetime, dialect: str) -> Select[Any]:
-        month = _month(_REQUESTS.created_at, dialect).label("month")
-        return (
-            select(
-                month,
-                _REQUESTS.platform,
-                _REQUESTS.workspace,
-                _REQUESTS.user_id,
-                func.sum(_REQUESTS.cost_usd).label("cost"),
-            )
-            .where(_REQUESTS.route == "premium", _REQUESTS.created_at >= since)
-            .group_by(month, _REQUESTS.platform, _REQUESTS.workspace, _REQUESTS.user_id)
-        )
-
-    @staticmethod
-    def _votes_query(since: datetime) -> Select[Any]:
-        # The latest vote of each person on each answer (one row per person per answer).
-        tally = (
-            select(
-                _VOTES.answer_id,
-                func.count(case((_VOTES.vote == "up", 1))).label("up"),
-                func.count(case((_VOTES.vote == "down", 1))).label("down"),
-            )
-            .group_by(_VOTES.answer_id)
-            .subquery()
-        )
-        return (
-            select(
-                _REQUESTS.model,
-                _REQUESTS.route,
-                func.count().label("answers"),
-                func.coalesce(func.sum(tally.c.up), 0).label("up"),
-                func.coalesce(func.sum(tally.c.down), 0).label("down"),
-            )
-            .select_from(_REQUESTS_TABLE)
-            .outerjoin(tally, tally.c.answer_id == _REQUESTS.answer_id)
-            .where(
-                _REQUESTS.created_at >= since,
-                _REQUESTS.outcome == "ok",
-                _REQUESTS.answer_id.is_not(None),
-            )
-            .group_by(_REQUESTS.model, _REQUESTS.route)
-            .order_by(func.count().desc(), _REQUESTS.model, _REQUESTS.route)
-        )
-
-    @staticmethod
-    def _documents_query(since: datetime) -> Select[Any]:
-        answers = func.count(func.distinct(_SOURCES.answer_id))
-        return (
-            select(_SOURCES.title, _SOURCES.url, answers.label("answers"))
-            .where(_SOURCES.created_at >= since)
-            .group_by(_SOURCES.title, _SOURCES.url)
-            .order_by(answers.desc(), _SOURCES.title, _SOURCES.url)
-            .limit(TOP_DOCUMENTS)
-        )
-
-    @staticmethod
-    def _channels_query(since: datetime) -> Select[Any]:
-        # Group by the column, not by an expression: PostgreSQL sees two coalesce(...) with
-        # their own bound parameters as different expressions.
-        return (
-            select(_REQUESTS.platform, _REQUESTS.channel, func.count().label("no_match"))
-            .where(
-                _REQUESTS.knowledge == KnowledgeFound.NO_MATCH.value,
-                _REQUESTS.created_at >= since,
-            )
-            .group_by(_REQUESTS.platform, _REQUESTS.channel)
-            .order_by(func.count().desc(), _REQUESTS.platform, _REQUESTS.channel)
-            .limit(TOP_CHANNELS)
-        )
-
-    @staticmethod
-    def _down_voted_query(since: datetime) -> Select[Any]:
-        tally = (
-            select(
-                _VOTES.answer_id,
-                func.count(case((_VOTES.vote == "up", 1))).label("up"),
-                func.count(case((_VOTES.vote == "down", 1))).label("down"),
-            )
-            .group_by(_VOTES.answer_id)
-            .having(func.count(case((_VOTES.vote == "down", 1))) > 0)
-            .subquery()
-        )
-        return (
-            select(
-                _REQUESTS.created_at,
-                _REQUESTS.platform,
-                _REQUESTS.channel,
-                _REQUESTS.model,
-                _REQUESTS.route,
-                _REQUESTS.question,
-                tally.c.up,
-                tally.c.down,
-            )
-            .select_from(tally)
-            .join(
-                _REQUESTS_TABLE,
-                and_(_REQUESTS.answer_id == tally.c.answer_id, _REQUESTS.created_at >= since),
-            )
-            .order_by(_REQUESTS.created_at.desc())
-            .limit(DOWN_VOTED_LIMIT)
-        )
 
     def _spend(self, rows: Sequence[Row[Any]]) -> list[MonthlySpend]:
         people: dict[tuple[str, str], float] = {}
@@ -465,6 +314,143 @@ class AnalyticsReader:
             for (month, who), cost in workspaces.items()
         ]
         return sorted(lines, key=lambda s: (s.month, s.kind, -s.cost_usd, s.who))
+
+
+# -- queries (each returns a bounded number of rows) -------------------------------------
+
+
+def _usage_query(first: date) -> Select[Any]:
+    return select(
+        _USAGE.day,
+        _USAGE.platform,
+        _USAGE.route,
+        _USAGE.model,
+        _USAGE.knowledge,
+        _USAGE.outcome,
+        _USAGE.questions,
+    ).where(_USAGE.day >= first)
+
+
+def _people_query(first: date) -> Select[Any]:
+    questions = func.sum(_PEOPLE.questions)
+    return (
+        select(
+            _PEOPLE.platform,
+            _PEOPLE.user_id,
+            questions.label("questions"),
+            func.sum(_PEOPLE.premium_questions).label("premium"),
+            func.sum(_PEOPLE.cost_usd).label("cost"),
+            func.max(_PEOPLE.last_at).label("last"),
+        )
+        .where(_PEOPLE.day >= first)
+        .group_by(_PEOPLE.platform, _PEOPLE.user_id)
+        .order_by(questions.desc(), _PEOPLE.platform, _PEOPLE.user_id)
+    )
+
+
+def _latency_query(first: date) -> Select[Any]:
+    return (
+        select(
+            _LATENCY.route,
+            _LATENCY.measure,
+            _LATENCY.bucket_ms,
+            func.sum(_LATENCY.answers).label("n"),
+        )
+        .where(_LATENCY.day >= first)
+        .group_by(_LATENCY.route, _LATENCY.measure, _LATENCY.bucket_ms)
+        .order_by(_LATENCY.route, _LATENCY.measure, _LATENCY.bucket_ms)
+    )
+
+
+def _spend_query(first: date, dialect: str) -> Select[Any]:
+    month = _month(_PEOPLE.day, dialect).label("month")
+    return (
+        select(
+            month,
+            _PEOPLE.platform,
+            _PEOPLE.workspace,
+            _PEOPLE.user_id,
+            func.sum(_PEOPLE.cost_usd).label("cost"),
+        )
+        .where(_PEOPLE.day >= first, _PEOPLE.premium_questions > 0)
+        .group_by(month, _PEOPLE.platform, _PEOPLE.workspace, _PEOPLE.user_id)
+    )
+
+
+def _votes_query(since: datetime) -> Select[Any]:
+    """Votes cast in the window (each person's latest on each answer), by the model and
+    route of the answer."""
+    return (
+        select(
+            _REQUESTS.model,
+            _REQUESTS.route,
+            func.count(case((_VOTES.vote == "up", 1))).label("up"),
+            func.count(case((_VOTES.vote == "down", 1))).label("down"),
+        )
+        .select_from(VoteRow.__table__)
+        .join(RequestRow.__table__, _REQUESTS.answer_id == _VOTES.answer_id)
+        .where(_VOTES.created_at >= since)
+        .group_by(_REQUESTS.model, _REQUESTS.route)
+    )
+
+
+def _documents_query(first: date) -> Select[Any]:
+    answers = func.sum(_DOCUMENTS.answers)
+    return (
+        select(_DOCUMENTS.title, _DOCUMENTS.url, answers.label("answers"))
+        .where(_DOCUMENTS.day >= first)
+        .group_by(_DOCUMENTS.title, _DOCUMENTS.url)
+        .order_by(answers.desc(), _DOCUMENTS.title, _DOCUMENTS.url)
+        .limit(TOP_DOCUMENTS)
+    )
+
+
+def _channels_query(first: date) -> Select[Any]:
+    no_match = func.sum(_GAPS.no_match)
+    return (
+        select(_GAPS.platform, _GAPS.channel, no_match.label("no_match"))
+        .where(_GAPS.day >= first)
+        .group_by(_GAPS.platform, _GAPS.channel)
+        .order_by(no_match.desc(), _GAPS.platform, _GAPS.channel)
+        .limit(TOP_CHANNELS)
+    )
+
+
+def _down_voted_query(since: datetime) -> Select[Any]:
+    """The answers voted down in the window, the latest vote first."""
+    downs = func.count(case((_VOTES.vote == "down", 1)))
+    tally = (
+        select(
+            _VOTES.answer_id,
+            func.count(case((_VOTES.vote == "up", 1))).label("up"),
+            downs.label("down"),
+            func.max(_VOTES.created_at).label("voted"),
+        )
+        .where(_VOTES.created_at >= since)
+        .group_by(_VOTES.answer_id)
+        .having(downs > 0)
+        .order_by(func.max(_VOTES.created_at).desc())
+        .limit(DOWN_VOTED_LIMIT)
+        .subquery()
+    )
+    return (
+        select(
+            _REQUESTS.created_at,
+            _REQUESTS.platform,
+            _REQUESTS.channel,
+            _REQUESTS.model,
+            _REQUESTS.route,
+            _REQUESTS.question,
+            tally.c.up,
+            tally.c.down,
+        )
+        .select_from(tally)
+        .join(RequestRow.__table__, _REQUESTS.answer_id == tally.c.answer_id)
+        .order_by(tally.c.voted.desc(), _REQUESTS.created_at.desc())
+    )
+
+
+# -- from rows to figures ----------------------------------------------------------------
 
 
 def _down_voted(r: Row[Any], *, show_question: bool) -> DownVoted:
@@ -499,22 +485,37 @@ def _gaps_by_day(rows: Sequence[Row[Any]]) -> list[GapDay]:
     return [GapDay(d, s, n) for d, (s, n) in sorted(searched.items())]
 
 
-def _latency(totals: Sequence[Row[Any]], first_tokens: Sequence[Row[Any]]) -> list[Latency]:
-    def by_route(rows: Sequence[Row[Any]]) -> dict[str, list[tuple[int, int]]]:
-        out: dict[str, list[tuple[int, int]]] = {}
-        for r in rows:
-            out.setdefault(r.route, []).append((int(r.ms), int(r.n)))
-        return out
+def _votes(usage: Sequence[Row[Any]], votes: Sequence[Row[Any]]) -> list[VoteLine]:
+    """Answers per model and route (those that ended well), with the votes cast."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for r in usage:
+        if r.outcome == "ok":
+            counts.setdefault((r.model, r.route), [0, 0, 0])[0] += r.questions
+    for r in votes:
+        line = counts.setdefault((r.model, r.route), [0, 0, 0])
+        line[1] += r.up
+        line[2] += r.down
+    lines = [VoteLine(m, route, n, up, down) for (m, route), (n, up, down) in counts.items()]
+    return sorted(lines, key=lambda v: (-v.answers, v.model, v.route))
 
-    total, first = by_route(totals), by_route(first_tokens)
-    return [
-        Latency(
-            route=route,
-            answers=sum(n for _, n in total.get(route, [])),
-            first_token_p50=nearest_rank(first.get(route, []), 50),
-            first_token_p95=nearest_rank(first.get(route, []), 95),
-            total_p50=nearest_rank(total.get(route, []), 50),
-            total_p95=nearest_rank(total.get(route, []), 95),
+
+def _latency(rows: Sequence[Row[Any]]) -> list[Latency]:
+    histograms: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for r in rows:
+        histograms.setdefault((r.route, r.measure), []).append((int(r.bucket_ms), int(r.n)))
+    routes = sorted({route for route, _ in histograms})
+    lines = []
+    for route in routes:
+        total = histograms.get((route, "total"), [])
+        first = histograms.get((route, "first_token"), [])
+        lines.append(
+            Latency(
+                route=route,
+                answers=sum(n for _, n in total),
+                first_token_p50=nearest_rank(first, 50),
+                first_token_p95=nearest_rank(first, 95),
+                total_p50=nearest_rank(total, 50),
+                total_p95=nearest_rank(total, 95),
+            )
         )
-        for route in sorted(set(total) | set(first))
-    ]
+    return lines

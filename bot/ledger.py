@@ -35,6 +35,7 @@ from sqlalchemy.types import TypeDecorator
 from bot.budget import Spend
 from bot.database import Base, translated_errors
 from bot.feedback import Vote
+from bot.rollups import add_records
 from bot.usage import UsageRecord
 
 PING_TIMEOUT_SECONDS = 3.0
@@ -102,24 +103,13 @@ class RequestRow(Base):
     # For the analytics page (NULL on older rows): the channel (Slack) or conversation
     # (Teams) asked in; what retrieval found (bot.retrieval.KnowledgeFound; NULL without
     # retrieval); the question, redacted, kept only with ANALYTICS_SHOW_QUESTIONS=true.
+    # What the page adds up is kept in daily summaries too (bot.rollups).
     channel: Mapped[str | None] = mapped_column(String(255))
     knowledge: Mapped[str | None] = mapped_column(String(16))
     question: Mapped[str | None] = mapped_column(Text())
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
-        # The analytics page: questions per day by platform and route, people, latency
-        # (covering, so a window is read from the index alone on PostgreSQL).
-        Index(
-            "ix_requests_created_at_platform_route",
-            "created_at",
-            "platform",
-            "route",
-            "knowledge",
-            "user_id",
-        ),
-        Index("ix_requests_route_created_at", "route", "created_at"),
-        Index("ix_requests_knowledge_created_at", "knowledge", "created_at"),
         Index("ix_requests_answer_id", "answer_id"),
         # For monthly budgets per user and per workspace.
         Index("ix_requests_user_id_created_at", "user_id", "created_at"),
@@ -143,25 +133,10 @@ class VoteRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        Index("ix_votes_created_at", "created_at"),  # the analytics page's window
         # One vote per person per answer: a later one replaces it (upsert on this).
         UniqueConstraint("answer_id", "platform", "user_id"),
     )
-
-
-class AnswerSourceRow(Base):
-    """Table `answer_sources`: the indexed documents an answer cited (one row each)."""
-
-    __tablename__ = "answer_sources"
-
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
-    answer_id: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str] = mapped_column(String(255))
-    url: Mapped[str] = mapped_column(String(2048))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (Index("ix_answer_sources_created_at", "created_at"),)
 
 
 class AnswerMessageRow(Base):
@@ -181,8 +156,9 @@ class AnswerMessageRow(Base):
     __table_args__ = (UniqueConstraint("platform", "message"),)
 
 
-def _to_row(record: UsageRecord) -> RequestRow:
-    return RequestRow(
+def _to_values(record: UsageRecord) -> dict[str, Any]:
+    """A record as the `requests` row's attribute values (for a bulk insert)."""
+    return dict(
         platform=record.platform,
         workspace=record.workspace,
         user=record.user,
@@ -203,18 +179,6 @@ def _to_row(record: UsageRecord) -> RequestRow:
         knowledge=record.knowledge,
         question=record.question,
     )
-
-
-def _source_rows(record: UsageRecord) -> list[AnswerSourceRow]:
-    return [
-        AnswerSourceRow(
-            answer_id=record.answer_id,
-            title=title[:255],
-            url=url[:2048],
-            created_at=record.created_at,
-        )
-        for title, url in record.cited
-    ]
 
 
 def _to_record(row: RequestRow) -> UsageRecord:
@@ -261,8 +225,9 @@ class Ledger:
             translated_errors("could not record usage", self._timeout),
             self._sessions.begin() as session,
         ):
-            session.add_all([_to_row(record) for record in records])
-            session.add_all([row for record in records for row in _source_rows(record)])
+            # An ORM bulk INSERT: one statement run for every row, no objects to track.
+            await session.execute(insert(RequestRow), [_to_values(r) for r in records])
+            await add_records(session, records)
 
     async def ping(self) -> None:
         """Check that the database answers; raise DatabaseError when it does not."""
