@@ -8,10 +8,12 @@ counted here independently of the page's SQL.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
 import re
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +39,10 @@ from bot.ledger import Ledger
 from bot.usage import UsageRecord
 from tests.analytics_seed import ADMIN, BUDGETS, NOW, Seed, analytics_server, make_seed, write_seed
 from tests.fakes.core import RecordingSink
-from tests.harness import SlackBotUnderTest
-from tests.slack_payloads import slash
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.harness import SlackBotUnderTest, running_bot, slack_settings
+from tests.slack_payloads import dm, slash
 
 SLACK_ADMIN = "U123ABC456"  # the user of the slash command fixture
 DM = "D024BE91L"
@@ -456,18 +460,37 @@ async def test_question_texts_only_when_asked_for_and_redacted(ledger: Ledger) -
         assert questions and all(q.startswith("question ") for q in questions)
 
 
-async def test_the_ledger_keeps_the_question_redacted_only_when_asked(
-    slack_bot: SlackBotUnderTest,
-) -> None:
-    # Off by default: the answer is recorded without its question.
-    from tests.slack_payloads import dm
+async def recorded(bot: SlackBotUnderTest, count: int = 1) -> list[UsageRecord]:
+    """The ledger's records, newest first, once the usage writer has written ``count``
+    (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while len(records := await bot.runtime.ledger.recent()) < count:
+        assert time.monotonic() < deadline, "no usage record written"
+        await asyncio.sleep(0.02)
+    return records
 
-    await slack_bot.post_event(dm("my password=hunter2hunter2 leaks?", "1700000000.000100"))
-    await slack_bot.settle()
-    await slack_bot.runtime.assistant._usage.flush()  # type: ignore[union-attr]
-    records = await slack_bot.runtime.ledger.recent()
-    assert records and records[0].question is None
-    assert records[0].channel  # the channel is recorded for the gaps by channel
+
+@pytest.mark.parametrize("keep", [False, True])
+async def test_the_ledger_keeps_the_question_redacted_only_when_asked(
+    fake_slack: FakeSlack,
+    fake_ollama: FakeOllama,
+    redis_url: str,
+    database_url: str,
+    keep: bool,
+) -> None:
+    settings = slack_settings(
+        fake_slack, fake_ollama, redis_url, database_url, analytics_show_questions=keep
+    )
+    async with running_bot(settings, fake_slack, fake_ollama) as bot:
+        await bot.post_event(dm("is password=hunter2hunter2 strong?", "1700000000.000100"))
+        await bot.settle()
+        (record,) = await recorded(bot)
+    assert record.channel == DM  # for the knowledge gaps by channel
+    if keep:
+        assert record.question is not None and "hunter2" not in record.question
+        assert record.question.startswith("is password=[REDACTED")
+    else:
+        assert record.question is None
 
 
 async def test_bad_period_unknown_table_and_no_session(ledger: Ledger) -> None:
