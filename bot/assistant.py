@@ -32,7 +32,13 @@ from bot.prompt import Prompt, build_prompt, prompt_budget
 from bot.ratelimit import RateCharge, RateLimited, RateLimiter
 from bot.redact import describe_kinds, redact, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
-from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever, knowledge_found
+from bot.retrieval import (
+    NOT_CONFIGURED,
+    KnowledgeFound,
+    Retrieved,
+    Retriever,
+    knowledge_found,
+)
 from bot.search import search_reply
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
@@ -420,9 +426,10 @@ class Assistant:
         (and with them the answer's id, for feedback)."""
         if generation.outcome is not Outcome.OK:
             return
-        if retrieved.unavailable:
+        found = knowledge_found(retrieved, len(prompt.passages))
+        if found is KnowledgeFound.UNAVAILABLE:
             await sink.write("\n\n" + replies.KNOWLEDGE_UNAVAILABLE)
-        elif retrieved.elapsed_ms is not None and not prompt.passages:
+        elif found is KnowledgeFound.NO_MATCH:
             await sink.write("\n\n" + replies.NO_SOURCE_MATCHED)
         if route.premium is not None:
             await sink.write(replies.PREMIUM_SIGNATURE.format(model=route.model.name))
