@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Row, Select, case, func, select
+from sqlalchemy import Row, Select, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.budget import Budgets, month_start
@@ -29,6 +29,7 @@ from bot.rollups import (
     GapsDailyRow,
     LatencyDailyRow,
     PeopleDailyRow,
+    SpendMonthlyRow,
     UsageDailyRow,
 )
 
@@ -43,6 +44,7 @@ _REQUESTS = RequestRow.__table__.c
 _VOTES = VoteRow.__table__.c
 _USAGE = UsageDailyRow.__table__.c
 _PEOPLE = PeopleDailyRow.__table__.c
+_SPEND = SpendMonthlyRow.__table__.c
 _LATENCY = LatencyDailyRow.__table__.c
 _GAPS = GapsDailyRow.__table__.c
 _DOCUMENTS = DocumentsDailyRow.__table__.c
@@ -211,13 +213,6 @@ def nearest_rank(histogram: Sequence[tuple[int, int]], pct: float) -> int | None
     return histogram[-1][0]
 
 
-def _month(column: Any, dialect: str) -> ColumnElement[Any]:
-    """'YYYY-MM' of a date column."""
-    if dialect == "postgresql":
-        return func.to_char(column, "YYYY-MM")
-    return func.substr(column, 1, 7)  # SQLite keeps dates as 'YYYY-MM-DD' text
-
-
 def _to_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
@@ -252,7 +247,6 @@ class AnalyticsReader:
         now = self._now()
         since = window_start(days, now)
         first = since.date()
-        dialect = self._engine.dialect.name
         (
             usage,
             people,
@@ -266,7 +260,7 @@ class AnalyticsReader:
             self._rows(_usage_query(first)),
             self._rows(_people_query(first)),
             self._rows(_latency_query(first)),
-            self._rows(_spend_query(month_start(since).date(), dialect)),
+            self._rows(_spend_query(month_start(since).strftime("%Y-%m"))),
             self._rows(_votes_query(since)),
             self._rows(_documents_query(first)),
             self._rows(_channels_query(first)),
@@ -362,36 +356,41 @@ def _latency_query(first: date) -> Select[Any]:
     )
 
 
-def _spend_query(first: date, dialect: str) -> Select[Any]:
-    month = _month(_PEOPLE.day, dialect).label("month")
-    return (
-        select(
-            month,
-            _PEOPLE.platform,
-            _PEOPLE.workspace,
-            _PEOPLE.user_id,
-            func.sum(_PEOPLE.cost_usd).label("cost"),
-        )
-        .where(_PEOPLE.day >= first, _PEOPLE.premium_questions > 0)
-        .group_by(month, _PEOPLE.platform, _PEOPLE.workspace, _PEOPLE.user_id)
-    )
+def _spend_query(first_month: str) -> Select[Any]:
+    return select(
+        _SPEND.month,
+        _SPEND.platform,
+        _SPEND.workspace,
+        _SPEND.user_id,
+        _SPEND.cost_usd.label("cost"),
+    ).where(_SPEND.month >= first_month)
 
 
 def _votes_query(since: datetime) -> Select[Any]:
     """Votes cast in the window (each person's latest on each answer), by the model and
-    route of the answer."""
-    return (
-        select(
-            _REQUESTS.model,
-            _REQUESTS.route,
-            func.count(case((_VOTES.vote == "up", 1))).label("up"),
-            func.count(case((_VOTES.vote == "down", 1))).label("down"),
-        )
+    route of the answer: kept on the vote, else looked up (a vote on an answer whose ledger
+    row was not written yet when the vote was)."""
+    up = func.count(case((_VOTES.vote == "up", 1))).label("up")
+    down = func.count(case((_VOTES.vote == "down", 1))).label("down")
+    kept = (
+        select(_VOTES.model, _VOTES.route, up, down)
+        .where(_VOTES.created_at >= since, _VOTES.model.is_not(None))
+        .group_by(_VOTES.model, _VOTES.route)
+    )
+    looked_up = (
+        select(_REQUESTS.model, _REQUESTS.route, up, down)
         .select_from(VoteRow.__table__)
         .join(RequestRow.__table__, _REQUESTS.answer_id == _VOTES.answer_id)
-        .where(_VOTES.created_at >= since)
+        .where(_VOTES.created_at >= since, _VOTES.model.is_(None))
         .group_by(_REQUESTS.model, _REQUESTS.route)
     )
+    both = union_all(kept, looked_up).subquery()
+    return select(
+        both.c.model,
+        both.c.route,
+        func.sum(both.c.up).label("up"),
+        func.sum(both.c.down).label("down"),
+    ).group_by(both.c.model, both.c.route)
 
 
 def _documents_query(first: date) -> Select[Any]:
@@ -418,20 +417,26 @@ def _channels_query(first: date) -> Select[Any]:
 
 def _down_voted_query(since: datetime) -> Select[Any]:
     """The answers voted down in the window, the latest vote first."""
-    downs = func.count(case((_VOTES.vote == "down", 1)))
-    tally = (
+    downs = (
         select(
             _VOTES.answer_id,
-            func.count(case((_VOTES.vote == "up", 1))).label("up"),
-            downs.label("down"),
+            func.count().label("down"),
             func.max(_VOTES.created_at).label("voted"),
         )
-        .where(_VOTES.created_at >= since)
+        .where(_VOTES.vote == "down", _VOTES.created_at >= since)
         .group_by(_VOTES.answer_id)
-        .having(downs > 0)
         .order_by(func.max(_VOTES.created_at).desc())
         .limit(DOWN_VOTED_LIMIT)
         .subquery()
+    )
+    ups = (
+        select(func.count())
+        .where(
+            _VOTES.answer_id == downs.c.answer_id,
+            _VOTES.vote == "up",
+            _VOTES.created_at >= since,
+        )
+        .scalar_subquery()
     )
     return (
         select(
@@ -441,12 +446,12 @@ def _down_voted_query(since: datetime) -> Select[Any]:
             _REQUESTS.model,
             _REQUESTS.route,
             _REQUESTS.question,
-            tally.c.up,
-            tally.c.down,
+            ups.label("up"),
+            downs.c.down,
         )
-        .select_from(tally)
-        .join(RequestRow.__table__, _REQUESTS.answer_id == tally.c.answer_id)
-        .order_by(tally.c.voted.desc(), _REQUESTS.created_at.desc())
+        .select_from(downs)
+        .join(RequestRow.__table__, _REQUESTS.answer_id == downs.c.answer_id)
+        .order_by(downs.c.voted.desc(), _REQUESTS.created_at.desc())
     )
 
 

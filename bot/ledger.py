@@ -131,6 +131,9 @@ class VoteRow(Base):
     user: Mapped[str] = mapped_column("user_id", String(255))
     vote: Mapped[str] = mapped_column(String(8))  # "up" or "down"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The answer's model and route (requests.model, .route), for the analytics page.
+    model: Mapped[str | None] = mapped_column(String(255))
+    route: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_votes_created_at", "created_at"),  # the analytics page's window
@@ -271,7 +274,7 @@ class Ledger:
 
     async def record_vote(self, vote: Vote) -> None:
         """Store ``vote``, replacing the same person's earlier vote on the same answer."""
-        values = {
+        values: dict[str, Any] = {
             "answer_id": vote.answer_id,
             "platform": vote.platform,
             "workspace": vote.workspace,
@@ -279,13 +282,22 @@ class Ledger:
             "vote": vote.value,
             "created_at": vote.created_at,
         }
+        # The answer's model and route, kept with the vote for the analytics page (NULL
+        # when its ledger row is not written yet: the page then looks it up).
+        answer = (
+            select(RequestRow.model, RequestRow.route)
+            .where(RequestRow.answer_id == vote.answer_id)
+            .limit(1)
+        )
         async with (
             translated_errors("could not record a vote", self._timeout),
             self._sessions.begin() as session,
         ):
+            found = (await session.execute(answer)).first()
+            values["model"], values["route"] = found if found is not None else (None, None)
             await _upsert(
                 session, VoteRow, [values], keys=("answer_id", "platform", "user_id"),
-                changed=("vote", "created_at"),
+                changed=("vote", "created_at", "model", "route"),
             )  # fmt: skip
 
     async def votes(self, answer_id: str) -> dict[str, str]:

@@ -77,6 +77,20 @@ class PeopleDailyRow(Base):
     last_at: Mapped[str] = mapped_column(String(32))  # ISO 8601 UTC: sorts as text
 
 
+class SpendMonthlyRow(Base):
+    """Table `spend_monthly`: premium spend per UTC calendar month and person (in a
+    workspace): what the monthly budgets are held against."""
+
+    __tablename__ = "spend_monthly"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-12"
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user: Mapped[str] = mapped_column("user_id", String(255), primary_key=True)
+    cost_usd: Mapped[float] = mapped_column(Numeric(14, 8, asdecimal=False))
+    questions: Mapped[int] = mapped_column(Integer())
+
+
 class LatencyDailyRow(Base):
     """Table `latency_daily`: answers that ended well per UTC day, route, measure ("total"
     or "first_token") and latency bucket."""
@@ -137,6 +151,7 @@ async def add_records(session: AsyncSession, records: Sequence[UsageRecord]) -> 
     latency: dict[tuple[Any, ...], list[Any]] = {}
     gaps: dict[tuple[Any, ...], list[Any]] = {}
     documents: dict[tuple[Any, ...], list[Any]] = {}
+    spend: dict[tuple[Any, ...], list[Any]] = {}
     for r in records:
         day, outcome = _day(r), str(r.outcome)
         knowledge = r.knowledge or NO_KNOWLEDGE
@@ -150,6 +165,9 @@ async def add_records(session: AsyncSession, records: Sequence[UsageRecord]) -> 
             r.cost_usd,
             _iso(r.created_at),
         )
+        if premium or r.cost_usd > 0:
+            month = r.created_at.astimezone(UTC).strftime("%Y-%m")
+            _count(spend, (month, r.platform, r.workspace, r.user), r.cost_usd, 1)
         if outcome == "ok":
             _count(latency, (day, r.route, "total", latency_bucket(r.latency_ms)), 1)
             if r.first_token_ms is not None:
@@ -172,6 +190,13 @@ async def add_records(session: AsyncSession, records: Sequence[UsageRecord]) -> 
         ("day", "platform", "workspace", "user_id"),
         ("questions", "premium_questions", "cost_usd", "last_at"),
         people,
+    )
+    await _add(
+        session,
+        SpendMonthlyRow,
+        ("month", "platform", "workspace", "user_id"),
+        ("cost_usd", "questions"),
+        spend,
     )
     await _add(
         session,

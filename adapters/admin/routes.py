@@ -36,6 +36,7 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 # Link previewers fetch links posted in chat; they must not use up a one-time code.
+SPEND_BARS = 12  # the workspaces and the people who spent most this month; the rest in the table
 LINK_PREVIEWERS = ("slackbot-linkexpanding", "slackbot", "skypeuripreview", "microsoft teams")
 
 
@@ -305,8 +306,10 @@ def page_charts(a: Analytics) -> dict[str, charts.Chart]:
             [(0, s.cost_usd, f"{s.month} spend: ${s.cost_usd:,.2f}")]
             + ([(1, s.budget_usd, f"budget: ${s.budget_usd:,.2f}")] if s.budget_usd > 0 else []),
         )
-        for s in a.spend
-        if s.month == month
+        for s in sorted(
+            (s for s in a.spend if s.month == month),
+            key=lambda s: (s.kind != "workspace", -s.cost_usd, s.who),
+        )[:SPEND_BARS]
     ]
     document_rows = [
         (d.title, [(0, float(d.answers), f"{d.title}: {d.answers}")]) for d in a.documents[:10]

@@ -1,7 +1,8 @@
 """Analytics for the team lead: what the ledger did not hold (the channel, what retrieval
-found, the redacted question when kept), daily summaries the page adds up instead of the
-ledger's rows (filled here from the rows already there), an index on votes' time, and the
-sign-in tables (one-time codes, the session key).
+found, the redacted question when kept; on votes, the answer's model and route), daily and
+monthly summaries the page adds up instead of the ledger's rows (filled here from the rows
+already there), an index on votes' time, and the sign-in tables (one-time codes, the
+session key).
 
 Revision ID: 0006
 Revises: 0004
@@ -30,19 +31,23 @@ _BUCKET = (
 )
 
 
-def _day_and_iso() -> tuple[str, str]:
-    """SQL for a row's UTC day and its time as ISO 8601 text, on this database."""
+def _day_month_and_iso() -> tuple[str, str, str]:
+    """SQL for a row's UTC day, its UTC month ('YYYY-MM') and its time as ISO 8601 text."""
     if op.get_bind().dialect.name == "postgresql":
         utc = "(created_at AT TIME ZONE 'UTC')"
-        return f"CAST({utc} AS DATE)", f'to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
+        return (
+            f"CAST({utc} AS DATE)",
+            f"to_char({utc}, 'YYYY-MM')",
+            f'to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
+        )
     # SQLite keeps naive UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'.
-    return "date(created_at)", "replace(created_at, ' ', 'T') || 'Z'"
+    return "date(created_at)", "substr(created_at, 1, 7)", "replace(created_at, ' ', 'T') || 'Z'"
 
 
 def _summarise_existing_rows() -> None:
     """Fill the daily summaries from the ledger's rows (rows older than this migration
     hold no channel, retrieval result or cited documents: nothing for those)."""
-    day, iso = _day_and_iso()
+    day, month, iso = _day_month_and_iso()
     op.execute(
         "INSERT INTO usage_daily (day, platform, route, model, knowledge, outcome, questions) "
         f"SELECT {day}, platform, route, model, coalesce(knowledge, ''), outcome, count(*) "
@@ -55,6 +60,17 @@ def _summarise_existing_rows() -> None:
         "sum(CASE WHEN route = 'premium' THEN 1 ELSE 0 END), coalesce(sum(cost_usd), 0), "
         f"max({iso}) FROM requests GROUP BY 1, 2, 3, 4"
     )
+    op.execute(
+        "INSERT INTO spend_monthly (month, platform, workspace, user_id, cost_usd, questions) "
+        f"SELECT {month}, platform, workspace, user_id, coalesce(sum(cost_usd), 0), count(*) "
+        "FROM requests WHERE route = 'premium' OR cost_usd > 0 GROUP BY 1, 2, 3, 4"
+    )
+    # Votes keep their answer's model and route.
+    for column in ("model", "route"):
+        op.execute(
+            f"UPDATE votes SET {column} = (SELECT r.{column} FROM requests r "
+            "WHERE r.answer_id = votes.answer_id LIMIT 1)"
+        )
     for measure, column, where in (
         ("total", "latency_ms", ""),
         ("first_token", "first_token_ms", " AND first_token_ms IS NOT NULL"),
@@ -75,6 +91,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("knowledge", sa.String(16), nullable=True))
         batch.add_column(sa.Column("question", sa.Text(), nullable=True))
     with op.batch_alter_table("votes") as batch:
+        batch.add_column(sa.Column("model", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("route", sa.String(32), nullable=True))
         batch.create_index("ix_votes_created_at", ["created_at"])
     op.create_table(
         "usage_daily",
@@ -100,6 +118,18 @@ def upgrade() -> None:
         sa.Column("cost_usd", sa.Numeric(14, 8), nullable=False),
         sa.Column("last_at", sa.String(32), nullable=False),
         sa.PrimaryKeyConstraint("day", "platform", "workspace", "user_id", name="pk_people_daily"),
+    )
+    op.create_table(
+        "spend_monthly",
+        sa.Column("month", sa.String(7), nullable=False),
+        sa.Column("platform", sa.String(32), nullable=False),
+        sa.Column("workspace", sa.String(255), nullable=False),
+        sa.Column("user_id", sa.String(255), nullable=False),
+        sa.Column("cost_usd", sa.Numeric(14, 8), nullable=False),
+        sa.Column("questions", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "month", "platform", "workspace", "user_id", name="pk_spend_monthly"
+        ),
     )
     op.create_table(
         "latency_daily",
@@ -150,12 +180,15 @@ def downgrade() -> None:
         "documents_daily",
         "gaps_daily",
         "latency_daily",
+        "spend_monthly",
         "people_daily",
         "usage_daily",
     ):
         op.drop_table(table)
     with op.batch_alter_table("votes") as batch:
         batch.drop_index("ix_votes_created_at")
+        batch.drop_column("route")
+        batch.drop_column("model")
     with op.batch_alter_table("requests") as batch:
         batch.drop_column("question")
         batch.drop_column("knowledge")
