@@ -45,10 +45,12 @@ TARGET_MS = 500
 BATCH = 5_000
 SUMMARIES = ("usage_daily", "people_daily", "latency_daily", "gaps_daily", "documents_daily")
 
+# Votes as Ledger.record_vote writes them (with the answer's model and route), on 5% of the
+# answers, one in four down.
 VOTES = """
-INSERT INTO votes (answer_id, platform, workspace, user_id, vote, created_at)
-SELECT answer_id, platform, workspace, 'V' || (id % 97), CASE WHEN id % 4 = 0 THEN 'down'
-    ELSE 'up' END, created_at
+INSERT INTO votes (answer_id, platform, workspace, user_id, vote, created_at, model, route)
+SELECT answer_id, platform, workspace, 'V' || (id % 97),
+    CASE WHEN (id / 20) % 4 = 0 THEN 'down' ELSE 'up' END, created_at, model, route
 FROM requests WHERE id % 20 = 0 AND outcome = 'ok'
 """
 
@@ -178,19 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_URL))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the filled schema")
+    parser.add_argument("--schema", help="time a schema kept by an earlier --keep run")
     args = parser.parse_args(argv)
-    schema = f"bench_analytics_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"bench_analytics_{uuid.uuid4().hex[:8]}"
     try:
-        schema_url = prepare(args.url, schema)
-        seconds = asyncio.run(fill(schema_url, args.rows))
-        print(
-            f"wrote {args.rows:,} ledger rows with their daily summaries in {seconds:.1f} s "
-            f"({args.rows / seconds:,.0f} rows/s in batches of {BATCH}; schema {schema})"
-        )
-        finish(args.url, schema)
+        if args.schema:
+            schema_url = (
+                make_url(args.url)
+                .update_query_dict({"options": f"-csearch_path={schema}"})
+                .render_as_string(hide_password=False)
+            )
+        else:
+            schema_url = prepare(args.url, schema)
+            seconds = asyncio.run(fill(schema_url, args.rows))
+            print(
+                f"wrote {args.rows:,} ledger rows with their daily summaries in {seconds:.1f} s "
+                f"({args.rows / seconds:,.0f} rows/s in batches of {BATCH}; schema {schema})"
+            )
+            finish(args.url, schema)
         times = asyncio.run(measure(schema_url, args.repeat))
     finally:
-        if not args.keep:
+        if not (args.keep or args.schema):
             with psycopg.connect(conninfo(args.url), autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))

@@ -307,7 +307,10 @@ class AnalyticsReader:
             MonthlySpend(month, "workspace", who, cost, self._budgets.workspace_usd)
             for (month, who), cost in workspaces.items()
         ]
-        return sorted(lines, key=lambda s: (s.month, s.kind, -s.cost_usd, s.who))
+        # The latest month first; in a month the workspaces, then who spent most.
+        lines.sort(key=lambda s: (s.kind != "workspace", -s.cost_usd, s.who))
+        lines.sort(key=lambda s: s.month, reverse=True)
+        return lines
 
 
 # -- queries (each returns a bounded number of rows) -------------------------------------
