@@ -569,3 +569,22 @@ async def test_the_upgrade_summarises_the_rows_already_in_the_ledger(database_ur
     local = next(x for x in figures.latency if x.route == "local")
     assert (local.answers, local.total_p50, local.total_p95) == (2, 1200, 99000)
     assert (local.first_token_p50, local.first_token_p95) == (450, 450)
+
+
+async def test_storage_down_is_a_clear_message_not_a_crash(tmp_path: Any) -> None:
+    from bot import replies
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'chatbot.db'}")
+    try:
+        async with (
+            analytics_server(engine) as (server, sign_in),
+            aiohttp.ClientSession() as http,
+        ):
+            assert await sign_in.reply_to(ADMIN, direct=True) == replies.ADMIN_UNAVAILABLE
+            url = str(server.make_url("/admin"))
+            status, body, _ = await get(http, url, cookie="chatbot_admin=QQ.9999999999.abc")
+            assert status == 503 and "not answering" in body and "Traceback" not in body
+            status, body, _ = await get(http, str(server.make_url("/admin/login?code=x")))
+            assert status == 503 and "not answering" in body
+    finally:
+        await engine.dispose()

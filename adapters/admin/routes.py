@@ -37,7 +37,7 @@ CONTENT_SECURITY_POLICY = (
 )
 # Link previewers fetch links posted in chat; they must not use up a one-time code.
 SPEND_BARS = 12  # the workspaces and the people who spent most this month; the rest in the table
-LINK_PREVIEWERS = ("slackbot-linkexpanding", "slackbot", "skypeuripreview", "microsoft teams")
+LINK_PREVIEWERS = ("slackbot", "skypeuripreview")  # Slackbot-LinkExpanding; Teams
 
 
 @dataclass(frozen=True, slots=True)
