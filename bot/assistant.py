@@ -12,12 +12,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from bot import replies
+from bot.admin import AdminSignIn
 from bot.admission import Admission
-from bot.citations import MarkerFilter, cite
+from bot.citations import MarkerFilter, cite, cited_documents
 from bot.commands import Command, CommandReplies, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
@@ -29,9 +30,9 @@ from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import build_prompt, prompt_budget
 from bot.ratelimit import RateCharge, RateLimited, RateLimiter
-from bot.redact import describe_kinds, redact_turns
+from bot.redact import describe_kinds, redact, redact_turns
 from bot.replies import GENERIC_NAMES, ProviderNames
-from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever
+from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever, knowledge_found
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
 from bot.tokens import TokenCommand
@@ -89,11 +90,15 @@ class Assistant:
         tokens: TokenCommand | None = None,
         names: ProviderNames = GENERIC_NAMES,
         terminals: frozenset[str] = frozenset(),
+        admin: AdminSignIn | None = None,
+        record_questions: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``names``: how replies name the providers and their settings (the core knows
         no provider; the composition root does). ``terminals``: the platforms that are a
-        terminal (help names `/quit`, not channels)."""
+        terminal (help names `/quit`, not channels). ``admin``: the analytics page's
+        sign-in (`/admin`), None when it is not set up. ``record_questions``: the ledger
+        keeps each question's text, redacted, for the analytics page."""
         self._state = state
         self._terminals = terminals
         self._local = Route("local", local_model)
@@ -123,6 +128,7 @@ class Assistant:
         )
         self._retriever = retriever
         self._tokens = tokens
+        self._record_questions = record_questions
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
         self._replies = CommandReplies(
@@ -134,6 +140,7 @@ class Assistant:
             admission=self._admission,
             retriever=retriever,
             tokens=tokens,
+            admin=admin,
             terminals=terminals,
             now=now,
         )
@@ -149,6 +156,7 @@ class Assistant:
             "model": self._replies.model_info,
             "search": self._replies.search,
             "token": self._replies.token,
+            "admin": self._replies.admin_link,
         }
 
     @property
@@ -346,19 +354,20 @@ class Assistant:
                 # Without passages a bracketed number is the model's own text, left alone.
                 text_filter=markers if prompt.passages else None,
             )
+            found = knowledge_found(retrieved, len(prompt.passages))
             if generation.outcome is Outcome.OK:
                 await cite(
                     sink,
                     passages=prompt.passages,
                     cited=markers.cited,
-                    retrieved=retrieved,
+                    found=found,
                     premium_model=route.model.name if route.premium is not None else None,
                     answer_id=answer_id,
                 )
             if not await self._remember(recalled, question, generation):
                 recalled.down = True
         await self._note_memory_down(message.key, recalled.down, generation, sink)
-        return usage_record(
+        record = usage_record(
             message,
             route=route.name,
             model=route.model.name,
@@ -368,6 +377,14 @@ class Assistant:
             passages=len(prompt.passages),
             answer_id=answer_id,
             done=self._now(),
+        )
+        return replace(
+            record,
+            knowledge=found,
+            cited=cited_documents(prompt.passages, markers.cited)
+            if generation.outcome is Outcome.OK
+            else (),
+            question=redact(question).text if self._record_questions else None,
         )
 
     @asynccontextmanager

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
 
 from bot import replies
 from bot.conversation import Citation, ReplySink
+from bot.retrieval import KnowledgeFound
 from inference.knowledge import Passage
-
-if TYPE_CHECKING:
-    from bot.retrieval import Retrieved
 
 # `[1]`, `[2, 3]`, `[1,2]`: one marker group.
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -102,6 +99,20 @@ def searched(passages: Sequence[Passage]) -> list[Citation]:
     return [_citation(n, p) for n, p in enumerate(passages, start=1)]
 
 
+def cited_documents(
+    passages: Sequence[Passage], numbers: Sequence[int]
+) -> tuple[tuple[str, str], ...]:
+    """The documents behind passages ``numbers`` (1-based), each once, as (title, url) with
+    the url's fragment removed: what the usage ledger counts as cited."""
+    documents: dict[tuple[str, str], None] = {}
+    for number in numbers:
+        if 1 <= number <= len(passages):
+            passage = passages[number - 1]
+            title = passage.title or passage.document
+            documents[(title, passage.url.split("#", 1)[0])] = None
+    return tuple(documents)
+
+
 def display_title(passage: Passage) -> str:
     """The document's title and, when it adds something, the heading path inside it."""
     title = passage.title or passage.document
@@ -135,16 +146,16 @@ async def cite(
     *,
     passages: Sequence[Passage],
     cited: Sequence[int],
-    retrieved: Retrieved,
+    found: KnowledgeFound | None,
     premium_model: str | None,
     answer_id: str,
 ) -> None:
     """The cite step, after a complete answer's text: the knowledge note (nothing matched, or
     the index was down), the premium signature, then the sources: the ``cited`` ones, or
     every passage given as searched, or none (and with them the answer's id, for feedback)."""
-    if retrieved.unavailable:
+    if found is KnowledgeFound.UNAVAILABLE:
         await sink.write("\n\n" + replies.KNOWLEDGE_UNAVAILABLE)
-    elif retrieved.elapsed_ms is not None and not passages:
+    elif found is KnowledgeFound.NO_MATCH:
         await sink.write("\n\n" + replies.NO_SOURCE_MATCHED)
     if premium_model is not None:
         await sink.write(replies.PREMIUM_SIGNATURE.format(model=premium_model))

@@ -14,13 +14,16 @@ from bot.search import search_reply
 from bot.tokens import Owner, TokenCommand
 
 if TYPE_CHECKING:
+    from bot.admin import AdminSignIn
     from bot.admission import Admission
     from bot.premium import PremiumAccount
     from bot.replies import ProviderNames
     from bot.retrieval import Retriever
     from bot.state import ConversationState
 
-CommandName = Literal["premium", "reset", "help", "model", "ask", "search", "token", "unknown"]
+CommandName = Literal[
+    "premium", "reset", "help", "model", "ask", "search", "token", "admin", "unknown"
+]
 KNOWN: dict[str, CommandName] = {
     "premium": "premium",
     "reset": "reset",
@@ -29,6 +32,7 @@ KNOWN: dict[str, CommandName] = {
     "ask": "ask",
     "search": "search",
     "token": "token",
+    "admin": "admin",
 }
 # `/word` followed by whitespace or the end; `/usr/bin/env` and `/tmp/x` are not commands.
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z_-]{0,30})(?=\s|$)\s*(.*)$", re.DOTALL)
@@ -76,7 +80,8 @@ _WHERE = {
 _TERMINAL_EXTRA = "- `/quit` or `/exit` (or Ctrl-D): end the chat"
 _CHAT_EXTRA = (
     "- `/token`: in a direct message with me, a personal token to use me from your editor, "
-    "terminal (`chatbot ask`) or coding agent"
+    "terminal (`chatbot ask`) or coding agent\n"
+    "- `/admin`: for the bot's admins, in a direct message: a sign-in link to the analytics page"
 )
 _CHANNELS = (
     "In a channel, mention me and I answer in the message's thread, keeping the context of "
@@ -114,6 +119,7 @@ class CommandReplies:
         admission: Admission,
         retriever: Retriever | None,
         tokens: TokenCommand | None,
+        admin: AdminSignIn | None,
         terminals: frozenset[str],
         now: Callable[[], datetime],
     ) -> None:
@@ -126,6 +132,7 @@ class CommandReplies:
         self._admission = admission
         self._retriever = retriever
         self._tokens = tokens
+        self._admin = admin
         self._terminals = terminals
         self._now = now
 
@@ -172,3 +179,10 @@ class CommandReplies:
         await sink.write(
             await self._tokens.reply(owner, command.argument, is_direct=message.is_direct)
         )
+
+    async def admin_link(self, message: IncomingMessage, command: Command, sink: ReplySink) -> None:
+        """`/admin`: a one-time sign-in link to the analytics page, to an admin in a DM."""
+        if self._admin is None:
+            await sink.write(replies.ADMIN_NOT_SET_UP)
+        else:
+            await sink.write(await self._admin.reply_to(message.sender, direct=message.is_direct))

@@ -51,3 +51,13 @@ def call_pace(scope: str) -> str:
     """The pace (theoretical arrival time) of calls to an outside API in one scope, e.g. a
     Slack method in one workspace."""
     return f"{PREFIX}:pace:{scope}"
+
+
+def admin_code(digest: str) -> str:
+    """A one-time analytics sign-in code, by its SHA-256 digest (the code is never stored)."""
+    return f"{PREFIX}:admin:code:{digest}"
+
+
+def admin_session_key() -> str:
+    """The key that signs analytics session cookies, shared by every process."""
+    return f"{PREFIX}:admin:session-key"

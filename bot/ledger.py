@@ -16,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
     case,
     func,
@@ -33,6 +34,7 @@ from sqlalchemy.types import TypeDecorator
 
 from bot.budget import Spend
 from bot.database import Base, translated_errors
+from bot.rollups import add_records
 from bot.usage import UsageRecord
 from bot.votes import Vote
 
@@ -100,6 +102,13 @@ class RequestRow(Base):
     answer_id: Mapped[str | None] = mapped_column(String(64))
     # The door a question came through when not the platform's chat ("api", "mcp").
     via: Mapped[str | None] = mapped_column(String(16))
+    # For the analytics page (NULL on older rows): the channel (Slack) or conversation
+    # (Teams) asked in; what retrieval found (bot.retrieval.KnowledgeFound; NULL without
+    # retrieval); the question, redacted, kept only with ANALYTICS_SHOW_QUESTIONS=true.
+    # What the page adds up is kept in daily summaries too (bot.rollups).
+    channel: Mapped[str | None] = mapped_column(String(255))
+    knowledge: Mapped[str | None] = mapped_column(String(16))
+    question: Mapped[str | None] = mapped_column(Text())
 
     __table_args__ = (
         Index("ix_requests_created_at", "created_at"),
@@ -124,8 +133,12 @@ class VoteRow(Base):
     user: Mapped[str] = mapped_column("user_id", String(255))
     vote: Mapped[str] = mapped_column(String(8))  # "up" or "down"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The answer's model and route (requests.model, .route), for the analytics page.
+    model: Mapped[str | None] = mapped_column(String(255))
+    route: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
+        Index("ix_votes_created_at", "created_at"),  # the analytics page's window
         # One vote per person per answer: a later one replaces it (upsert on this).
         UniqueConstraint("answer_id", "platform", "user_id"),
     )
@@ -148,8 +161,9 @@ class AnswerMessageRow(Base):
     __table_args__ = (UniqueConstraint("platform", "message"),)
 
 
-def _to_row(record: UsageRecord) -> RequestRow:
-    return RequestRow(
+def _to_values(record: UsageRecord) -> dict[str, Any]:
+    """A record as the `requests` row's attribute values (for a bulk insert)."""
+    return dict(
         platform=record.platform,
         workspace=record.workspace,
         user=record.user,
@@ -167,6 +181,9 @@ def _to_row(record: UsageRecord) -> RequestRow:
         retrieval_ms=record.retrieval_ms,
         answer_id=record.answer_id or None,
         via=record.via or None,
+        channel=record.channel or None,
+        knowledge=record.knowledge,
+        question=record.question,
     )
 
 
@@ -189,6 +206,9 @@ def _to_record(row: RequestRow) -> UsageRecord:
         retrieval_ms=row.retrieval_ms,
         answer_id=row.answer_id or "",
         via=row.via or "",
+        channel=row.channel or "",
+        knowledge=row.knowledge,
+        question=row.question,
     )
 
 
@@ -212,7 +232,9 @@ class Ledger:
             translated_errors("could not record usage", self._timeout),
             self._sessions.begin() as session,
         ):
-            session.add_all([_to_row(record) for record in records])
+            # An ORM bulk INSERT: one statement run for every row, no objects to track.
+            await session.execute(insert(RequestRow), [_to_values(r) for r in records])
+            await add_records(session, records)
 
     async def ping(self) -> None:
         """Check that the database answers; raise DatabaseError when it does not."""
@@ -256,7 +278,7 @@ class Ledger:
 
     async def record_vote(self, vote: Vote) -> None:
         """Store ``vote``, replacing the same person's earlier vote on the same answer."""
-        values = {
+        values: dict[str, Any] = {
             "answer_id": vote.answer_id,
             "platform": vote.platform,
             "workspace": vote.workspace,
@@ -264,13 +286,22 @@ class Ledger:
             "vote": vote.value,
             "created_at": vote.created_at,
         }
+        # The answer's model and route, kept with the vote for the analytics page (NULL
+        # when its ledger row is not written yet: the page then looks it up).
+        answer = (
+            select(RequestRow.model, RequestRow.route)
+            .where(RequestRow.answer_id == vote.answer_id)
+            .limit(1)
+        )
         async with (
             translated_errors("could not record a vote", self._timeout),
             self._sessions.begin() as session,
         ):
+            found = (await session.execute(answer)).first()
+            values["model"], values["route"] = found if found is not None else (None, None)
             await _upsert(
                 session, VoteRow, [values], keys=("answer_id", "platform", "user_id"),
-                changed=("vote", "created_at"),
+                changed=("vote", "created_at", "model", "route"),
             )  # fmt: skip
 
     async def votes(self, answer_id: str) -> dict[str, str]:

@@ -154,3 +154,20 @@ SEARCH_NOT_CONFIGURED = (
 SEARCH_UNAVAILABLE = (
     "The team knowledge index is not reachable right now. Please try again in a few minutes."
 )
+# The analytics page (`/admin`).
+ADMIN_NOT_SET_UP = (
+    "The analytics page is not set up on this bot: an operator lists its admins in "
+    "`ADMIN_USERS` (and sets `PUBLIC_URL`)."
+)
+ADMIN_ONLY = "`/admin` is for the admins of this bot (`ADMIN_USERS`); you are not one of them."
+ADMIN_DIRECT_ONLY = (
+    "The sign-in link is personal: send `/admin` in a direct message with me, not here."
+)
+ADMIN_LINK = (
+    "Your sign-in link to the analytics page (valid {minutes} minutes, once; don't share it):\n"
+    "{url}"
+)
+ADMIN_UNAVAILABLE = (
+    "I can't make a sign-in link right now (the bot's storage is not reachable). "
+    "Please try again in a few minutes."
+)

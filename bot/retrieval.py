@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from bot.conversation import ConversationKey
 from inference.base import Turn
@@ -38,6 +39,24 @@ class Retrieved:
 
 
 NOT_CONFIGURED = Retrieved()
+
+
+class KnowledgeFound(StrEnum):
+    """What retrieval found for one answer, as the usage ledger stores it."""
+
+    MATCHED = "matched"  # passages were given to the model
+    NO_MATCH = "no_match"  # the index was searched and nothing that fits matched
+    UNAVAILABLE = "unavailable"  # the index could not be searched
+
+
+def knowledge_found(retrieved: Retrieved, given: int) -> KnowledgeFound | None:
+    """What retrieval found, ``given`` passages of it reaching the prompt; None when there
+    was no retrieval (no knowledge configured)."""
+    if retrieved.elapsed_ms is None:
+        return None
+    if retrieved.unavailable:
+        return KnowledgeFound.UNAVAILABLE
+    return KnowledgeFound.MATCHED if given else KnowledgeFound.NO_MATCH
 
 
 def scope_of(key: ConversationKey) -> tuple[str, ...]:

@@ -40,6 +40,10 @@ class UsageRecord:
     retrieval_ms: int | None = None  # time spent retrieving them; None without retrieval
     answer_id: str = ""  # what feedback on the answer names ("" on rows older than votes)
     via: str = ""  # the door when not the platform's chat: "api", "mcp" ("" = the chat)
+    channel: str = ""  # the channel (Slack) or conversation (Teams) asked in
+    knowledge: str | None = None  # what retrieval found (KnowledgeFound); None: no retrieval
+    question: str | None = None  # the question, redacted; only when the admin asked for it
+    cited: tuple[tuple[str, str], ...] = ()  # (title, url) of each indexed document cited
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
@@ -79,6 +83,7 @@ def usage_record(
         retrieval_ms=retrieved.elapsed_ms,
         answer_id=answer_id,
         via=message.via,
+        channel=key.channel,
     )
 
 

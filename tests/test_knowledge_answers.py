@@ -21,6 +21,7 @@ from tests.fakes.openai import FakeOpenAI
 from tests.harness import SlackBotUnderTest, bot_settings, running_bot
 from tests.knowledge_helpers import write
 from tests.slack_payloads import CHANNEL, mention
+from tests.test_analytics import recorded
 from tests.test_doctor import closed_port
 from tests.test_teams_e2e import PERSONAL, SQLITE_ONLY, TeamsBotUnderTest
 
@@ -111,6 +112,15 @@ async def test_slack_answer_cites_and_links_the_document(slack_bot: SlackBotUnde
     shown = blocks_text(answer)
     assert "deploy.md" in shown and "Deploying the billing service" in shown
     assert "Sources" in shown and "errors.md" not in shown  # only the cited source
+    # The analytics page counts the cited document, and no knowledge gap.
+    (record,) = await recorded(bot)
+    assert record.knowledge == "matched"
+    assert bot.runtime.analytics is not None
+    figures = await bot.runtime.analytics.read(7)
+    assert [(d.title, d.answers) for d in figures.documents] == [
+        ("Deploying the billing service", 1)
+    ]
+    assert figures.no_match == 0
 
 
 async def test_slack_follow_up_and_identifier_find_their_files(
@@ -185,6 +195,8 @@ async def test_empty_index_and_unreachable_store_still_answer(
         answer = await ask(bot, "how do I roll back?", "1500000000.000800")
         assert answer.text.startswith(fake_ollama.reply)
         assert replies.NO_SOURCE_MATCHED.strip("_") in answer.text
+        (record,) = await recorded(bot)
+        assert record.knowledge == "no_match"  # a knowledge gap on the analytics page
     unreachable = {
         "knowledge_sources": str(tmp_path / "empty"),
         "knowledge_store": f"http://127.0.0.1:{closed_port()}",
@@ -193,6 +205,8 @@ async def test_empty_index_and_unreachable_store_still_answer(
         answer = await ask(bot, "how do I roll back?", "1500000000.000900")
         assert answer.text.startswith(fake_ollama.reply)
         assert replies.KNOWLEDGE_UNAVAILABLE.strip("_") in answer.text
+        newest = (await recorded(bot, count=2))[0]  # the first bot's record is there too
+        assert newest.knowledge == "unavailable"
 
 
 async def test_secret_in_a_document_is_redacted_before_openai(

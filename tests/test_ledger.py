@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
+import bot.admin
 import bot.tokens  # noqa: F401  (the api_tokens table is part of the schema)
 from bot.database import (
     Base,
@@ -91,7 +92,7 @@ def test_upgrade_creates_the_table_and_a_second_upgrade_changes_nothing(
     upgrade(database_url)
 
     assert {"requests", "alembic_version"} <= table_names(database_url)
-    assert current_revision(database_url) == head_revision() == "0005"
+    assert current_revision(database_url) == head_revision() == "0006"
 
     with sync_connection(database_url) as connection:
         connection.execute(

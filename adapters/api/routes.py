@@ -149,6 +149,15 @@ class TeamApi:
             raise ApiError(401, BAD_TOKEN, type="authentication_error", code="invalid_api_key")
         return owner
 
+    async def token_user(self, secret: str) -> str | None:
+        """The user id a personal token acts as (None: unknown, expired, revoked, or the
+        database is down): how the analytics page knows an admin's script."""
+        try:
+            owner = await self._tokens.authenticate(secret)
+        except DatabaseError:
+            return None
+        return owner.user if owner is not None else None
+
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         owner = await self.owner(request)
         created = now()

@@ -89,6 +89,19 @@ def build_web_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     for method, path in API_ROUTES:
         app.router.add_route(method, path, _team_api)
+    # (runtime is None where a test lists the routes only.)
+    if runtime is not None and runtime.admin is not None and runtime.analytics is not None:
+        from adapters.admin import no_bearer_tokens, register_admin_routes
+
+        register_admin_routes(
+            app,
+            sign_in=runtime.admin,
+            reader=runtime.analytics,
+            public_url=runtime.settings.effective_public_url,
+            show_questions=runtime.settings.analytics_show_questions,
+            # An admin's personal token (the team API's) works for scripts.
+            resolve_bearer=runtime.api.token_user if runtime.api is not None else no_bearer_tokens,
+        )
     return app
 
 

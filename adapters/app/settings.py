@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     api_token_days: int = Field(default=90, ge=1, le=3650)
     public_url: str = ""
 
+    # Analytics for the team lead: who may ask `/admin` for a sign-in link, the bot's public
+    # base URL that link is built on, and whether the page shows (redacted) question texts.
+    admin_users: str = ""
+    analytics_show_questions: bool = False
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -229,14 +234,19 @@ class Settings(BaseSettings):
         return None if not ids or "*" in ids else frozenset(ids)
 
     @property
-    def premium_prices(self) -> dict[str, tuple[float, float]]:
-        """USD per million (input, output) tokens per model: the defaults plus overrides."""
-        return {**DEFAULT_PREMIUM_PRICES_USD, **self.premium_prices_usd}
+    def admin_user_ids(self) -> frozenset[str]:
+        """The user ids allowed `/admin` (none: the analytics page has no sign-in)."""
+        return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
 
     @property
     def effective_public_url(self) -> str:
-        """Where people reach the bot (links in replies): PUBLIC_URL, else this machine."""
-        return self.public_url.strip().rstrip("/") or f"http://localhost:{self.port}"
+        """The bot's address as people reach it, without a trailing slash."""
+        return (self.public_url.strip() or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def premium_prices(self) -> dict[str, tuple[float, float]]:
+        """USD per million (input, output) tokens per model: the defaults plus overrides."""
+        return {**DEFAULT_PREMIUM_PRICES_USD, **self.premium_prices_usd}
 
     @property
     def effective_redis_url(self) -> str:

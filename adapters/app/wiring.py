@@ -29,6 +29,8 @@ from adapters.slack.budget import SlackBudget
 from adapters.slack.sink import StreamingSupport
 from adapters.teams.config import TeamsCredentials
 from bot import database
+from bot.admin import AdminSignIn, DatabaseSignInStore, RedisSignInStore, SignInStore
+from bot.analytics import AnalyticsReader
 from bot.assistant import Assistant, Premium
 from bot.budget import Budgets, Price, price_for
 from bot.database import DatabaseError
@@ -114,6 +116,8 @@ class Runtime:
     work_queue: WorkQueue | None = None
     knowledge: KnowledgeService | None = None  # team knowledge (None without sources)
     api: TeamApi | None = None  # the team API (OpenAI's Chat Completions, MCP)
+    admin: AdminSignIn | None = None  # the analytics page's sign-in (`/admin`)
+    analytics: AnalyticsReader | None = None  # the analytics page's figures
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self, *, answers: bool = True) -> None:
@@ -382,6 +386,27 @@ def redis_expected(settings: Settings) -> bool:
         client.close()
 
 
+def build_analytics(
+    settings: Settings, redis: Redis | None, engine: AsyncEngine
+) -> tuple[AdminSignIn, AnalyticsReader]:
+    """The analytics page's sign-in (codes and session key in Redis, else the database)
+    and the reader of its figures."""
+    store: SignInStore = (
+        RedisSignInStore(redis=redis) if redis is not None else DatabaseSignInStore(engine=engine)
+    )
+    admin = AdminSignIn(
+        admins=settings.admin_user_ids, store=store, public_url=settings.effective_public_url
+    )
+    budgets = Budgets(
+        user_usd=settings.premium_monthly_budget_usd,
+        workspace_usd=settings.premium_workspace_monthly_budget_usd,
+    )
+    reader = AnalyticsReader(
+        engine=engine, budgets=budgets, show_questions=settings.analytics_show_questions
+    )
+    return admin, reader
+
+
 async def build_runtime(settings: Settings, *, model_slots: int | None = None) -> Runtime:
     """Build the bot from settings: stores, models, core and the enabled adapters.
     ``model_slots``: generations at once per Ollama server in this process (default
@@ -412,6 +437,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
     tracker = TaskTracker()
     metrics = Metrics(pool=pool)
     knowledge = build_knowledge(settings, tracker)
+    admin, analytics = build_analytics(settings, redis, engine)
     assistant = Assistant(
         state=state,
         local_model=pool,
@@ -427,6 +453,8 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         tokens=TokenCommand(store=tokens, api_url=settings.effective_public_url),
         names=PROVIDER_NAMES,
         terminals=frozenset({CONSOLE}),
+        admin=admin,
+        record_questions=settings.analytics_show_questions,
     )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     runtime = Runtime(
@@ -445,6 +473,8 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         metrics=metrics,
         rate_limiter=rate_limiter,
         knowledge=knowledge,
+        admin=admin,
+        analytics=analytics,
     )
     runtime.api = TeamApi(
         assistant=assistant,

@@ -1,4 +1,5 @@
-"""Slack slash commands: `/ask`, `/premium`, `/reset`, `/help`, answered from a queued job.
+"""Slack slash commands: `/ask`, `/premium`, `/reset`, `/help`, `/admin`, answered from a
+queued job.
 
 Slash commands can't be used inside threads, so `/ask` and `/premium` post the question in
 the channel and answer in its thread; `/help` and `/reset` answer privately through the
@@ -39,7 +40,7 @@ CANNOT_POST = (
 )
 USAGE = "Usage: `/{command} <your question>`"
 DISPLAY_LIMIT = 3000
-SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help", "/token")
+SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help", "/token", "/admin")
 
 Respond = Callable[..., Awaitable[Any]]
 SinkFactory = Callable[[str, str | None, str, str, JobProgress], SlackReplySink]
@@ -116,8 +117,8 @@ class SlashCommands:
         if command.name == "reset" and not command.is_dm:
             await respond(text=RESET_IN_CHANNEL.format(bot=command.bot), response_type="ephemeral")
             return
-        # /help, /token, and /reset in a DM: the core answers them as inline commands
-        # (to the asker alone: /token refuses outside the DM and makes nothing).
+        # /help, /token, /admin, and /reset in a DM: the core answers them as inline
+        # commands, privately (/token and /admin only in the DM: is_dm says where it was used).
         rolling = ConversationKey(PLATFORM, command.team, command.channel, "")
         text = f"/{command.name} {command.question}".strip()
         message = IncomingMessage(rolling, command.message_id, command.user, text, command.is_dm)

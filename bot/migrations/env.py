@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+import bot.admin
 import bot.ledger
 import bot.tokens  # noqa: F401
 from bot.database import Base, to_sync_url
