@@ -28,7 +28,7 @@ from inference.knowledge.indexer import Indexer, Progress, SourceReport
 from inference.knowledge.loaders import Skipped
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import Source, parse_sources
-from inference.knowledge.store import KnowledgeStore, SourceStatus
+from inference.knowledge.store import KnowledgeStore, SourceStatus, open_store
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class KnowledgeService:
     async def open(self) -> None:
         """Open the store now (an embedded one is then held by this process)."""
         try:
-            await self.store.client()
+            await self.store.open()
         except KnowledgeUnavailable as exc:
             log.error("team knowledge is unavailable: %s", exc)
             return
@@ -251,7 +251,7 @@ def build_knowledge(
     sources = parse_sources(settings.knowledge_sources)
     if not sources:
         return None
-    store = KnowledgeStore(location=settings.knowledge_store)
+    store = open_store(settings.knowledge_store)
     embeddings = OllamaEmbeddings(base_urls=settings.ollama_urls, model=settings.embedding_model)
     return KnowledgeService(
         sources=sources,

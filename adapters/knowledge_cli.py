@@ -180,7 +180,7 @@ async def _index(
         return 2
     reports: list[SourceReport] | None
     try:
-        await service.store.client()
+        await service.store.open()
         with _Display(out) as display:
             reports = await service.index(selected=selected, full=full, progress=display)
     except StoreLocked:

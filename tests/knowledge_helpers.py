@@ -1,5 +1,6 @@
-"""Shared pieces of the team knowledge tests: the stack over an embedded store and the
-fake Ollama's /api/embed."""
+"""Shared pieces of the team knowledge tests: the stack over either store backend (Qdrant
+Edge in a directory; the server code path on qdrant-client's local mode standing in for a
+Qdrant server) and the fake Ollama's /api/embed."""
 
 from __future__ import annotations
 
@@ -10,14 +11,30 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from qdrant_client import AsyncQdrantClient
+
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, SourceReport
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import parse_sources
-from inference.knowledge.store import KnowledgeStore
+from inference.knowledge.store import KnowledgeStore, open_store
+from inference.knowledge.store.server import ServerStore
 from tests.fakes.ollama import FakeOllama
 
 MODEL = "nomic-embed-text"
+BACKENDS = ("edge", "server")
+
+
+def make_store(
+    tmp_path: Path, backend: str = "edge", location: str | None = None
+) -> KnowledgeStore:
+    """A store of ``backend`` kept under ``tmp_path`` (reopened by a later call)."""
+    if backend == "server":
+        path = tmp_path / "server"
+        return ServerStore(
+            location=f"(local mode) {path}", client=AsyncQdrantClient(path=str(path))
+        )
+    return open_store(location or str(tmp_path / "store"))
 
 
 @dataclass
@@ -35,9 +52,14 @@ class Stack:
 
 @asynccontextmanager
 async def stack(
-    tmp_path: Path, fake: FakeOllama, *, model: str = MODEL, store: str | None = None
+    tmp_path: Path,
+    fake: FakeOllama,
+    *,
+    model: str = MODEL,
+    store: str | None = None,
+    backend: str = "edge",
 ) -> AsyncIterator[Stack]:
-    kstore = KnowledgeStore(location=store or str(tmp_path / "store"))
+    kstore = make_store(tmp_path, backend, store)
     embeddings = OllamaEmbeddings(base_urls=[fake.url], model=model)
     try:
         yield Stack(

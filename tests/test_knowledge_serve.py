@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from inference.knowledge import KnowledgeUnavailable
-from inference.knowledge.store import KnowledgeStore
+from inference.knowledge.store import open_store
 from tests.fakes.ollama import FakeOllama
 from tests.harness import SlackBotUnderTest
 from tests.knowledge_helpers import MODEL, write
@@ -47,7 +47,7 @@ async def test_the_bot_indexes_in_the_background_and_reports_it(
     [passage] = await knowledge.retrieve("how do I deploy with make ship", scope=["T1", "C1"])
     assert passage.document == "deploy.md" and passage.title == "Deploy"
     # The embedded store is this process's: another one cannot open it (and says why).
-    other = KnowledgeStore(location=str(tmp_path / "store"))
+    other = open_store(str(tmp_path / "store"))
     with pytest.raises(KnowledgeUnavailable, match="in use by another process"):
         await other.ping()
     await other.aclose()

@@ -16,7 +16,7 @@ from typing import Any
 from inference.knowledge import Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.sparse import query_vector
-from inference.knowledge.store import CollectionGone, KnowledgeStore
+from inference.knowledge.store import Active, CollectionGone, KnowledgeStore
 
 # Cosine similarity below which a dense match is not relevant, by embedding model family.
 DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
@@ -129,7 +129,7 @@ class QdrantKnowledge:
         self._min_dense = min_dense
         self._min_sparse = min_sparse
         self._candidates = candidates
-        self._active: tuple[float, tuple[str, str, int] | None] | None = None
+        self._active: tuple[float, Active | None] | None = None
 
     @property
     def store(self) -> KnowledgeStore:
@@ -181,7 +181,7 @@ class QdrantKnowledge:
             return await self._search(query, fresh, scope=scope, candidates=candidates)
 
     async def _search(
-        self, query: str, active: tuple[str, str, int], *, scope: Sequence[str], candidates: int
+        self, query: str, active: Active, *, scope: Sequence[str], candidates: int
     ) -> list[_Hit]:
         collection, model, _ = active
         embeddings = self._embeddings_for(model)
@@ -195,9 +195,9 @@ class QdrantKnowledge:
             min_sparse=self._min_sparse,
             collection=collection,
         )
-        return [_Hit.of(p.payload or {}, p.score) for p in points]
+        return [_Hit.of(p.payload, p.score) for p in points]
 
-    async def _active_collection(self) -> tuple[str, str, int] | None:
+    async def _active_collection(self) -> Active | None:
         now = time.monotonic()
         if self._active is not None and now - self._active[0] < ACTIVE_CACHE_SECONDS:
             return self._active[1]
