@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,3 +119,36 @@ async def test_store_or_embeddings_down_raise_knowledge_unavailable(
             await s.knowledge.retrieve("roll back", scope=[])
         await fake.start()
         assert await s.knowledge.retrieve("roll back a release", scope=[])
+
+
+async def test_a_question_with_a_random_hex_id_about_nothing_indexed_finds_nothing(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    rng = random.Random(23)
+    changelog = "# Changelog\n\n" + "\n".join(
+        f"- {v // 10}.{v % 10}.{rng.randrange(10)}: fixed {rng.randrange(1, 999)} issues "
+        f"in commit {rng.getrandbits(28):07x}, see #{rng.randrange(10, 9999)}."
+        for v in range(10, 60)
+    )
+    docs = write(tmp_path / "docs", {**DOCS, "CHANGES.md": changelog})
+    # The vectors say the questions are unrelated (below the dense floor), as a real model's
+    # would: only keyword evidence could lift a document, and a hex id carries none.
+    fake.embed_fn = lambda text: [1.0, 0.0] if text.startswith("search_query") else [0.0, 1.0]
+    fake.embed_dimension = 2
+    async with stack(tmp_path, fake) as s:
+        await s.index(str(docs))
+        for _ in range(60):
+            hex_id = f"{rng.getrandbits(32):08x}"
+            question = rng.choice(
+                [
+                    f"what is ref{hex_id}?",
+                    f"why was payment {hex_id[:7]} refused?",
+                    f"status of ticket {hex_id}-{rng.getrandbits(16):04x} please",
+                    f"who approved invoice {uuid.UUID(int=rng.getrandbits(128))}?",
+                ]
+            )
+            assert await s.knowledge.retrieve(question, scope=[]) == [], question
+            assert await s.knowledge.search(question, scope=[]) == [], question
+        # Keyword evidence that means something still counts.
+        found = await s.knowledge.retrieve("what does ConnectionPool acquire do?", scope=[])
+        assert found and found[0].document == "src/pool.py"
