@@ -216,66 +216,82 @@ async def quality(tmp: Path, cache: Path) -> None:
         await server.stop()
 
 
-async def latency(tmp: Path, chunks: int = 10_000, queries: int = 300) -> None:
+async def latency(
+    tmp: Path, *, backend: str, chunks: int, queries: int, dimension: int = 768
+) -> None:
+    """p50/p95 of ``Knowledge.retrieve`` at ``chunks`` chunks of random ``dimension``-wide
+    vectors, an instant fake embedding server; before and after the index build."""
+    import numpy as np
+
+    from bench.knowledge_backends import LABELS, bench_store
     from inference.knowledge.embeddings import OllamaEmbeddings
     from inference.knowledge.retrieval import QdrantKnowledge
     from inference.knowledge.sparse import sparse_vector
-    from inference.knowledge.store import ChunkRecord, KnowledgeStore
+    from inference.knowledge.store import ChunkRecord
     from tests.fakes.ollama import FakeOllama
 
     rng = random.Random(3)
+    vectors = np.random.default_rng(3)
     words = [f"term{i}" for i in range(3000)] + ["deploy", "rollback", "database", "timeout"]
-    dimension = 384
-
-    def vector() -> list[float]:
-        return [rng.gauss(0, 1) for _ in range(dimension)]
-
-    pool = [vector() for _ in range(64)]
-    store = KnowledgeStore(location=str(tmp / "latency"))
-    async with FakeOllama(["all-minilm"]) as fake:
-        fake.embed_fn = lambda text: pool[len(text) % 64]
-        embeddings = OllamaEmbeddings(base_urls=[fake.url], model="all-minilm")
+    questions = [vectors.standard_normal(dimension).tolist() for _ in range(64)]
+    store = bench_store(backend, tmp / backend)
+    async with FakeOllama(["nomic-embed-text"]) as fake:
+        fake.embed_fn = lambda text: questions[len(text) % 64]
+        embeddings = OllamaEmbeddings(base_urls=[fake.url], model="nomic-embed-text")
         try:
-            name = await store.create("all-minilm", dimension)
+            name = await store.create("nomic-embed-text", dimension)
             await store.switch(name)
-            batch = []
-            for i in range(chunks):
-                text = " ".join(rng.choice(words) for _ in range(120))
-                batch.append(
-                    ChunkRecord(
-                        "bench",
-                        f"doc{i // 4}",
-                        i % 4,
-                        f"Doc {i // 4}",
-                        "",
-                        "u",
-                        text,
-                        "h",
-                        4,
-                        (),
-                        pool[i % 64],
-                        sparse_vector(text),
-                    )
-                )
-                if len(batch) == 500:
-                    await store.upsert(name, batch)
-                    batch = []
+            started = time.perf_counter()
+            for start in range(0, chunks, 500):
+                block = vectors.standard_normal((min(500, chunks - start), dimension))
+                batch = []
+                for offset, row in enumerate(block.tolist()):
+                    i = start + offset
+                    text = " ".join(rng.choice(words) for _ in range(120))
+                    batch.append(
+                        ChunkRecord(
+                            "bench", f"doc{i // 4}", i % 4, f"Doc {i // 4}", "", "u", text,
+                            "h", 4, ("C7",) if i % 5 == 0 else (), row, sparse_vector(text),
+                        )
+                    )  # fmt: skip
+                await store.upsert(name, batch)
+            loaded = time.perf_counter() - started
             knowledge = QdrantKnowledge(store=store, embeddings=embeddings, min_dense=0.0)
-            times = []
-            for q in range(queries):
-                question = " ".join(rng.choice(words) for _ in range(8))
-                started = time.perf_counter()
-                await knowledge.retrieve(question, scope=["C1"] if q % 2 else [])
-                times.append((time.perf_counter() - started) * 1000)
+
+            async def measure() -> str:
+                times = []
+                for q in range(queries):
+                    question = " ".join(rng.choice(words) for _ in range(8))
+                    began = time.perf_counter()
+                    await knowledge.retrieve(question, scope=["T1", "C7"] if q % 2 else [])
+                    times.append((time.perf_counter() - began) * 1000)
+                times.sort()
+                return (
+                    f"p50 {statistics.median(times):.1f} ms, "
+                    f"p95 {times[int(len(times) * 0.95)]:.1f} ms"
+                )
+
+            plain = await measure()
+            began = time.perf_counter()
+            await store.build_index(name)
+            built = time.perf_counter() - began
+            indexed = await measure() if backend == "edge" else "(no index to build)"
         finally:
             await embeddings.aclose()
             await store.aclose()
-    times.sort()
     print(
-        f"retrieve() at {chunks} chunks (embedded store, instant fake embeddings, "
-        f"{queries} questions): p50 {statistics.median(times):.1f} ms, "
-        f"p95 {times[int(len(times) * 0.95)]:.1f} ms"
+        f"retrieve() at {chunks} chunks, {dimension} dimensions, {LABELS[backend]}: "
+        f"loaded in {loaded:.0f} s; {queries} questions before the index build: {plain}; "
+        f"index build {built:.0f} s; after it: {indexed}; peak RSS {peak_rss_mb():.0f} MB"
     )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 async def main() -> None:
@@ -288,9 +304,36 @@ async def main() -> None:
         if "--latency-only" not in sys.argv:
             await quality(Path(tmp), cache)
         if "--quality-only" not in sys.argv:
-            for chunks in (1_000, 10_000):
-                await latency(Path(tmp) / str(chunks), chunks=chunks)
+            # Each in a process of its own: its peak memory is its own.
+            for backend, chunks, queries in LATENCY_RUNS:
+                if backend == "local" and "--skip-old" in sys.argv:
+                    continue
+                run = [sys.executable, "-m", "bench.knowledge_quality", "--latency-run",
+                       backend, str(chunks), str(queries)]  # fmt: skip
+                await asyncio.to_thread(subprocess.run, run, check=True)
+
+
+# (backend, chunks, questions): the old backend scores every point in Python per query, so
+# it gets fewer questions and no 200,000-chunk run.
+LATENCY_RUNS = [
+    ("local", 10_000, 30),
+    ("edge", 10_000, 300),
+    ("local", 40_000, 10),
+    ("edge", 40_000, 300),
+    ("edge", 200_000, 300),
+]
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) == 5 and sys.argv[1] == "--latency-run":
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(
+                latency(
+                    Path(tmp),
+                    backend=sys.argv[2],
+                    chunks=int(sys.argv[3]),
+                    queries=int(sys.argv[4]),
+                )
+            )
+    else:
+        asyncio.run(main())
