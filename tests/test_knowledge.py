@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from inference.knowledge import KnowledgeUnavailable
-from inference.knowledge.retrieval import _Hit, diversify, merge_neighbours
+from inference.knowledge.retrieval import _Hit, diversify, merge_neighbours, rank
 from tests.fakes.ollama import FakeOllama
 from tests.knowledge_helpers import MODEL, stack, useless_vector, write
 from tests.processes import free_port
@@ -152,3 +152,23 @@ async def test_a_question_with_a_random_hex_id_about_nothing_indexed_finds_nothi
         # Keyword evidence that means something still counts.
         found = await s.knowledge.retrieve("what does ConnectionPool acquire do?", scope=[])
         assert found and found[0].document == "src/pool.py"
+
+
+def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_explains() -> None:
+    def hit(document: str, title: str, score: float, chunks: int) -> _Hit:
+        return _Hit("s", document, 0, title, "", "u", "text", score, chunks)
+
+    explains = hit("guide/pool.md", "Connection pool", 0.0320, 12)
+    ranked = rank(
+        [
+            hit("CHANGES.md", "Changelog", 0.0328, 40),  # a changelog's best chunk
+            hit("doc/changelog_14.rst", "1.4 Changelog", 0.0325, 30),
+            hit("notes/whatsnew_20.rst", "What's New in 2.0?", 0.0324, 20),
+            hit("migration_12.rst", "Migration notes", 0.0323, 20),
+            hit("reference/everything.md", "Reference", 0.0327, 900),  # matches everything
+            explains,
+            hit("guide/migrations.md", "Database migrations", 0.0100, 5),  # explains a thing
+        ]
+    )
+    assert ranked[0].document == "guide/pool.md" and ranked[0].score == explains.score
+    assert ranked[-1].document == "guide/migrations.md" and ranked[-1].score == 0.0100

@@ -1,16 +1,19 @@
 """Retrieval: the ``Knowledge`` implementation over the Qdrant store.
 
 One store query per question: a dense and a sparse (keyword) prefetch, each with its
-relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then
-neighbouring chunks of one document are merged and several documents preferred over many
-chunks of one.
+relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then each
+chunk's fused score is adjusted (``rank``): damped for pages that list changes and for very
+long documents (changelogs and release notes mention everything once); neighbouring chunks of one document are merged and several
+documents preferred over many chunks of one.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inference.knowledge import Passage
@@ -27,6 +30,18 @@ DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
+# Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
+# keywords in titles and headings was measured too, and did not help there):
+LONG_DOCUMENT_CHUNKS = 60  # longer documents are damped by the log of how much longer
+LENGTH_DAMPING = 0.5
+# Pages that list changes (changelogs, release notes, migration notes) mention everything
+# once: their chunks count this much of their score.
+DIGEST_WEIGHT = 0.7
+_DIGEST = re.compile(
+    r"^(?:change[ _-]?log|changes|release[ _-]?notes|what'?s[ _-]?new|whatsnew|news|history)"
+    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])",
+    re.IGNORECASE,
+)
 
 
 def dense_floor(model: str) -> float:
@@ -45,6 +60,7 @@ class _Hit:
     url: str
     text: str
     score: float
+    chunks: int = 1  # how many chunks its document has
 
     @classmethod
     def of(cls, payload: dict[str, Any], score: float) -> _Hit:
@@ -57,7 +73,24 @@ class _Hit:
             url=str(payload.get("url", "")),
             text=str(payload.get("text", "")),
             score=score,
+            chunks=int(payload.get("chunks") or 1),
         )
+
+
+def rank(hits: Sequence[_Hit]) -> list[_Hit]:
+    """``hits`` with their fused scores adjusted, best first: a page that lists changes, or a
+    document much longer than most, matches every question somewhere, and is damped."""
+    ranked = []
+    for hit in hits:
+        score = hit.score
+        name = hit.document.rsplit("/", 1)[-1]
+        if _DIGEST.search(name) or _DIGEST.search(hit.title):
+            score *= DIGEST_WEIGHT
+        if hit.chunks > LONG_DOCUMENT_CHUNKS:
+            score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
+        ranked.append(replace(hit, score=score))
+    ranked.sort(key=lambda h: h.score, reverse=True)
+    return ranked
 
 
 def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:
@@ -195,7 +228,7 @@ class QdrantKnowledge:
             min_sparse=self._min_sparse,
             collection=collection,
         )
-        return [_Hit.of(p.payload, p.score) for p in points]
+        return rank([_Hit.of(p.payload, p.score) for p in points])
 
     async def _active_collection(self) -> Active | None:
         now = time.monotonic()
