@@ -3,8 +3,8 @@
 One store query per question: a dense and a sparse (keyword) prefetch, each with its
 relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then each
 chunk's fused score is adjusted (``rank``): damped for pages that list changes and for very
-long documents (changelogs and release notes mention everything once); neighbouring chunks of one document are merged and several
-documents preferred over many chunks of one.
+long documents (changelogs and release notes mention everything once); neighbouring
+chunks of one document are merged and several documents preferred over many chunks of one.
 """
 
 from __future__ import annotations
