@@ -1,5 +1,6 @@
-"""Shared pieces of the team knowledge tests: the stack over an embedded store and the
-fake Ollama's /api/embed."""
+"""Shared pieces of the team knowledge tests: the stack over either store backend (Qdrant
+Edge in a directory; the server code path on qdrant-client's local mode standing in for a
+Qdrant server) and the fake Ollama's /api/embed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from qdrant_client import AsyncQdrantClient
 
 from bot.redact import redact
 from inference.knowledge.embeddings import OllamaEmbeddings
@@ -23,11 +26,26 @@ from inference.knowledge.loaders import (
 )
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import parse_sources
-from inference.knowledge.store import KnowledgeStore
+from inference.knowledge.store import KnowledgeStore, open_store
+from inference.knowledge.store.server import ServerStore
 from tests.fakes.ollama import FakeOllama
 
 MODEL = "nomic-embed-text"
 REPO = Path(__file__).resolve().parent.parent
+
+BACKENDS = ("edge", "server")
+
+
+def make_store(
+    tmp_path: Path, backend: str = "edge", location: str | None = None
+) -> KnowledgeStore:
+    """A store of ``backend`` kept under ``tmp_path`` (reopened by a later call)."""
+    if backend == "server":
+        path = tmp_path / "server"
+        return ServerStore(
+            location=f"(local mode) {path}", client=AsyncQdrantClient(path=str(path))
+        )
+    return open_store(location or str(tmp_path / "store"))
 
 
 @dataclass
@@ -51,10 +69,11 @@ async def stack(
     model: str = MODEL,
     store: str | None = None,
     allow_private: str = "127.0.0.1",
+    backend: str = "edge",
 ) -> AsyncIterator[Stack]:
     """The knowledge stack over a store in ``tmp_path``; website sources may reach
     ``allow_private`` (the tests' local servers)."""
-    kstore = KnowledgeStore(location=store or str(tmp_path / "store"))
+    kstore = make_store(tmp_path, backend, store)
     embeddings = OllamaEmbeddings(base_urls=[fake.url], model=model)
     try:
         yield Stack(

@@ -192,7 +192,9 @@ async def test_the_background_refresh_runs_on_one_replica_per_interval(
         replicas.append(service)
     loops = [asyncio.create_task(r.refresh_loop(redis_client)) for r in replicas]
     try:
-        await asyncio.sleep(0.7)
+        async with asyncio.timeout(10):  # the claim is held 1 s: time enough for one run
+            while not any(r.statuses for r in replicas):  # noqa: ASYNC110 (polled state)
+                await asyncio.sleep(0.01)
     finally:
         for loop in loops:
             loop.cancel()
@@ -222,3 +224,50 @@ async def test_the_summary_says_what_narrowing_the_sources_removed_and_what_was_
         "from the index"
     ) in out
     assert "correct-horse-battery" not in "\n".join(fake.embedded_texts)
+
+
+async def test_an_old_format_store_is_explained_by_doctor_and_rebuilt_by_index(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    from qdrant_client import AsyncQdrantClient, models
+
+    from adapters.doctor.knowledge import check_knowledge
+
+    old = AsyncQdrantClient(path=str(tmp_path / "store"))  # the store before Qdrant Edge
+    await old.create_collection(
+        "knowledge_nomic_embed_text_64",
+        vectors_config={"dense": models.VectorParams(size=64, distance=models.Distance.COSINE)},
+    )
+    await old.close()
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
+    settings = settings_for(tmp_path, fake, str(docs), "redis://x:1/0")
+    [store, *_] = await check_knowledge(settings)
+    assert store.status == "WARN" and "old format" in store.what
+    assert "chatbot index" in store.fix
+
+    code, out, err = await chatbot(environment(tmp_path, fake, str(docs)), tmp_path, "index")
+    assert code == 0, err
+    assert "held an index of the old format" in out and "embedded once more" in out
+    assert "documents: 2 added" in out and "Traceback" not in out + err
+    [store, *_] = await check_knowledge(settings)
+    assert store.status == "OK" and "index was built with" in store.what
+    code, out, err = await chatbot(environment(tmp_path, fake, str(docs)), tmp_path, "index")
+    assert "old format" not in out and "2 unchanged" in out
+
+
+async def test_doctor_says_a_store_held_by_a_running_bot_leaves_a_second_one_without_it(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    from adapters.doctor.knowledge import check_knowledge
+
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
+    settings = settings_for(tmp_path, fake, str(docs), "redis://x:1/0")
+    service = build_knowledge(settings)
+    assert service is not None
+    await service.open()
+    try:
+        [store, *_] = await check_knowledge(settings)
+    finally:
+        await service.aclose()
+    assert store.status == "WARN" and "held by a running bot" in store.what
+    assert "without team knowledge" in store.what and "KNOWLEDGE_STORE=http" in store.fix

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from inference.knowledge import KnowledgeUnavailable
-from inference.knowledge.store import KnowledgeStore
+from inference.knowledge.store import open_store
 from tests.fakes.ollama import FakeOllama
-from tests.harness import SlackBotUnderTest
+from tests.harness import SlackBotUnderTest, running_bot, slack_settings
 from tests.knowledge_helpers import MODEL, write
 
 
@@ -47,7 +47,7 @@ async def test_the_bot_indexes_in_the_background_and_reports_it(
     [passage] = await knowledge.retrieve("how do I deploy with make ship", scope=["T1", "C1"])
     assert passage.document == "deploy.md" and passage.title == "Deploy"
     # The embedded store is this process's: another one cannot open it (and says why).
-    other = KnowledgeStore(location=str(tmp_path / "store"))
+    other = open_store(str(tmp_path / "store"))
     with pytest.raises(KnowledgeUnavailable, match="in use by another process"):
         await other.ping()
     await other.aclose()
@@ -56,3 +56,36 @@ async def test_the_bot_indexes_in_the_background_and_reports_it(
     assert f'chatbot_knowledge_documents{{source="{docs}"}} 1.0' in text
     errors = re.search(r"^chatbot_knowledge_index_errors_total (\S+)$", text, re.M)
     assert errors is not None and float(errors.group(1)) >= 1  # the missing private folder
+
+
+async def test_a_second_bot_on_the_same_embedded_store_says_so_once_and_readyz_tells(
+    slack_bot: SlackBotUnderTest,
+    tmp_path: Path,
+    redis_url: str,
+    database_url: str,
+    bot_overrides: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = slack_bot.runtime.knowledge
+    assert first is not None
+    await first.open()  # idempotent: the first bot holds the store
+    settings = slack_settings(
+        slack_bot.slack, slack_bot.ollama, redis_url, database_url, **bot_overrides
+    )
+    async with running_bot(settings, slack_bot.slack, slack_bot.ollama) as second:
+        knowledge = second.runtime.knowledge
+        assert knowledge is not None
+        async with asyncio.timeout(10):
+            while not knowledge.degraded:  # noqa: ASYNC110 (its start opens the store)
+                await asyncio.sleep(0.02)
+        for _ in range(3):
+            with pytest.raises(KnowledgeUnavailable, match="in use by another process"):
+                await knowledge.retrieve("how do I deploy", scope=["T1"])
+        said = [r for r in caplog.records if "team knowledge is off in this process" in r.message]
+        assert len(said) == 1 and "KNOWLEDGE_STORE=http" in said[0].message
+        async with second.http.get(f"{second.url}/readyz") as response:
+            body = await response.json()
+        assert response.status == 200  # answers go on without team knowledge
+        assert body["knowledge"].startswith("degraded: the embedded store is held")
+    async with slack_bot.http.get(f"{slack_bot.url}/readyz") as response:
+        assert (await response.json())["knowledge"] == "ok"

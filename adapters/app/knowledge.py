@@ -29,7 +29,7 @@ from inference.knowledge.indexer import Indexer, Progress, SourceReport
 from inference.knowledge.loaders import LoadOptions, Skipped, parse_allow_private
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import Source, parse_sources
-from inference.knowledge.store import KnowledgeStore, SourceStatus
+from inference.knowledge.store import KnowledgeStore, SourceStatus, StoreLocked, open_store
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ JOBS_KEY = "chatbot:knowledge:jobs"
 RESULT_KEY = "chatbot:knowledge:result:"
 # While answers are running, indexing waits before each embedding batch, this long at most.
 MAX_YIELD_SECONDS = 10.0
+HELD_ELSEWHERE = (
+    "team knowledge is off in this process: {error}. Answers go without it until that "
+    "process stops (it is retried at each question). To use both at once, share a Qdrant "
+    "server: KNOWLEDGE_STORE=http://host:6333 (README, Team knowledge)."
+)
 
 
 def git_cache_dir() -> Path:
@@ -64,6 +69,7 @@ class KnowledgeService:
     statuses: dict[str, SourceStatus] = field(default_factory=dict)
     index_errors: int = 0
     indexer: Indexer = field(init=False)
+    _held: str = field(init=False, default="")  # the store is another process's
 
     def __post_init__(self) -> None:
         self.indexer = Indexer(
@@ -79,11 +85,37 @@ class KnowledgeService:
 
     async def retrieve(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
         """See ``inference.knowledge.Knowledge.retrieve``."""
-        return await self.retrieval.retrieve(query, scope=scope, limit=limit)
+        try:
+            found = await self.retrieval.retrieve(query, scope=scope, limit=limit)
+        except StoreLocked as exc:
+            self._held_elsewhere(exc)
+            raise
+        self._held = ""
+        return found
 
     async def search(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
         """See ``inference.knowledge.Knowledge.search``."""
-        return await self.retrieval.search(query, scope=scope, limit=limit)
+        try:
+            found = await self.retrieval.search(query, scope=scope, limit=limit)
+        except StoreLocked as exc:
+            self._held_elsewhere(exc)
+            raise
+        self._held = ""
+        return found
+
+    def _held_elsewhere(self, exc: StoreLocked) -> None:
+        if not self._held:  # said once, not at every question
+            log.error(HELD_ELSEWHERE.format(error=exc))
+        self._held = "the embedded store is held by another process"
+
+    @property
+    def degraded(self) -> str:
+        """Why answers go without team knowledge ("" while it serves), for /readyz."""
+        if self._held:
+            return self._held
+        if self.store.old_format:
+            return "the index is of the old format: run `chatbot index` to rebuild it"
+        return ""
 
     # -- indexing --------------------------------------------------------------------------
 
@@ -138,10 +170,15 @@ class KnowledgeService:
     async def open(self) -> None:
         """Open the store now (an embedded one is then held by this process)."""
         try:
-            await self.store.client()
+            await self.store.open()
+        except StoreLocked as exc:
+            self._held_elsewhere(exc)
+            return
         except KnowledgeUnavailable as exc:
             log.error("team knowledge is unavailable: %s", exc)
             return
+        if self.store.old_format:
+            log.error("team knowledge: %s (%s)", self.degraded, self.store.describe())
         await self.load_statuses()
 
     async def refresh_loop(self, redis: Redis | None) -> None:
@@ -256,7 +293,7 @@ def build_knowledge(
     sources = parse_sources(settings.knowledge_sources)
     if not sources:
         return None
-    store = KnowledgeStore(location=settings.knowledge_store)
+    store = open_store(settings.knowledge_store)
     embeddings = OllamaEmbeddings(base_urls=settings.ollama_urls, model=settings.embedding_model)
     return KnowledgeService(
         sources=sources,

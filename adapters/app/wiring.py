@@ -210,6 +210,9 @@ class Runtime:
             report["slack"] = "ok" if slack_up else "down: Socket Mode not connected"
             if not slack_up:
                 down.append("slack")
+        if self.knowledge is not None:  # answers go on without it: not a reason to be unready
+            degraded = self.knowledge.degraded
+            report["knowledge"] = f"degraded: {degraded}" if degraded else "ok"
         report["down"] = down
         return report
 

@@ -35,6 +35,10 @@ MAX_SKIPPED_SHOWN = 20
 # A handed-over job nobody takes within this long is withdrawn (no bot reads the queue).
 HANDOVER_PICKUP_SECONDS = 15.0
 HANDOVER_MAX_SECONDS = 6 * 3600.0
+UPGRADED = (
+    "{store} held an index of the old format (before Qdrant Edge): it was rebuilt, so every "
+    "document was embedded once more this time (the next runs embed only what changed)."
+)
 NO_SOURCES = "KNOWLEDGE_SOURCES is empty: there is nothing to index (README, Team knowledge)."
 
 
@@ -196,8 +200,10 @@ async def _index(
         print(f"chatbot: {exc}", file=sys.stderr)
         return 2
     reports: list[SourceReport] | None
+    upgrading = False
     try:
-        await service.store.client()
+        await service.store.open()
+        upgrading = service.store.old_format
         with _Display(out) as display:
             reports = await service.index(selected=selected, full=full, progress=display)
     except StoreLocked:
@@ -208,6 +214,8 @@ async def _index(
     except KnowledgeUnavailable as exc:
         print(f"chatbot: cannot index: {exc}", file=sys.stderr)
         return 1
+    if upgrading:
+        print(UPGRADED.format(store=settings.knowledge_store), file=out)
     for report in reports:
         print("\n".join(format_report(report)), file=out)
     failed = [r for r in reports if not r.ok]

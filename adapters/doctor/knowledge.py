@@ -15,6 +15,7 @@ from inference.knowledge.embeddings import ModelNotPulled
 from inference.knowledge.loaders import LoadOptions, SourceFailed, run_git
 from inference.knowledge.loaders.web import probe
 from inference.knowledge.sources import Source
+from inference.knowledge.store import Active, StoreLocked
 from inference.urls import public_url
 
 TIMEOUT_SECONDS = 5.0
@@ -42,20 +43,32 @@ async def check_knowledge(settings: Settings) -> list[Check]:
 
 async def _check_store(
     service: KnowledgeService, settings: Settings
-) -> tuple[list[Check], tuple[str, str, int] | None]:
+) -> tuple[list[Check], Active | None]:
     store = service.store
     where = store.describe() if store.local else f"Qdrant at {public_url(store.location)}"
     try:
         active = await store.active()
+    except StoreLocked:
+        line = (
+            f"{where} is held by a running bot: a second process (`chatbot chat` beside "
+            "`chatbot serve`) answers without team knowledge"
+        )
+        fix = "stop the other process, or share a Qdrant server (KNOWLEDGE_STORE=http://...)"
+        return [Check("WARN", "knowledge", line, fix)], None
     except KnowledgeUnavailable as exc:
-        if "in use by another process" in str(exc):
-            return [Check("OK", "knowledge", f"{where} is held by a running bot")], None
         fix = (
             "start Qdrant (`docker compose up -d qdrant`) or correct KNOWLEDGE_STORE"
             if not store.local
             else "check KNOWLEDGE_STORE names a writable directory"
         )
         return [Check("FAIL", "knowledge", f"{where} cannot be used: {exc}", fix)], None
+    if active is None and store.old_format:
+        line = (
+            f"{where} holds an index of the old format (before Qdrant Edge): answers find "
+            "nothing in it"
+        )
+        fix = "run `chatbot index`: it rebuilds the index (every document embedded once)"
+        return [Check("WARN", "knowledge", line, fix)], None
     if active is None:
         return [
             Check(
@@ -65,12 +78,14 @@ async def _check_store(
                 "run `chatbot index` (or wait for `chatbot serve`'s first refresh)",
             )
         ], None
-    line = f"{where} answers; the index was built with {active[1]} ({active[2]} dimensions)"
+    line = (
+        f"{where} answers; the index was built with {active.model} ({active.dimension} dimensions)"
+    )
     return [Check("OK", "knowledge", line)], active
 
 
 async def _check_model(
-    service: KnowledgeService, settings: Settings, store: tuple[list[Check], object]
+    service: KnowledgeService, settings: Settings, store: tuple[list[Check], Active | None]
 ) -> list[Check]:
     model = settings.embedding_model
     try:
@@ -88,7 +103,7 @@ async def _check_model(
         return [Check("FAIL", "knowledge", f"cannot embed with {model}: {exc}", "see ollama")]
     checks = [Check("OK", "knowledge", f"{model} embeds ({len(vector)} dimensions)")]
     active = store[1]
-    if isinstance(active, tuple):
+    if active is not None:
         _, built_with, dimension = active
         if built_with != model:
             checks.append(

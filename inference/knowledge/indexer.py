@@ -135,18 +135,18 @@ class Indexer:
     ) -> list[SourceReport]:
         model = self._embeddings.model
         active = await self._store.active()
-        if active is not None and active[1] == model:
-            collection = active[0]
+        if active is not None and active.model == model:
+            collection = active.collection
         else:
             found = await self._store.find(model)
             if found is not None:
-                collection = found[0]
+                collection = found.collection
             else:
                 dimension = len(await self._embeddings.embed_query("dimension"))
                 collection = await self._store.create(model, dimension)
             if active is None:
                 await self._store.switch(collection)  # nothing to keep serving meanwhile
-        switching = active is not None and active[0] != collection
+        switching = active is not None and active.collection != collection
         chosen = [s for s in sources if selected is None or s.name in selected]
         statuses = await self._store.statuses()
         reports = []
@@ -174,6 +174,7 @@ class Indexer:
                 )
             for gone in set(statuses) - configured:
                 await self._store.forget_status(gone)
+        await self._store.build_index(collection)
         if switching and selected is None and all(r.ok for r in reports):
             old = await self._store.switch(collection)
             log.info("answers now use %s (embedding model %s)", collection, model)

@@ -1,22 +1,25 @@
 """Retrieval: the ``Knowledge`` implementation over the Qdrant store.
 
 One store query per question: a dense and a sparse (keyword) prefetch, each with its
-relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then
-neighbouring chunks of one document are merged and several documents preferred over many
-chunks of one.
+relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then each
+chunk's fused score is adjusted (``rank``): damped for pages that list changes and for very
+long documents (changelogs and release notes mention everything once); neighbouring
+chunks of one document are merged and several documents preferred over many chunks of one.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inference.knowledge import Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.sparse import query_vector
-from inference.knowledge.store import CollectionGone, KnowledgeStore
+from inference.knowledge.store import Active, CollectionGone, KnowledgeStore
 
 # Cosine similarity below which a dense match is not relevant, by embedding model family.
 DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
@@ -27,6 +30,18 @@ DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
+# Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
+# keywords in titles and headings was measured too, and did not help there):
+LONG_DOCUMENT_CHUNKS = 60  # longer documents are damped by the log of how much longer
+LENGTH_DAMPING = 0.5
+# Pages that list changes (changelogs, release notes, migration notes) mention everything
+# once: their chunks count this much of their score.
+DIGEST_WEIGHT = 0.7
+_DIGEST = re.compile(
+    r"^(?:change[ _-]?log|changes|release[ _-]?notes|what'?s[ _-]?new|whatsnew|news|history)"
+    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])",
+    re.IGNORECASE,
+)
 
 
 def dense_floor(model: str) -> float:
@@ -45,6 +60,7 @@ class _Hit:
     url: str
     text: str
     score: float
+    chunks: int = 1  # how many chunks its document has
 
     @classmethod
     def of(cls, payload: dict[str, Any], score: float) -> _Hit:
@@ -57,7 +73,24 @@ class _Hit:
             url=str(payload.get("url", "")),
             text=str(payload.get("text", "")),
             score=score,
+            chunks=int(payload.get("chunks") or 1),
         )
+
+
+def rank(hits: Sequence[_Hit]) -> list[_Hit]:
+    """``hits`` with their fused scores adjusted, best first: a page that lists changes, or a
+    document much longer than most, matches every question somewhere, and is damped."""
+    ranked = []
+    for hit in hits:
+        score = hit.score
+        name = hit.document.rsplit("/", 1)[-1]
+        if _DIGEST.search(name) or _DIGEST.search(hit.title):
+            score *= DIGEST_WEIGHT
+        if hit.chunks > LONG_DOCUMENT_CHUNKS:
+            score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
+        ranked.append(replace(hit, score=score))
+    ranked.sort(key=lambda h: h.score, reverse=True)
+    return ranked
 
 
 def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:
@@ -129,7 +162,7 @@ class QdrantKnowledge:
         self._min_dense = min_dense
         self._min_sparse = min_sparse
         self._candidates = candidates
-        self._active: tuple[float, tuple[str, str, int] | None] | None = None
+        self._active: tuple[float, Active | None] | None = None
 
     @property
     def store(self) -> KnowledgeStore:
@@ -181,7 +214,7 @@ class QdrantKnowledge:
             return await self._search(query, fresh, scope=scope, candidates=candidates)
 
     async def _search(
-        self, query: str, active: tuple[str, str, int], *, scope: Sequence[str], candidates: int
+        self, query: str, active: Active, *, scope: Sequence[str], candidates: int
     ) -> list[_Hit]:
         collection, model, _ = active
         embeddings = self._embeddings_for(model)
@@ -195,9 +228,9 @@ class QdrantKnowledge:
             min_sparse=self._min_sparse,
             collection=collection,
         )
-        return [_Hit.of(p.payload or {}, p.score) for p in points]
+        return rank([_Hit.of(p.payload, p.score) for p in points])
 
-    async def _active_collection(self) -> tuple[str, str, int] | None:
+    async def _active_collection(self) -> Active | None:
         now = time.monotonic()
         if self._active is not None and now - self._active[0] < ACTIVE_CACHE_SECONDS:
             return self._active[1]

@@ -3,6 +3,12 @@
 Identifiers are kept whole and split into their parts, so ``ERR_DB_042``,
 ``connection_pool``, ``ConnectionPool`` and ``os.path.join`` match exactly as written and
 by their words. No model download; the same function serves documents and queries.
+
+Tokens that mean nothing on their own are not terms, since a rare one would lift an
+unrelated document over the keyword floor: single digits, one- or two-character
+fragments of a split identifier (``v2``, ``db`` and ``42`` count only when written alone
+or whole), and the pieces of an opaque id, a hash or a UUID (``ref1c387b9e``,
+``3f2a9c1e-7b4d-...``), which match only whole.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[._:\-/][A-Za-z0-9]+)*", re.ASCII)
 _WORDS = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+", re.ASCII)
 _UNICODE_WORD = re.compile(r"\w+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 STOPWORDS = frozenset(
     """a about after all also an and any are as at be been but by can could did do does
@@ -32,6 +39,12 @@ def _term_id(term: str) -> int:
     return zlib.crc32(term.encode()) & 0x7FFFFFFF
 
 
+def _opaque(pieces: list[str]) -> bool:
+    """Whether a word's letter and digit runs alternate like a hash's or an id's
+    (``ref1c387b9e``, ``9fceb02d``, ``k8s``), rather than name a thing (``utf8``, ``sha256``)."""
+    return len(pieces) > 2 and any(p.isdigit() for p in pieces)
+
+
 def terms(text: str) -> list[str]:
     """The keyword terms of ``text``, lower-cased, identifiers whole and in parts."""
     out: list[str] = []
@@ -39,20 +52,27 @@ def terms(text: str) -> list[str]:
         token = match.group()
         if len(token) > MAX_TOKEN_CHARS:
             continue
-        lower = token.lower()
-        parts = _WORDS.findall(token)
+        parts = [(part, _CAMEL.findall(part)) for part in _WORDS.findall(token)]
+        an_id = any(_opaque(pieces) for _, pieces in parts)
         words: list[str] = []
-        for part in parts:
-            camel = _CAMEL.findall(part)
-            words.extend(w.lower() for w in camel)
-            if len(camel) > 1:
-                words.append(part.lower())
-        compound = len(parts) > 1 or len(words) > 1
-        if compound:
-            out.append(lower)  # the identifier as written
+        split = False
+        for part, pieces in parts:
+            if _opaque(pieces) or (an_id and _HEX.fullmatch(part)):
+                split = True  # an id (a hash, a UUID) or a piece of one: matched only whole
+                continue
+            if len(pieces) > 1:
+                split = True
+                if len(parts) > 1:
+                    words.append(part.lower())
+            words.extend(p.lower() for p in pieces)
+        if len(parts) > 1 or split:
+            out.append(token.lower())  # the identifier as written
         for word in words:
-            if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
-                out.append(word)
+            if word in STOPWORDS or (word.isdigit() and len(word) == 1):
+                continue
+            if len(word) <= 2 and (len(parts) > 1 or split):
+                continue  # a fragment of an identifier
+            out.append(word)
     # Non-ASCII words (other scripts) as whole words.
     for match in _UNICODE_WORD.finditer(text):
         word = match.group()
