@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ from adapters.wiring import (
     slack_api_url,
     teams_credentials,
 )
-from bot import database
+from bot import database, keys
 from bot.redact import redact
+from bot.workqueue import SetAside, set_aside_jobs
 from inference.base import ModelNotFound, ModelUnavailable, ProviderAuthFailed
 from inference.ollama import OllamaChatModel
 
@@ -124,6 +126,7 @@ async def check_redis(settings: Settings) -> list[Check]:
         async with asyncio.timeout(TIMEOUT_SECONDS + 2):
             await client.ping()
             info = await client.info("server")
+            aside = await set_aside_jobs(client, count=5)
     except AuthenticationError:
         return [
             Check(
@@ -156,7 +159,27 @@ async def check_redis(settings: Settings) -> list[Check]:
         await client.aclose()
     version = info.get("redis_version", "?") if isinstance(info, dict) else "?"
     where = shown if settings.redis_url is not None else f"{shown} (REDIS_URL not set)"
-    return [Check("OK", "redis", f"{where} answers (Redis {version})")]
+    return [Check("OK", "redis", f"{where} answers (Redis {version})"), *_set_aside(aside)]
+
+
+def _set_aside(jobs: Sequence[SetAside]) -> list[Check]:
+    """The questions the work queue stopped trying (their askers were told)."""
+    if not jobs:
+        return []
+    lines = [
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(job.at))} UTC {job.platform} "
+        f"job {job.entry}, {job.deliveries} tries: {job.reason}"
+        for job in jobs
+    ]
+    return [
+        Check(
+            "WARN",
+            "work queue",
+            "questions set aside (newest first, at most 5): " + "; ".join(lines),
+            "their askers were told to ask again; the log holds each one's traceback "
+            f"(search for the job id); the list is the Redis stream {keys.set_aside()}",
+        )
+    ]
 
 
 # -- database -------------------------------------------------------------------------

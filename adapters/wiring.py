@@ -449,13 +449,16 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             batch=batch,
             tracker=tracker,
             handler=runtime.router,
+            teller=runtime.router.tell,
             telemetry=metrics,
             reclaim_idle_seconds=settings.work_reclaim_seconds,
             heartbeat_seconds=settings.work_reclaim_seconds / 4,
         )
         dispatcher = runtime.work_queue
     else:
-        dispatcher = LocalDispatcher(tracker=tracker, handler=runtime.router, telemetry=metrics)
+        dispatcher = LocalDispatcher(
+            tracker=tracker, handler=runtime.router, teller=runtime.router.tell, telemetry=metrics
+        )
     if settings.slack_bot_token is not None:
         client = build_slack_client(settings, session=http)
         secret = settings.slack_signing_secret
@@ -476,7 +479,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
                 )
             ),
         )
-        runtime.router.register("slack", runtime.slack.handle_job)
+        runtime.router.register("slack", runtime.slack.handle_job, runtime.slack.tell)
         runtime.slack_endpoint = SlackHttpEndpoint(
             app=runtime.slack.app, signing_secret=signing_secret
         )
@@ -493,5 +496,5 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             dispatcher=dispatcher,
         )
         if runtime.teams is not None:
-            runtime.router.register("teams", runtime.teams.handle_job)
+            runtime.router.register("teams", runtime.teams.handle_job, runtime.teams.tell)
     return runtime

@@ -47,6 +47,16 @@ def job_posted(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:posted"
 
 
+def job_failure(job_id: str) -> str:
+    """Why a job's last try failed (set by the first failure: its traceback is logged once)."""
+    return f"{PREFIX}:job:{job_id}:failure"
+
+
+def set_aside() -> str:
+    """The dead-letter stream: jobs tried too often, or unreadable, with the reason."""
+    return f"{PREFIX}:work:set-aside"
+
+
 def call_pace(scope: str) -> str:
     """The pace (theoretical arrival time) of calls to an outside API in one scope, e.g. a
     Slack method in one workspace."""

@@ -60,6 +60,15 @@ INTERNAL_ERROR = (
     "Something went wrong on my side while answering. Please try again; "
     "if it keeps happening, tell the bot's admin."
 )
+JOB_SET_ASIDE = (
+    "Sorry, I could not answer your question: something went wrong each time I tried, so "
+    "I have stopped trying. Please ask again (rephrasing may help); if it keeps happening, "
+    "tell the bot's admin."
+)
+JOB_UNREADABLE = (
+    "Sorry, I could not answer your question: the bot was updated while it waited and "
+    "cannot read it any more. Please ask again."
+)
 STORE_UNAVAILABLE = (
     "My conversation memory (Redis) is not reachable right now, so I can't answer in context. "
     "Please try again in a minute."
