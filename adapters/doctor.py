@@ -174,7 +174,7 @@ def _set_aside(jobs: Sequence[SetAside]) -> list[Check]:
     return [
         Check(
             "WARN",
-            "work queue",
+            "queue",
             "questions set aside (newest first, at most 5): " + "; ".join(lines),
             "their askers were told to ask again; the log holds each one's traceback "
             f"(search for the job id); the list is the Redis stream {keys.set_aside()}",

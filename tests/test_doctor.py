@@ -345,3 +345,31 @@ async def test_chatbot_doctor_command(
 def test_doctor_is_in_the_help() -> None:
     result = subprocess.run([CHATBOT, "--help"], capture_output=True, text=True, timeout=60)
     assert "doctor" in result.stdout
+
+
+async def test_questions_set_aside_by_the_work_queue_are_listed(
+    healthy: dict[str, Any], redis_client: Any
+) -> None:
+    import asyncio
+    import json
+
+    from bot import keys
+    from bot.tasks import TaskTracker
+    from bot.workqueue import WorkQueue
+
+    job = {"kind": "slack.event", "version": 7, "reply_to": {"platform": "slack"}}
+    await redis_client.xadd(keys.work_stream(), {"job": json.dumps(job)})
+    tracker = TaskTracker()
+    queue = WorkQueue(redis=redis_client, tracker=tracker, block_seconds=0.05)
+    run = asyncio.create_task(queue.run())
+    deadline = asyncio.get_running_loop().time() + 10
+    while await redis_client.xlen(keys.work_stream()):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    queue.stop()
+    await run
+    code, report = await doctor(**healthy)
+    line = only(report, "queue", "WARN")
+    assert "slack job" in line and "slack.event job of unknown version 7" in line, line
+    assert "askers were told to ask again" in line
+    assert code == 0  # a warning: the bot works
