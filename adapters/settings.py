@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     ollama_base_url: str = "http://localhost:11434"
     ollama_model: str = "codellama:7b"
     ollama_num_ctx: int = Field(default=4096, ge=256)
-    ollama_max_concurrency: int = Field(default=2, ge=1)
+    ollama_max_concurrency: int = Field(default=2, ge=1)  # per server, for the whole fleet
+    # With Redis: a replica that dies holding a model server's slot frees it within this.
+    model_slot_lease_seconds: float = Field(default=10.0, gt=0)
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -34,6 +35,7 @@ from bot.database import DatabaseError
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
+from bot.model_line import RedisModelLine
 from bot.ratelimit import (
     LocalCallPacer,
     LocalRateLimiter,
@@ -50,7 +52,7 @@ from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
-from inference.pool import ModelPool
+from inference.pool import ModelPool, ServerModel, SlotLine
 
 if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
     from adapters.knowledge import KnowledgeService
@@ -376,6 +378,21 @@ def redis_expected(settings: Settings) -> bool:
         client.close()
 
 
+def fleet_line(redis: Redis, settings: Settings) -> Callable[[ServerModel], SlotLine]:
+    """Each model server's line, shared by the fleet in Redis."""
+
+    def line(server: ServerModel) -> SlotLine:
+        return RedisModelLine(
+            redis=redis,
+            server=server.base_url,
+            limit=settings.ollama_max_concurrency,
+            max_waiting=MAX_WAITING_PER_SERVER,
+            lease_seconds=settings.model_slot_lease_seconds,
+        )
+
+    return line
+
+
 async def build_runtime(settings: Settings, *, model_slots: int | None = None) -> Runtime:
     """Build the bot from settings: stores, models, core and the enabled adapters.
     ``model_slots``: generations at once per Ollama server in this process (default
@@ -389,6 +406,8 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         max_concurrency=model_slots or settings.ollama_max_concurrency,
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
+        # With Redis, one line per server for every replica and worker.
+        line=fleet_line(redis, settings) if redis is not None else None,
     )
     premium = build_premium(settings)
     rate_limiter: RateLimiter = (

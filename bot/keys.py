@@ -57,6 +57,13 @@ def set_aside() -> str:
     return f"{PREFIX}:work:set-aside"
 
 
+def model_line(server: str) -> tuple[str, str, str, str]:
+    """A model server's line for the whole fleet: slot holders, the line, the waiters'
+    leases, the arrival counter."""
+    base = f"{PREFIX}:line:{server}"
+    return f"{base}:holders", f"{base}:waiting", f"{base}:leases", f"{base}:arrivals"
+
+
 def call_pace(scope: str) -> str:
     """The pace (theoretical arrival time) of calls to an outside API in one scope, e.g. a
     Slack method in one workspace."""

@@ -92,6 +92,8 @@ class FakeOllama:
         self.embed_holding = asyncio.Event()
         self.requests: list[dict[str, Any]] = []
         self.client_disconnects: int = 0
+        self.generating: int = 0  # streamed answers in progress now
+        self.most_generating: int = 0  # the most at once so far
         self.client_disconnected = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -327,7 +329,12 @@ class FakeOllama:
                     **self._final_stats(prompt_tokens, len(chunks)),
                 }
             )
-        return await self._stream(request, name, chunks, prompt_tokens)
+        self.generating += 1
+        self.most_generating = max(self.most_generating, self.generating)
+        try:
+            return await self._stream(request, name, chunks, prompt_tokens)
+        finally:
+            self.generating -= 1
 
     async def _stream(
         self, request: web.Request, name: str, chunks: list[str], prompt_tokens: int
