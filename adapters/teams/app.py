@@ -4,7 +4,6 @@ background with proactive messages."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from botbuilder.integration.aiohttp import (
 )
 from botbuilder.schema import Activity
 
+from adapters.jsonbody import json_object
 from adapters.teams.auth import AsyncTokenCredentialFactory, install_signing_keys
 from adapters.teams.config import TeamsCredentials
 from adapters.teams.errors import CredentialsError, SigningKeysUnavailable
@@ -121,9 +121,7 @@ class TeamsBot:
             return _refused("invalid bearer token")
         body = await request.read()  # over the server's size limit: 413
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise ValueError("not an activity")
+            data = json_object(body, "the activity")
             activity = Activity().deserialize(data)
             if not isinstance(activity.type, str) or not activity.type:
                 raise ValueError("activity without a type")
