@@ -387,7 +387,8 @@ def fleet_line(redis: Redis, settings: Settings) -> Callable[[ServerModel], Slot
             server=server.base_url,
             limit=settings.ollama_max_concurrency,
             max_waiting=MAX_WAITING_PER_SERVER,
-            lease_seconds=settings.model_slot_lease_seconds,
+            # A dead replica's slot is free well before its work is taken over.
+            lease_seconds=settings.work_reclaim_seconds / 3,
         )
 
     return line

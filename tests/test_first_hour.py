@@ -185,3 +185,27 @@ async def test_serve_with_nothing_configured_says_what_is_missing_and_what_next(
     assert "Slack and Teams are both off" in text and "chatbot doctor" in text
     assert "Traceback" not in text
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("OLLAMA_BASE_URL", "htp://gpu-host:11434", "the scheme 'htp' is not http:// or https://"),
+        ("OLLAMA_BASE_URL", "http://gpu:11434,ftp://cpu", "the scheme 'ftp'"),
+        ("SLACK_API_URL", "slack.com/api/", "a URL without a scheme"),
+        ("OPENAI_BASE_URL", "file:///etc/passwd", "the scheme 'file'"),
+    ],
+)
+def test_a_url_setting_whose_scheme_is_not_http_is_refused_naming_it(
+    name: str,
+    value: str,
+    said: str,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: Value error, {said}" in err
+    assert value not in err  # a URL may hold a password

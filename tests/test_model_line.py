@@ -47,7 +47,6 @@ async def fleet(
             "SLACK_API_URL": slack.api_url,
             "OLLAMA_BASE_URL": fake_ollama.url,
             "OLLAMA_MAX_CONCURRENCY": "1",
-            "MODEL_SLOT_LEASE_SECONDS": "2",
             "REDIS_URL": redis_url,
             "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
             "WORK_RECLAIM_SECONDS": "2",
@@ -120,8 +119,8 @@ async def test_a_replica_killed_holding_a_slot_frees_it_within_the_lease(
     kill_tree(proc_a.pid)  # the replica and its answer workers die holding the only slot
     await proc_a.wait()
     fake_ollama.token_delay = 0.05
-    # The killed holder's slot comes back (lease: 2 s) and the line moves on; q0 is taken
-    # over by the surviving replica (its work queue) and answered too.
+    # The killed holder's slot comes back (its lease: WORK_RECLAIM_SECONDS / 3) and the line
+    # moves on; q0 is taken over by the surviving replica (its work queue), answered too.
     await slack.wait_for(
         lambda f: all(f.thread_text(CHANNEL, ts) == fake_ollama.reply for ts in (first, second)),
         timeout=30,
