@@ -63,6 +63,9 @@ class Check:
     fix: str = ""
 
 
+SLACK_SIGNING_SECRET_LENGTH = 32  # Slack's signing secrets: 32 hexadecimal characters
+
+
 def _safe(text: str) -> str:
     """Text with anything that looks like a secret replaced (error messages from drivers)."""
     return redact(text).text
@@ -87,8 +90,9 @@ def load_settings(load: Callable[[], Settings]) -> tuple[Settings | None, list[C
             Check(
                 "WARN",
                 "settings",
-                f"{', '.join(settings.placeholders)} still hold the example value from "
-                ".env.example: treated as unset",
+                f"{', '.join(settings.placeholders)} still "
+                f"{'holds' if len(settings.placeholders) == 1 else 'hold'} the example value "
+                "from .env.example: treated as unset",
                 "put the real value there, or leave it blank",
             )
         )
@@ -207,6 +211,16 @@ def _known_revisions() -> set[str]:
     return {script.revision for script in scripts.walk_revisions()}
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """An exception and the ones it was raised from."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 async def check_database(settings: Settings) -> list[Check]:
     """The database answers and its migrations are at the newest revision."""
     url = settings.effective_database_url
@@ -232,12 +246,19 @@ async def check_database(settings: Settings) -> list[Check]:
         )
     except (database.DatabaseError, TimeoutError) as exc:
         reason = str(exc) if isinstance(exc, database.DatabaseError) else "no answer"
+        # The server answered that the database is missing (PostgreSQL's SQLSTATE 3D000).
+        missing_database = any(getattr(e, "sqlstate", None) == "3D000" for e in _causes(exc)) or (
+            "database" in reason and "does not exist" in reason
+        )
         return [
             Check(
                 "FAIL",
                 "database",
                 f"{shown}: cannot connect ({_safe(reason)})",
-                "start the database server or correct DATABASE_URL",
+                "the server runs but has no such database: create it (e.g. `createdb NAME`), "
+                f"then {upgrade}"
+                if missing_database
+                else "start the database server or correct DATABASE_URL",
             )
         ]
     head = database.head_revision()
@@ -445,6 +466,16 @@ async def _check_slack_mode(settings: Settings, client: AsyncWebClient) -> Check
                 "HTTP mode without SLACK_SIGNING_SECRET: every request to /slack/events gets 401",
                 "copy the Signing Secret (Basic Information) into SLACK_SIGNING_SECRET, "
                 "or set SLACK_APP_TOKEN for Socket Mode",
+            )
+        secret = settings.slack_signing_secret.get_secret_value()
+        if len(secret) < SLACK_SIGNING_SECRET_LENGTH:
+            return Check(
+                "WARN",
+                "slack",
+                f"HTTP mode, but SLACK_SIGNING_SECRET is {len(secret)} characters; Slack's are "
+                f"{SLACK_SIGNING_SECRET_LENGTH}: every request to /slack/events will get 401",
+                "copy the whole Signing Secret (Basic Information, App Credentials) into "
+                "SLACK_SIGNING_SECRET",
             )
         return Check("OK", "slack", "HTTP mode: SLACK_SIGNING_SECRET is set")
     value = app_token.get_secret_value()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from bot import replies
 from bot.admission import Admission
 from bot.citations import MarkerFilter, searched, to_citations
-from bot.commands import Command, help_text, parse_command
+from bot.commands import Command, command_list, help_text, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
@@ -231,7 +231,8 @@ class Assistant:
             return await self._answer(message, message.text, self._local, sink)
         handler = self._commands.get(command.name)
         if handler is None:
-            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
+            commands = command_list(premium=self._premium is not None)
+            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word, commands=commands))
             return None
         return await handler(message, command, sink)
 

@@ -76,9 +76,8 @@ STORE_UNAVAILABLE = (
 BUSY = "I'm still answering an earlier message in this thread. Please ask again in a minute."
 RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
 UNKNOWN_COMMAND = (
-    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/search <words>`, "
-    "`/reset`, `/model`, `/help`. (To ask about something that starts with a slash, "
-    "put a word before it.)"
+    "I don't know the command `/{word}`. Commands: {commands}. (To ask about something that "
+    "starts with a slash, put a word before it.)"
 )
 PREMIUM_OFF = (
     "Premium answers are not configured on this bot (no {provider} API key), "

@@ -143,7 +143,12 @@ async def test_help_model_unknown_and_premium_off(state: ConversationState) -> N
         assert command in help_text
     assert "/premium" not in help_text  # not configured here
     assert "scripted:1b" in await ask(bot, "/model")
-    assert "/deploy" in await ask(bot, "/deploy now")
+    unknown = await ask(bot, "/deploy now")
+    assert "/deploy" in unknown
+    # The unknown-command reply names the commands /help lists, and no others.
+    for command in ("/reset", "/help", "/model", "/search"):
+        assert command in unknown
+    assert "/premium" not in unknown
     premium = await ask(bot, "/premium what is love?")
     assert "not configured" in premium and "OPENAI_API_KEY" in premium
     assert model.calls == []

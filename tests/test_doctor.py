@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 
 from adapters.doctor import run
 from adapters.settings import Settings
@@ -218,6 +219,27 @@ async def test_slack_wrong_token_fails_auth_test(healthy: dict[str, Any]) -> Non
     assert "auth.test" in line and "invalid_auth" in line
     assert "Bot User OAuth Token" in line and "SLACK_BOT_TOKEN" in line
     assert wrong not in report
+
+
+async def test_a_missing_postgresql_database_says_create_it_not_start_the_server(
+    healthy: dict[str, Any], postgres_server: str
+) -> None:
+    url = make_url(postgres_server).set(database="chatbot_no_such_db").render_as_string(False)
+    code, report = await doctor(**{**healthy, "database_url": url})
+    assert code == 1
+    line = only(report, "database", "FAIL")
+    assert "create it" in line and "chatbot db upgrade" in line, line
+    assert "start the database server" not in line
+
+
+async def test_a_signing_secret_shorter_than_slacks_is_a_warning(
+    healthy: dict[str, Any],
+) -> None:
+    code, report = await doctor(**{**healthy, "slack_signing_secret": "tooshort"})
+    assert code == 0  # a warning: Slack may still refuse nothing until requests arrive
+    line = only(report, "slack", "WARN")
+    assert "SLACK_SIGNING_SECRET is 8 characters; Slack's are 32" in line and "401" in line
+    assert "tooshort" not in report
 
 
 async def test_slack_http_mode_needs_the_signing_secret(healthy: dict[str, Any]) -> None:
