@@ -43,7 +43,13 @@ async def _check_store(
         active = await store.active()
     except KnowledgeUnavailable as exc:
         if "in use by another process" in str(exc):
-            return [Check("OK", "knowledge", f"{where} is held by a running bot")], None
+            return [
+                Check(
+                    "OK",
+                    "knowledge",
+                    f"{where} is held by another chatbot process (serve, or chat)",
+                )
+            ], None
         fix = (
             "start Qdrant (`docker compose up -d qdrant`) or correct KNOWLEDGE_STORE"
             if not store.local
