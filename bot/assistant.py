@@ -25,6 +25,7 @@ from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserF
 from bot.feedback import Feedback
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
+from bot.outages import log_outage
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import Prompt, build_prompt, prompt_budget
@@ -222,8 +223,8 @@ class Assistant:
         elif self._ledger is not None:
             try:
                 await self._ledger.record(record)
-            except DatabaseError:
-                log.warning("usage ledger unavailable; request not recorded", exc_info=True)
+            except DatabaseError as exc:
+                log_outage(log, "usage ledger unavailable; request not recorded", exc)
 
     async def _respond(self, message: IncomingMessage, sink: ReplySink) -> UsageRecord | None:
         command = parse_command(message.text)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.conversation import ConversationKey
+from bot.outages import log_outage
 from inference.base import Turn
 from inference.knowledge import Knowledge, KnowledgeError, Passage
 
@@ -84,8 +85,8 @@ class Retriever:
                 passages = await self._knowledge.retrieve(
                     query_for(question, history), scope=scope_of(key), limit=self._limit
                 )
-        except (KnowledgeError, TimeoutError):
-            log.warning("team knowledge unavailable; answering without it", exc_info=True)
+        except (KnowledgeError, TimeoutError) as exc:
+            log_outage(log, "team knowledge unavailable; answering without it", exc)
             return Retrieved(elapsed_ms=_ms_since(started), unavailable=True)
         return Retrieved(passages=list(passages), elapsed_ms=_ms_since(started))
 

@@ -35,6 +35,7 @@ from bot import keys, replies
 from bot.dedupe import DEDUPE_TTL_SECONDS
 from bot.errors import StateUnavailable
 from bot.jobs import ReplyTo, UnreadableJob, Work, from_job, reply_to_of, to_job
+from bot.outages import log_outage
 from bot.outcome import Event
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
@@ -204,8 +205,8 @@ class WorkQueue:
                         raise
                     # Redis came back empty (restarted without persistence): start over.
                     await self._ensure_group()
-                except RedisError:
-                    log.warning("work queue: Redis unavailable; retrying", exc_info=True)
+                except RedisError as exc:
+                    log_outage(log, "work queue: Redis unavailable; retrying", exc)
                     await self._sleep(1.0)
         finally:
             heartbeat.cancel()
