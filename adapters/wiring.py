@@ -52,7 +52,7 @@ from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
-from inference.pool import ModelPool, ServerModel, SlotLine
+from inference.pool import FifoSlots, ModelPool, ServerModel, SlotLine
 
 if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
     from adapters.knowledge import KnowledgeService
@@ -378,8 +378,9 @@ def redis_expected(settings: Settings) -> bool:
         client.close()
 
 
-def fleet_line(redis: Redis, settings: Settings) -> Callable[[ServerModel], SlotLine]:
-    """Each model server's line, shared by the fleet in Redis."""
+def fleet_line(redis: Redis, settings: Settings, share: int) -> Callable[[ServerModel], SlotLine]:
+    """Each model server's line, shared by the fleet in Redis (``share``: this process's
+    part of the limit while Redis is down)."""
 
     def line(server: ServerModel) -> SlotLine:
         return RedisModelLine(
@@ -387,6 +388,7 @@ def fleet_line(redis: Redis, settings: Settings) -> Callable[[ServerModel], Slot
             server=server.base_url,
             limit=settings.ollama_max_concurrency,
             max_waiting=MAX_WAITING_PER_SERVER,
+            fallback=FifoSlots(limit=share, max_waiting=MAX_WAITING_PER_SERVER),
             # A dead replica's slot is free well before its work is taken over.
             lease_seconds=settings.work_reclaim_seconds / 3,
         )
@@ -408,7 +410,9 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
         # With Redis, one line per server for every replica and worker.
-        line=fleet_line(redis, settings) if redis is not None else None,
+        line=fleet_line(redis, settings, model_slots or settings.ollama_max_concurrency)
+        if redis is not None
+        else None,
     )
     premium = build_premium(settings)
     rate_limiter: RateLimiter = (

@@ -7,7 +7,8 @@ the line, scored by arrival (a counter), with a third set of the waiters' leases
 renews its lease while it generates; one that dies stops renewing and its slot is free
 once the lease ends, as is the place of a waiter that dies. A waiter asks again every
 ``POLL_SECONDS`` (one short script): a freed slot goes to the first in line within that.
-Redis's own clock decides leases, so replicas' clocks may differ.
+Redis's own clock decides leases, so replicas' clocks may differ. While Redis cannot be
+reached, each process keeps its own share of the limit (``fallback``), as without Redis.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot import keys
+from bot.outages import log_outage
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS
-from inference.base import ModelUnavailable, Overloaded
-from inference.pool import QUEUE_NOTICE_AFTER, SlotTicket
+from inference.base import Overloaded
+from inference.pool import QUEUE_NOTICE_AFTER, SlotLine, SlotTicket
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class RedisModelLine:
         server: str,
         limit: int,
         max_waiting: int,
+        fallback: SlotLine,
         lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
@@ -91,11 +94,12 @@ class RedisModelLine:
         self.lease_ms = int(lease_seconds * 1000)
         self.poll = poll_seconds
         self._waiting = 0
+        self.fallback = fallback
 
     @property
     def waiting(self) -> int:
         """Requests of this process in line."""
-        return self._waiting
+        return self._waiting + self.fallback.waiting
 
     def join(self) -> SlotTicket:
         """A ticket for one request."""
@@ -135,28 +139,38 @@ class _RedisTicket:
         self._id = uuid.uuid4().hex
         self._renewing: asyncio.Task[None] | None = None
         self._joined = False
+        self._local: SlotTicket | None = None  # this process's share, while Redis is down
 
     async def wait(self) -> AsyncIterator[int]:
+        line = self._line
+        try:
+            async for place in self._wait_in_redis():
+                yield place
+        except REDIS_ERRORS as exc:
+            log_outage(log, "model servers' line: Redis unavailable; this process's share", exc)
+            await self.release()
+            self._local = line.fallback.join()
+            async for place in self._local.wait():
+                yield place
+
+    async def _wait_in_redis(self) -> AsyncIterator[int]:
         line = self._line
         loop = asyncio.get_running_loop()
         started = loop.time()
         shown = 0
         self._joined = True
-        try:
-            taken, place = await self._try()
-            if not taken:
-                line.count(1)
-                try:
-                    while not taken:
-                        if place and place != shown and loop.time() - started >= QUEUE_NOTICE_AFTER:
-                            shown = place
-                            yield place
-                        await asyncio.sleep(line.poll)
-                        taken, place = await self._try()
-                finally:
-                    line.count(-1)
-        except REDIS_ERRORS as exc:
-            raise ModelUnavailable("the model servers' line (Redis) is unavailable") from exc
+        taken, place = await self._try()
+        if not taken:
+            line.count(1)
+            try:
+                while not taken:
+                    if place and place != shown and loop.time() - started >= QUEUE_NOTICE_AFTER:
+                        shown = place
+                        yield place
+                    await asyncio.sleep(line.poll)
+                    taken, place = await self._try()
+            finally:
+                line.count(-1)
         self._renewing = asyncio.create_task(self._renew(), name="model-slot-lease")
 
     async def _try(self) -> tuple[bool, int]:
@@ -174,6 +188,9 @@ class _RedisTicket:
                 log.warning("could not renew a model slot's lease")
 
     async def release(self) -> None:
+        if self._local is not None:
+            await self._local.release()
+            self._local = None
         if self._renewing is not None:
             self._renewing.cancel()
             self._renewing = None
