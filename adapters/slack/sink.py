@@ -54,6 +54,10 @@ _STREAMING_REFUSED = {
 }
 
 
+# The last words of an answer the bot stopped writing because it was restarting.
+CUT_OFF = "\n\n_(cut off: the bot restarted; ask again)_"
+
+
 @dataclass(slots=True)
 class StreamingSupport:
     """Whether Slack's native streaming works here, and the workspaces' budget of Web API
@@ -191,7 +195,11 @@ class SlackReplySink:
         self._sources_text = sources_text(citations, searched=searched)
 
     async def close(self) -> None:
-        """Send what is left and end the stream."""
+        """Send what is left and end the stream; an answer cut short by the bot stopping
+        (cancelled past the shutdown grace) ends with a note saying so."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling() and self._loop.started:
+            self._pending += CUT_OFF
         if self._thinking is not None:
             self._thinking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
