@@ -378,7 +378,9 @@ def redis_expected(settings: Settings) -> bool:
         client.close()
 
 
-def fleet_line(redis: Redis, settings: Settings, share: int) -> Callable[[ServerModel], SlotLine]:
+def fleet_line(
+    redis: Redis, batch: RedisBatch, settings: Settings, share: int
+) -> Callable[[ServerModel], SlotLine]:
     """Each model server's line, shared by the fleet in Redis (``share``: this process's
     part of the limit while Redis is down)."""
 
@@ -389,6 +391,7 @@ def fleet_line(redis: Redis, settings: Settings, share: int) -> Callable[[Server
             limit=settings.ollama_max_concurrency,
             max_waiting=MAX_WAITING_PER_SERVER,
             fallback=FifoSlots(limit=share, max_waiting=MAX_WAITING_PER_SERVER),
+            batch=batch,  # a freed slot rides with the answer's last writes
             # A dead replica's slot is free well before its work is taken over.
             lease_seconds=settings.work_reclaim_seconds / 3,
         )
@@ -410,8 +413,8 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
         # With Redis, one line per server for every replica and worker.
-        line=fleet_line(redis, settings, model_slots or settings.ollama_max_concurrency)
-        if redis is not None
+        line=fleet_line(redis, batch, settings, model_slots or settings.ollama_max_concurrency)
+        if redis is not None and batch is not None
         else None,
     )
     premium = build_premium(settings)

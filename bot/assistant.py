@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot import replies
@@ -25,6 +25,7 @@ from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserF
 from bot.feedback import Feedback
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
+from bot.memory import HeldConversation
 from bot.outages import log_outage
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
@@ -53,21 +54,6 @@ class Route:
     model: ChatModel
     premium: Premium | None = None
     account: PremiumAccount | None = None
-
-
-async def _forget(turns: Sequence[Turn]) -> None:
-    """Memory was down when the conversation was recalled: the answer is not remembered
-    (nor written without the conversation's lock)."""
-
-
-@dataclass(slots=True)
-class Recalled:
-    """The conversation as read under its lock, how to remember the answer, and ``down``:
-    memory could not be used."""
-
-    remember: Callable[[Sequence[Turn]], Awaitable[None]] = field(default=_forget)
-    history: list[Turn] = field(default_factory=list)
-    down: bool = False
 
 
 class Assistant:
@@ -344,12 +330,12 @@ class Assistant:
     @asynccontextmanager
     async def _recall(
         self, message: IncomingMessage, charge: RateCharge | None
-    ) -> AsyncIterator[Recalled]:
+    ) -> AsyncIterator[HeldConversation]:
         """Hold the conversation (taken before history is read) and read its history, the
         question's rate limit ``charge`` counted in the same step; with Redis down, answer
         without memory (or limits)."""
         key = message.key
-        recalled = Recalled()
+        recalled = HeldConversation()
         async with AsyncExitStack() as stack:
             try:
                 held = await stack.enter_async_context(self._state.memory.hold(key, charge=charge))
@@ -409,7 +395,9 @@ class Assistant:
         else:  # a model answer without sources
             await sink.cite([], searched=False, answer_id=answer_id)
 
-    async def _remember(self, recalled: Recalled, question: str, generation: Generation) -> bool:
+    async def _remember(
+        self, recalled: HeldConversation, question: str, generation: Generation
+    ) -> bool:
         """Append the question and the answer (with its markers, not the passages) to
         memory; a stopped answer is remembered as far as it went. False: memory is down."""
         outcome = generation.outcome

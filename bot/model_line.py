@@ -80,11 +80,12 @@ class RedisModelLine:
         limit: int,
         max_waiting: int,
         fallback: SlotLine,
+        batch: RedisBatch | None = None,
         lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._redis = redis
-        batch = RedisBatch(redis=redis)
+        batch = batch or RedisBatch(redis=redis)
         self._take = batch.script(_TAKE)
         self._renew = batch.script(_RENEW)
         self._batch = batch
@@ -121,13 +122,11 @@ class RedisModelLine:
             self._renew, keys=[self._keys[0]], args=[ticket, self.lease_ms], carry=False
         )
 
-    async def leave(self, ticket: str) -> None:
-        """Free the slot or the place in line."""
+    def leave(self, ticket: str) -> None:
+        """Free the slot or the place in line, with this process's next round trip (the
+        answer's own last writes, moments later): no round trip of its own."""
         holders, line, leases, _ = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name in (holders, line, leases):
-                pipe.zrem(name, ticket)
-            await pipe.execute()
+        self._batch.defer(*(("ZREM", name, ticket) for name in (holders, line, leases)))
 
     def count(self, delta: int) -> None:
         self._waiting += delta
@@ -197,7 +196,4 @@ class _RedisTicket:
         if not self._joined:
             return
         self._joined = False
-        try:
-            await self._line.leave(self._id)
-        except REDIS_ERRORS:
-            log.warning("could not free a model slot; its lease frees it")
+        self._line.leave(self._id)  # if Redis is down then, the lease frees it
