@@ -14,6 +14,7 @@ import json
 import math
 import re
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -94,6 +95,7 @@ class FakeOllama:
         self.client_disconnects: int = 0
         self.generating: int = 0  # streamed answers in progress now
         self.most_generating: int = 0  # the most at once so far
+        self.last_token_at: float = 0.0  # time.monotonic() when the last stream ended
         self.client_disconnected = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -335,6 +337,7 @@ class FakeOllama:
             return await self._stream(request, name, chunks, prompt_tokens)
         finally:
             self.generating -= 1
+            self.last_token_at = time.monotonic()
 
     async def _stream(
         self, request: web.Request, name: str, chunks: list[str], prompt_tokens: int
