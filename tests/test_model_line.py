@@ -116,6 +116,7 @@ async def test_a_replica_killed_holding_a_slot_frees_it_within_the_lease(
     await slack.wait_for(lambda f: fake_ollama.generating == 1, timeout=15)
     assert await post(b, mention("q1", second)) == 200
     await slack.wait_for(lambda f: place(f, second) == 1, timeout=15)
+    assert fake_ollama.most_generating == 1  # q1 waits in line on the other replica
     kill_tree(proc_a.pid)  # the replica and its answer workers die holding the only slot
     await proc_a.wait()
     fake_ollama.token_delay = 0.05
@@ -125,4 +126,5 @@ async def test_a_replica_killed_holding_a_slot_frees_it_within_the_lease(
         lambda f: all(f.thread_text(CHANNEL, ts) == fake_ollama.reply for ts in (first, second)),
         timeout=30,
     )
-    assert fake_ollama.most_generating == 1
+    # (The dead holder's generation ends at the server only when it next writes to the
+    # closed connection, so the server may count it beside q1's for a moment.)
