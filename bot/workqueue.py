@@ -156,6 +156,7 @@ class WorkQueue:
         self._set_aside = self._batch.script(_SET_ASIDE)
         self._in_flight: set[str] = set()
         self._suspect: str | None = None  # the reclaimed entry this process is trying
+        self._cursor = "0-0"  # where the next look for abandoned entries starts
         self._stopping = asyncio.Event()
 
     async def submit(self, dedupe_id: str | None, work: Work) -> bool:
@@ -251,10 +252,13 @@ class WorkQueue:
 
     async def _reclaim(self) -> bool:
         """Take over one entry abandoned by its worker (idle past the reclaim time); True
-        when one was taken."""
-        _next, entries, *_ = await self._redis.xautoclaim(
-            self._stream, GROUP, self.consumer, self._reclaim_idle_ms, "0-0", count=1
+        when one was taken, or when the pending entries were not all looked at yet."""
+        # XAUTOCLAIM looks at ten pending entries per claimed one: go on from where the
+        # last look ended, so an abandoned entry behind many live ones is found too.
+        cursor, entries, *_ = await self._redis.xautoclaim(
+            self._stream, GROUP, self.consumer, self._reclaim_idle_ms, self._cursor, count=1
         )
+        self._cursor = _text(cursor)
         for entry_id, fields in entries:
             entry = _text(entry_id)
             if entry in self._in_flight or fields is None:
@@ -269,7 +273,7 @@ class WorkQueue:
             self._suspect = entry
             await self._take(entry, fields, deliveries=deliveries)
             return True
-        return False
+        return self._cursor != "0-0"
 
     async def _take(self, entry_id: str, fields: dict[Any, Any], *, deliveries: int) -> None:
         """Start answering an entry, or set it aside at once (before anything else read

@@ -145,3 +145,36 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: R
     await owner_tracker.wait_idle(5)
     await other_tracker.wait_idle(5)
     await asyncio.gather(*runs)
+
+
+async def test_an_abandoned_entry_behind_many_live_ones_is_taken_over(redis: Redis) -> None:
+    """XAUTOCLAIM looks at ten pending entries per call: the look goes on from where the
+    last one ended."""
+    await redis.xgroup_create("chatbot:work", "chatbot", id="0", mkstream=True)
+    submitter = WorkQueue(redis=redis, tracker=TaskTracker())
+    for i in range(30):
+        await submitter.submit(f"live-{i}", work(f"live {i}"))
+    read = await redis.xreadgroup("chatbot", "busy", {"chatbot:work": ">"}, count=30)
+    live = [entry_id for entry_id, _ in read[0][1]]
+
+    async def heartbeat() -> None:  # a replica answering those 30, alive
+        while True:
+            await redis.xclaim("chatbot:work", "chatbot", "busy", 0, live, justid=True)
+            await asyncio.sleep(0.05)
+
+    beating = asyncio.create_task(heartbeat())
+    # Behind them, an entry read by a replica that then died: pending, never renewed.
+    await submitter.submit("dead-1", work("abandoned"))
+    await redis.xreadgroup("chatbot", "dead", {"chatbot:work": ">"}, count=1)
+    handled: list[tuple[str, Job]] = []
+    survivor, tracker = replica(redis, handled, "survivor", reclaim_idle_seconds=0.3)
+    run = asyncio.create_task(survivor.run())
+    for _ in range(300):
+        if handled:
+            break
+        await asyncio.sleep(0.02)
+    survivor.stop()
+    beating.cancel()
+    await tracker.wait_idle(5)
+    await run
+    assert [job.work.event["text"] for _, job in handled] == ["abandoned"]
