@@ -65,5 +65,7 @@ bench: install  ## load benchmark (starts its own redis-server): the figures in 
 	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers 1 --start-up
 	$(PY) -m bench.load --levels 1,20,50 --answers 200 --workers default
 	$(PY) -m bench.load --levels 1 --answers 5 --reply-chars 600 --chunk-chars 4 --first-token-delay 0.3 --token-delay 0.02
+	$(PY) -m bench.fleet_line
+	$(PY) -m bench.slack_burst
 	$(PY) -m bench.load --levels 20 --answers 20 --reply-chars 600 --chunk-chars 4 --first-token-delay 0.3 --token-delay 0.02 --max-concurrency 2
 	$(PY) -m bench.api --answers 200

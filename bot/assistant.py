@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot import replies
 from bot.admin import AdminSignIn
 from bot.admission import Admission
 from bot.citations import MarkerFilter, cite, cited_documents
-from bot.commands import Command, CommandReplies, parse_command
+from bot.commands import Command, CommandReplies, command_list, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
 from bot.feedback import Feedback
 from bot.generation import Generation, generate
 from bot.ledger import Ledger
+from bot.memory import HeldConversation
+from bot.outages import log_outage
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
 from bot.prompt import build_prompt, prompt_budget
@@ -53,21 +55,6 @@ class Route:
     model: ChatModel
     premium: Premium | None = None
     account: PremiumAccount | None = None
-
-
-async def _forget(turns: Sequence[Turn]) -> None:
-    """Memory was down when the conversation was recalled: the answer is not remembered
-    (nor written without the conversation's lock)."""
-
-
-@dataclass(slots=True)
-class Recalled:
-    """The conversation as read under its lock, how to remember the answer, and ``down``:
-    memory could not be used."""
-
-    remember: Callable[[Sequence[Turn]], Awaitable[None]] = field(default=_forget)
-    history: list[Turn] = field(default_factory=list)
-    down: bool = False
 
 
 class Assistant:
@@ -277,8 +264,8 @@ class Assistant:
         elif self._ledger is not None:
             try:
                 await self._ledger.record(record)
-            except DatabaseError:
-                log.warning("usage ledger unavailable; request not recorded", exc_info=True)
+            except DatabaseError as exc:
+                log_outage(log, "usage ledger unavailable; request not recorded", exc)
 
     async def _respond(self, message: IncomingMessage, sink: ReplySink) -> UsageRecord | None:
         command = parse_command(message.text)
@@ -286,7 +273,8 @@ class Assistant:
             return await self._answer(message, message.text, self._local, sink)
         handler = self._commands.get(command.name)
         if handler is None:
-            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word))
+            commands = command_list(premium=self._premium is not None)
+            await sink.write(replies.UNKNOWN_COMMAND.format(word=command.word, commands=commands))
             return None
         return await handler(message, command, sink)
 
@@ -390,12 +378,12 @@ class Assistant:
     @asynccontextmanager
     async def _recall(
         self, message: IncomingMessage, charge: RateCharge | None
-    ) -> AsyncIterator[Recalled]:
+    ) -> AsyncIterator[HeldConversation]:
         """Hold the conversation (taken before history is read) and read its history, the
         question's rate limit ``charge`` counted in the same step; with Redis down, answer
         without memory (or limits)."""
         key = message.key
-        recalled = Recalled()
+        recalled = HeldConversation()
         if message.transcript is not None:  # the client keeps the conversation
             recalled.history = list(message.transcript)
             yield recalled
@@ -431,7 +419,9 @@ class Assistant:
             )
         return sent
 
-    async def _remember(self, recalled: Recalled, question: str, generation: Generation) -> bool:
+    async def _remember(
+        self, recalled: HeldConversation, question: str, generation: Generation
+    ) -> bool:
         """Append the question and the answer (with its markers, not the passages) to
         memory; a stopped answer is remembered as far as it went. False: memory is down."""
         outcome = generation.outcome

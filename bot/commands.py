@@ -89,6 +89,14 @@ _CHANNELS = (
 )
 
 
+def command_list(*, premium: bool) -> str:
+    """The commands in one line, as the unknown-command reply names them: `/premium` only
+    when a premium model is configured, as `/help` lists them."""
+    names = ["`/premium <question>`"] if premium else []
+    names += ["`/search <words>`", "`/reset`", "`/model`", "`/help`"]
+    return ", ".join(names)
+
+
 def help_text(*, terminal: bool, local_model: str, premium_model: str | None) -> str:
     """The `/help` reply: a terminal's wording (with `/quit` and `/exit`, no channels), or a
     chat platform's; `/premium` only when a premium model is configured (``premium_model``

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.database import DatabaseError
+from bot.outages import log_outage
 from bot.outcome import Event
 from bot.telemetry import Telemetry
 from bot.votes import VOTES, Vote, VoteValue
@@ -70,8 +71,8 @@ class Feedback:
             return VOTE_NOT_RECORDED
         try:
             await self._ledger.record_vote(vote)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
+        except DatabaseError as exc:
+            log_outage(log, "usage ledger unavailable; vote not recorded", exc)
             return VOTE_NOT_RECORDED
         event = Event.VOTE_UP if vote.value == "up" else Event.VOTE_DOWN
         self._telemetry.event(event, vote.platform)
@@ -103,8 +104,8 @@ class Feedback:
             return VOTE_NOT_RECORDED
         try:
             answer_id = await self._ledger.answer_for_message(platform=platform, message=message)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; vote not recorded", exc_info=True)
+        except DatabaseError as exc:
+            log_outage(log, "usage ledger unavailable; vote not recorded", exc)
             return VOTE_NOT_RECORDED
         if answer_id is None:
             log.info("a vote on a %s message that shows no known answer", platform)

@@ -47,6 +47,23 @@ def job_posted(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:posted"
 
 
+def job_failure(job_id: str) -> str:
+    """Why a job's last try failed (set by the first failure: its traceback is logged once)."""
+    return f"{PREFIX}:job:{job_id}:failure"
+
+
+def set_aside() -> str:
+    """The dead-letter stream: jobs tried too often, or unreadable, with the reason."""
+    return f"{PREFIX}:work:set-aside"
+
+
+def model_line(server: str) -> tuple[str, str, str, str]:
+    """A model server's line for the whole fleet: slot holders, the line, the waiters'
+    leases, the arrival counter."""
+    base = f"{PREFIX}:line:{server}"
+    return f"{base}:holders", f"{base}:waiting", f"{base}:leases", f"{base}:arrivals"
+
+
 def call_pace(scope: str) -> str:
     """The pace (theoretical arrival time) of calls to an outside API in one scope, e.g. a
     Slack method in one workspace."""

@@ -59,9 +59,10 @@ return 0
 
 
 @dataclass(slots=True)
-class RedisHold:
-    """A lock this answer holds: its token, what was read with it, and whether a last
-    write (the answer's append) already released it."""
+class HeldLock:
+    """The lock under which a conversation is held (``bot.memory.HeldConversation``): its
+    token, what was read with it, and whether a last write (the answer's append) already
+    released it."""
 
     token: str
     read: list[Any]
@@ -89,7 +90,7 @@ class RedisLocks:
     @asynccontextmanager
     async def lock(
         self, key: ConversationKey, *, read: str, charge: RateCharge | None = None
-    ) -> AsyncIterator[RedisHold]:
+    ) -> AsyncIterator[HeldLock]:
         """Hold ``key``'s lock, renewing it, until the block ends (or a last write marked
         the hold released); the list ``read`` is read in the same round trip, and a
         question's ``charge`` is counted first (``RateLimited`` when refused)."""
@@ -110,7 +111,7 @@ class RedisLocks:
                 if loop.time() >= deadline:
                     raise ConversationBusy(f"conversation still locked after {self._wait} s")
                 await asyncio.sleep(0.05)
-        hold = RedisHold(token, list(got[1]))
+        hold = HeldLock(token, list(got[1]))
 
         async def renew() -> None:
             while not hold.released:

@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
@@ -42,7 +42,7 @@ class Memory(Protocol):
 
     def hold(
         self, key: ConversationKey, *, charge: RateCharge | None = None
-    ) -> AbstractAsyncContextManager[Held]:
+    ) -> AbstractAsyncContextManager[HeldConversation]:
         """Hold the conversation for one answer (across replicas): its lock is taken
         before the history is read and kept until the answer is remembered or the block
         ends. Raises ``ConversationBusy`` when another answer keeps it too long. A
@@ -51,13 +51,20 @@ class Memory(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A conversation held for one answer: its history, and how to remember the answer
-    (which, on Redis, also lets the next answer in)."""
+async def forget(turns: Sequence[Turn]) -> None:
+    """Memory was down when the conversation was held: the answer is not remembered (nor
+    written without the conversation's lock)."""
 
-    history: list[Turn]
-    remember: Callable[[Sequence[Turn]], Awaitable[None]]
+
+@dataclass(slots=True)
+class HeldConversation:
+    """A conversation held for one answer (the one name for it, from the lock to the
+    assistant): its history as read under its lock, how to remember the answer (which, on
+    Redis, also lets the next answer in), and ``down``: memory could not be used."""
+
+    history: list[Turn] = field(default_factory=list)
+    remember: Callable[[Sequence[Turn]], Awaitable[None]] = forget
+    down: bool = False
 
 
 def _encode(turn: Turn) -> str:
@@ -131,7 +138,7 @@ class RedisMemory:
     @asynccontextmanager
     async def hold(
         self, key: ConversationKey, *, charge: RateCharge | None = None
-    ) -> AsyncIterator[Held]:
+    ) -> AsyncIterator[HeldConversation]:
         """The question counted, the lock taken and the history read in one round trip;
         remembering the answer appends and releases the lock with the next one."""
         async with self._locks.lock(key, read=keys.history(key), charge=charge) as lock:
@@ -141,7 +148,7 @@ class RedisMemory:
                 self._write(key, turns, lock_token=lock.token)
                 lock.released = True
 
-            yield Held(_decode_all(lock.read), remember)
+            yield HeldConversation(_decode_all(lock.read), remember)
 
     def _write(self, key: ConversationKey, turns: Sequence[Turn], *, lock_token: str) -> None:
         names, args = self._append_keys(key), self._append_args(turns, lock_token)
@@ -196,10 +203,10 @@ class LocalMemory:
     @asynccontextmanager
     async def hold(
         self, key: ConversationKey, *, charge: RateCharge | None = None
-    ) -> AsyncIterator[Held]:
+    ) -> AsyncIterator[HeldConversation]:
         """An asyncio lock per conversation, then its history (a question is counted by
         the in-process rate limiter, which makes no charges)."""
         if charge is not None:
             raise ValueError("a Redis rate limit charge needs Redis memory")
         async with self._locks.lock(key):
-            yield Held(await self.history(key), partial(self.append, key))
+            yield HeldConversation(await self.history(key), partial(self.append, key))

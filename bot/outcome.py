@@ -31,5 +31,6 @@ class Event(StrEnum):
     DEDUPE_HIT = "dedupe_hit"  # a redelivered or doubled event, not answered again
     RATE_LIMITED = "rate_limited"  # a question refused by the rate limit (also REFUSED)
     RECLAIMED = "reclaimed"  # work another replica accepted and did not finish, taken over
+    SET_ASIDE = "set_aside"  # work tried too often or unreadable: not tried again, asker told
     VOTE_UP = "vote_up"  # a person rated an answer helpful (feedback buttons)
     VOTE_DOWN = "vote_down"  # ... or not helpful

@@ -23,6 +23,7 @@ from bot.conversation import IncomingMessage
 from bot.database import DatabaseError
 from bot.errors import UserFacingError
 from bot.ledger import Ledger
+from bot.outages import log_outage
 from bot.replies import GENERIC_NAMES, ProviderNames
 from inference.base import ChatModel
 
@@ -76,8 +77,8 @@ class PremiumAccount:
             return
         try:
             spend = await self.spend(message, now)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; premium refused", exc_info=True)
+        except DatabaseError as exc:
+            log_outage(log, "usage ledger unavailable; premium refused", exc)
             raise UserFacingError(
                 self._names.fill(replies.PREMIUM_BUDGET_UNKNOWN, local_model=self._local),
                 reason="unavailable",
@@ -111,8 +112,8 @@ class PremiumAccount:
             return [replies.PREMIUM_SPEND_NOT_ALLOWED]
         try:
             spend = await self.spend(message, now)
-        except DatabaseError:
-            log.warning("usage ledger unavailable; spend not shown", exc_info=True)
+        except DatabaseError as exc:
+            log_outage(log, "usage ledger unavailable; spend not shown", exc)
             return [replies.PREMIUM_SPEND_UNKNOWN]
         budgets = self._premium.budgets
         lines = [

@@ -4,6 +4,7 @@ the pace of calls to an outside API (a generic cell rate algorithm), shared the 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,12 +203,41 @@ return wait
 """
 
 
+# A sliding window: at most ARGV[1] calls in any ARGV[2] ms (a sorted set of the reserved
+# call times). The next call goes when the window holds fewer, or when the call that many
+# calls back leaves it; reserved only within `max_wait`.
+_RESERVE_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+local at = now
+if n >= limit then
+  local back = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  at = math.max(now, tonumber(back[2]) + window + 1)
+end
+if at - now > tonumber(ARGV[3]) then return -1 end
+redis.call('ZADD', KEYS[1], at, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], at - now + window + 1000)
+return at - now
+"""
+
+
+# A window pace counts its calls over a minute and a second: a call reaches the API a moment
+# after its reservation, and must not land in the previous minute's window there.
+WINDOW_MS = 61_000
+
+
 @dataclass(frozen=True, slots=True)
 class Pace:
-    """At most ``per_minute`` calls a minute on average, ``burst`` of them at once."""
+    """At most ``per_minute`` calls a minute on average, ``burst`` of them at once; with
+    ``window``: at most ``per_minute`` calls in any 60 seconds, all at once if they come so
+    (a sliding window, as Slack counts its tiers)."""
 
     per_minute: float
     burst: int = 1
+    window: bool = False
 
     @property
     def interval_ms(self) -> int:
@@ -235,16 +265,28 @@ class RedisCallPacer:
     def __init__(self, *, redis: Redis, batch: RedisBatch | None = None) -> None:
         self._batch = batch or RedisBatch(redis=redis)
         self._script = self._batch.script(_RESERVE)
+        self._window = self._batch.script(_RESERVE_WINDOW)
 
     async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
         """Reserve the next call in ``scope`` (see `CallPacer`)."""
         limit = min(max_wait, 3600.0)
+        if pace.window:
+            script = self._window
+            args: list[object] = [
+                int(pace.per_minute),
+                WINDOW_MS,
+                int(limit * 1000),
+                uuid.uuid4().hex,
+            ]
+        else:
+            script = self._script
+            args = [pace.interval_ms, pace.tolerance_ms, int(limit * 1000)]
         with translated_redis_errors("pacing calls"):
             wait = int(
                 await self._batch.run_script(
-                    self._script,
+                    script,
                     keys=[keys.call_pace(scope)],
-                    args=[pace.interval_ms, pace.tolerance_ms, int(limit * 1000)],
+                    args=args,
                     carry=False,  # a status's reservation may be cancelled midway
                 )
             )
@@ -257,10 +299,13 @@ class LocalCallPacer:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._tat: dict[str, float] = {}
+        self._windows: dict[str, list[float]] = {}
 
     async def reserve(self, scope: str, pace: Pace, *, max_wait: float) -> float | None:
         """Reserve the next call in ``scope`` (see `CallPacer`)."""
         now = self.clock()
+        if pace.window:
+            return self._reserve_in_window(scope, pace, max_wait, now)
         tat = max(self._tat.get(scope, now), now)
         wait = max(0.0, tat - pace.tolerance_ms / 1000 - now)
         if wait > max_wait:
@@ -269,3 +314,15 @@ class LocalCallPacer:
             self._tat = {k: v for k, v in self._tat.items() if v > now}
         self._tat[scope] = tat + pace.interval_ms / 1000
         return wait
+
+    def _reserve_in_window(
+        self, scope: str, pace: Pace, max_wait: float, now: float
+    ) -> float | None:
+        window = WINDOW_MS / 1000
+        calls = sorted(t for t in self._windows.get(scope, []) if t > now - window)
+        limit = int(pace.per_minute)
+        at = now if len(calls) < limit else max(now, calls[len(calls) - limit] + window)
+        if at - now > max_wait:
+            return None
+        self._windows[scope] = [*calls, at]
+        return at - now

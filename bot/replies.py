@@ -60,6 +60,15 @@ INTERNAL_ERROR = (
     "Something went wrong on my side while answering. Please try again; "
     "if it keeps happening, tell the bot's admin."
 )
+JOB_SET_ASIDE = (
+    "Sorry, I could not answer your question: something went wrong each time I tried, so "
+    "I have stopped trying. Please ask again (rephrasing may help); if it keeps happening, "
+    "tell the bot's admin."
+)
+JOB_UNREADABLE = (
+    "Sorry, I could not answer your question: the bot was updated while it waited and "
+    "cannot read it any more. Please ask again."
+)
 STORE_UNAVAILABLE = (
     "My conversation memory (Redis) is not reachable right now, so I can't answer in context. "
     "Please try again in a minute."
@@ -67,9 +76,8 @@ STORE_UNAVAILABLE = (
 BUSY = "I'm still answering an earlier message in this thread. Please ask again in a minute."
 RESET_DONE = "Done — I forgot this conversation. The next message starts fresh."
 UNKNOWN_COMMAND = (
-    "I don't know the command `/{word}`. Commands: `/premium <question>`, `/search <words>`, "
-    "`/reset`, `/model`, `/help`. (To ask about something that starts with a slash, "
-    "put a word before it.)"
+    "I don't know the command `/{word}`. Commands: {commands}. (To ask about something that "
+    "starts with a slash, put a word before it.)"
 )
 PREMIUM_OFF = (
     "Premium answers are not configured on this bot (no {provider} API key), "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.conversation import ConversationKey
+from bot.outages import log_outage
 from inference.base import Turn
 from inference.knowledge import Knowledge, KnowledgeError, Passage
 
@@ -103,8 +104,8 @@ class Retriever:
                 passages = await self._knowledge.retrieve(
                     query_for(question, history), scope=scope_of(key), limit=self._limit
                 )
-        except (KnowledgeError, TimeoutError):
-            log.warning("team knowledge unavailable; answering without it", exc_info=True)
+        except (KnowledgeError, TimeoutError) as exc:
+            log_outage(log, "team knowledge unavailable; answering without it", exc)
             return Retrieved(elapsed_ms=_ms_since(started), unavailable=True)
         return Retrieved(passages=list(passages), elapsed_ms=_ms_since(started))
 

@@ -7,6 +7,7 @@ import logging
 from bot import replies
 from bot.citations import searched
 from bot.conversation import Citation, ConversationKey
+from bot.outages import log_outage
 from bot.retrieval import scope_of
 from inference.knowledge import Knowledge, KnowledgeError
 
@@ -31,8 +32,8 @@ async def search_reply(knowledge: Knowledge | None, key: ConversationKey, words:
         return replies.SEARCH_NOT_CONFIGURED
     try:
         found = await search_documents(knowledge, key, words)
-    except KnowledgeError:
-        log.warning("team knowledge unavailable for /search", exc_info=True)
+    except KnowledgeError as exc:
+        log_outage(log, "team knowledge unavailable for /search", exc)
         return replies.SEARCH_UNAVAILABLE
     if not found:
         return replies.SEARCH_NOTHING.format(words=words)

@@ -1,11 +1,19 @@
 """Accepted work in a Redis Stream read through a consumer group, so no question is lost:
 a replica that dies mid-answer leaves its entry pending, and another replica claims it.
 
-The adapter submits a JSON payload (everything needed to answer and reply) under a dedupe
-id; every replica runs a `WorkQueue` consumer that hands each entry to the adapter's handler
-and acknowledges it when the answer is complete. Entries in flight are kept fresh with a
-heartbeat (XCLAIM by their owner), so only work of a dead or stuck replica goes idle long
-enough to be reclaimed.
+The adapter submits a typed job (``bot.jobs``: everything needed to answer and reply) under
+a dedupe id; every replica runs a `WorkQueue` consumer that hands each entry to the adapter's
+handler and acknowledges it when the answer is complete. Entries in flight are kept fresh
+with a heartbeat (XCLAIM by their owner, which does not count as a delivery), so only work of
+a dead or stuck replica goes idle long enough to be reclaimed.
+
+Nothing loops: the stream counts each entry's deliveries. An entry delivered more than
+``MAX_DELIVERIES`` times (its workers died with it), whose handler raised on its last try, or
+that this code cannot read (``UnreadableJob``) is set aside: moved to a dead-letter stream
+with the reason (``chatbot doctor`` lists it, ``/metrics`` counts it) and its asker is told,
+once, in the conversation. A reclaimed entry may be the one that killed its worker, so a
+process runs one reclaimed entry at a time: a poisoned job takes down only itself and the
+fresh work beside it, never the same bystanders three times.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bot import keys
+from bot import keys, replies
 from bot.dedupe import DEDUPE_TTL_SECONDS
+from bot.errors import StateUnavailable
+from bot.jobs import ReplyTo, UnreadableJob, Work, from_job, reply_to_of, to_job
+from bot.outages import log_outage
 from bot.outcome import Event
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
@@ -39,6 +50,10 @@ JOB_TTL_SECONDS = 3600
 # Entries taken per read: a burst is shared among the replicas and workers reading the
 # stream, instead of going whole to the first one that reads.
 READ_COUNT = 8
+# Redis failing during a job's bookkeeping: the job stays pending and is tried again.
+_QUEUE_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, StateUnavailable)
+MAX_DELIVERIES = 3  # tries in all, across replicas, before a job is set aside
+SET_ASIDE_MAX_LENGTH = 1000
 
 # Dedupe and enqueue in one step: a redelivered event is never queued twice, and an event
 # whose dedupe marker was set is always queued.
@@ -49,18 +64,42 @@ end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'job', ARGV[4])
 """
 
+# Set a job aside once: only the replica whose XACK took it moves it.
+_SET_ASIDE = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2], 'reason', ARGV[4],
+  'deliveries', ARGV[5], 'platform', ARGV[6], 'job', ARGV[7])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[3], KEYS[4])
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
     """One accepted piece of work."""
 
     id: str
-    payload: dict[str, Any]
+    work: Work
     reclaimed: bool = False  # another replica started it and did not finish
     posted: tuple[str, ...] = ()  # what that replica had already shown (platform message ids)
+    deliveries: int = 1  # this try's number (1: the first)
 
 
 Handler = Callable[[Job, "JobProgress"], Awaitable[None]]
+# Tells the asker something in their conversation (a job set aside).
+Teller = Callable[[ReplyTo, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A job that will not be tried again, as ``chatbot doctor`` lists it."""
+
+    entry: str  # its id in the work stream
+    at: float  # when it was set aside (epoch seconds)
+    reason: str
+    deliveries: int
+    platform: str
 
 
 @dataclass(slots=True)
@@ -93,6 +132,7 @@ class WorkQueue:
         tracker: TaskTracker,
         batch: RedisBatch | None = None,
         handler: Handler | None = None,
+        teller: Teller | None = None,
         consumer: str | None = None,
         reclaim_idle_seconds: float = 30.0,
         heartbeat_seconds: float = 5.0,
@@ -105,6 +145,7 @@ class WorkQueue:
         self._telemetry = telemetry or NullTelemetry()
         self._tracker = tracker
         self._handler = handler
+        self._teller = teller
         self.consumer = consumer or consumer_name()
         self._stream = keys.work_stream()
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
@@ -112,21 +153,23 @@ class WorkQueue:
         self._block_ms = int(block_seconds * 1000)
         self._dedupe_ttl = dedupe_ttl_seconds
         self._submit = self._batch.script(_SUBMIT)
+        self._set_aside = self._batch.script(_SET_ASIDE)
         self._in_flight: set[str] = set()
+        self._suspect: str | None = None  # the reclaimed entry this process is trying
+        self._cursor = "0-0"  # where the next look for abandoned entries starts
         self._stopping = asyncio.Event()
-        self.reclaimed = 0  # entries this replica took over from another
 
-    async def submit(self, dedupe_id: str | None, payload: dict[str, Any]) -> bool:
+    async def submit(self, dedupe_id: str | None, work: Work) -> bool:
         """Queue work once per dedupe id (across replicas); False for a duplicate."""
         with translated_redis_errors("queueing work"):
             entry = await self._batch.run_script(
                 self._submit,
                 keys=[self._stream, keys.seen("work", dedupe_id or "")],
-                args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, json.dumps(payload)],
+                args=[dedupe_id or "", self._dedupe_ttl, MAX_STREAM_LENGTH, _dumps(work)],
                 carry=False,  # the acknowledgement waits for this call alone
             )
         if entry is None:
-            self._telemetry.event(Event.DEDUPE_HIT, str(payload.get("platform", "")))
+            self._telemetry.event(Event.DEDUPE_HIT, work.platform)
         return entry is not None
 
     async def note_posted(self, job_id: str, message_id: str) -> None:
@@ -152,19 +195,19 @@ class WorkQueue:
                 try:
                     # Abandoned entries are looked for once a heartbeat, not after every
                     # read: one XAUTOCLAIM per answer would double the queue's round trips.
-                    if loop.time() >= next_reclaim:
-                        await self._reclaim()
-                        next_reclaim = loop.time() + min(
-                            self._heartbeat, self._reclaim_idle_ms / 2000
-                        )
+                    if loop.time() >= next_reclaim and self._suspect is None:
+                        took = await self._reclaim()
+                        # After a takeover, look again as soon as it is done (one at a
+                        # time: see the module's docstring).
+                        next_reclaim = 0.0 if took else loop.time() + self._reclaim_every()
                     await self._read_new()
                 except ResponseError as exc:
                     if "NOGROUP" not in str(exc):
                         raise
                     # Redis came back empty (restarted without persistence): start over.
                     await self._ensure_group()
-                except RedisError:
-                    log.warning("work queue: Redis unavailable; retrying", exc_info=True)
+                except RedisError as exc:
+                    log_outage(log, "work queue: Redis unavailable; retrying", exc)
                     await self._sleep(1.0)
         finally:
             heartbeat.cancel()
@@ -173,6 +216,10 @@ class WorkQueue:
         """Entries queued or in flight (acknowledged entries are deleted)."""
         with translated_redis_errors("reading the work queue"):
             return int(await self._redis.xlen(self._stream))
+
+    async def set_aside(self, count: int = 20) -> list[SetAside]:
+        """The jobs set aside, newest first."""
+        return await set_aside_jobs(self._redis, count)
 
     def stop(self) -> None:
         """Take no new work; entries in flight finish (or are reclaimed by others)."""
@@ -192,51 +239,177 @@ class WorkQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def _reclaim_every(self) -> float:
+        return min(self._heartbeat, self._reclaim_idle_ms / 2000)
+
     async def _read_new(self) -> None:
         response: Any = await self._redis.xreadgroup(
             GROUP, self.consumer, {self._stream: ">"}, count=READ_COUNT, block=self._block_ms
         )
         for _stream, entries in response or []:
             for entry_id, fields in entries:
-                self._start(_text(entry_id), fields, reclaimed=False)
+                await self._take(_text(entry_id), fields, deliveries=1)
 
-    async def _reclaim(self) -> None:
-        _next, entries, *_ = await self._redis.xautoclaim(
-            self._stream, GROUP, self.consumer, self._reclaim_idle_ms, "0-0", count=20
+    async def _reclaim(self) -> bool:
+        """Take over one entry abandoned by its worker (idle past the reclaim time); True
+        when one was taken, or when the pending entries were not all looked at yet."""
+        # XAUTOCLAIM looks at ten pending entries per claimed one: go on from where the
+        # last look ended, so an abandoned entry behind many live ones is found too.
+        cursor, entries, *_ = await self._redis.xautoclaim(
+            self._stream, GROUP, self.consumer, self._reclaim_idle_ms, self._cursor, count=1
         )
+        self._cursor = _text(cursor)
         for entry_id, fields in entries:
             entry = _text(entry_id)
             if entry in self._in_flight or fields is None:
                 continue
-            self.reclaimed += 1
-            log.warning("taking over work %s abandoned by another replica", entry)
-            self._start(entry, fields, reclaimed=True)
+            pending: Any = await self._redis.xpending_range(
+                self._stream, GROUP, min=entry, max=entry, count=1
+            )
+            deliveries = int(pending[0]["times_delivered"]) if pending else MAX_DELIVERIES + 1
+            log.warning(
+                "taking over work %s abandoned by its worker (delivery %d)", entry, deliveries
+            )
+            self._suspect = entry
+            await self._take(entry, fields, deliveries=deliveries)
+            return True
+        return self._cursor != "0-0"
 
-    def _start(self, entry_id: str, fields: dict[Any, Any], *, reclaimed: bool) -> None:
+    async def _take(self, entry_id: str, fields: dict[Any, Any], *, deliveries: int) -> None:
+        """Start answering an entry, or set it aside at once (before anything else read
+        with it starts, so that a poisoned job beside it cannot cut that short)."""
         raw = fields.get(b"job") or fields.get("job")
         try:
-            payload = json.loads(raw or "")
-        except (TypeError, ValueError):
-            log.error("dropping malformed work entry %s", entry_id)
-            self._tracker.spawn(self._ack(entry_id))
+            data = json.loads(raw or "")
+        except (TypeError, ValueError, RecursionError):
+            data = None
+        try:
+            work = from_job(data)
+        except UnreadableJob as exc:
+            await self._set_aside_now(entry_id, data, raw, str(exc), deliveries, unreadable=True)
             return
-        if reclaimed:
-            self._telemetry.event(Event.RECLAIMED, str(payload.get("platform", "")))
+        if deliveries > MAX_DELIVERIES:
+            await self._set_aside_now(entry_id, data, raw, "", deliveries, unreadable=False)
+            return
+        if deliveries > 1:
+            self._telemetry.event(Event.RECLAIMED, work.platform)
         self._in_flight.add(entry_id)
-        self._tracker.spawn(self._process(entry_id, payload, reclaimed), name="work")
+        self._tracker.spawn(self._process(entry_id, work, deliveries), name="work")
 
-    async def _process(self, entry_id: str, payload: dict[str, Any], reclaimed: bool) -> None:
+    async def _set_aside_now(
+        self,
+        entry_id: str,
+        data: object,
+        raw: object,
+        reason: str,
+        deliveries: int,
+        *,
+        unreadable: bool,
+    ) -> None:
+        self._in_flight.add(entry_id)  # kept alive by the heartbeat while its asker is told
+        try:
+            await self._set_job_aside(
+                entry_id, data, raw, reason, deliveries, unreadable=unreadable
+            )
+        except _QUEUE_ERRORS:
+            log.warning("work %s: Redis unavailable; it will be set aside later", entry_id)
+        finally:
+            self._done(entry_id)
+
+    def _done(self, entry_id: str) -> None:
+        self._in_flight.discard(entry_id)
+        if self._suspect == entry_id:
+            self._suspect = None
+
+    async def _process(self, entry_id: str, work: Work, deliveries: int) -> None:
         try:
             posted: tuple[str, ...] = ()
-            if reclaimed:
+            if deliveries > 1:
                 raw = await self._redis.lrange(keys.job_posted(entry_id), 0, -1)
                 posted = tuple(_text(p) for p in raw)
-            job = Job(entry_id, payload, reclaimed, posted)
+            job = Job(entry_id, work, deliveries > 1, posted, deliveries)
             assert self._handler is not None, "WorkQueue has no handler"
-            await self._handler(job, JobProgress(self, entry_id, list(posted)))
+            try:
+                await self._handler(job, JobProgress(self, entry_id, list(posted)))
+            except Exception as exc:
+                await self._failed(job, exc)
+                return
             await self._ack(entry_id)
+        except _QUEUE_ERRORS:
+            log.warning("work %s: Redis unavailable; it will be tried again", entry_id)
         finally:
-            self._in_flight.discard(entry_id)
+            self._done(entry_id)
+
+    async def _failed(self, job: Job, exc: Exception) -> None:
+        """A handler raised: its traceback goes to the log once per job (across replicas);
+        the job is tried again after the reclaim time, or set aside after its last try."""
+        reason = f"answering failed: {type(exc).__name__}: {exc}"[:300]
+        first = await self._redis.set(keys.job_failure(job.id), reason, nx=True, ex=JOB_TTL_SECONDS)
+        if first:
+            log.error("work %s failed (try %d)", job.id, job.deliveries, exc_info=exc)
+        else:
+            log.error("work %s failed again (try %d): %s", job.id, job.deliveries, reason)
+        if job.deliveries >= MAX_DELIVERIES:
+            await self._set_job_aside(
+                job.id, to_job(job.work), None, reason, job.deliveries, unreadable=False
+            )
+
+    async def _set_job_aside(
+        self,
+        entry_id: str,
+        data: object,
+        raw: object,
+        reason: str,
+        deliveries: int,
+        *,
+        unreadable: bool,
+    ) -> None:
+        """Move a job to the dead-letter stream and tell its asker (once, across replicas)."""
+        if not reason:
+            recorded = await self._redis.get(keys.job_failure(entry_id))
+            reason = (
+                _text(recorded)
+                if recorded
+                else f"its worker stopped while answering it, {deliveries - 1} times"
+            )
+        reply_to = reply_to_of(data)
+        platform = reply_to.platform if reply_to is not None else "unknown"
+        # The asker is told first, then the job is moved: a process dying in between (a
+        # poisoned job beside this one) leaves it pending, to be set aside again and its
+        # asker told, rather than set aside with nobody told.
+        if reply_to is None or self._teller is None:
+            log.error("work %s: its asker cannot be told (no reply address)", entry_id)
+        else:
+            text = replies.JOB_UNREADABLE if unreadable else replies.JOB_SET_ASIDE
+            try:
+                await self._teller(reply_to, text)
+            except Exception:
+                log.warning("work %s: could not tell its asker", entry_id, exc_info=True)
+        job_text = raw if isinstance(raw, str | bytes) else json.dumps(data)
+        with translated_redis_errors("setting work aside"):
+            moved = await self._batch.run_script(
+                self._set_aside,
+                keys=[
+                    self._stream,
+                    keys.set_aside(),
+                    keys.job_posted(entry_id),
+                    keys.job_failure(entry_id),
+                ],
+                args=[
+                    GROUP,
+                    entry_id,
+                    SET_ASIDE_MAX_LENGTH,
+                    reason,
+                    deliveries,
+                    platform,
+                    job_text,
+                ],
+                carry=False,
+            )
+        if not moved:
+            return  # another replica did it
+        self._telemetry.event(Event.SET_ASIDE, platform)
+        log.error("work %s set aside after %d deliveries: %s", entry_id, deliveries, reason)
 
     async def _ack(self, entry_id: str) -> None:
         """Acknowledge a finished entry, with the answer's own last writes (its memory and
@@ -262,6 +435,29 @@ class WorkQueue:
                 await self._redis.xclaim(self._stream, GROUP, self.consumer, 0, ids, justid=True)
             except RedisError:
                 log.warning("work queue heartbeat failed")
+
+
+async def set_aside_jobs(redis: Redis, count: int = 20) -> list[SetAside]:
+    """The jobs set aside (newest first), for ``chatbot doctor``."""
+    entries: Any = await redis.xrevrange(keys.set_aside(), count=count)
+    found = []
+    for entry_id, fields in entries:
+        values = {_text(k): _text(v) for k, v in fields.items()}
+        deliveries = values.get("deliveries", "0")
+        found.append(
+            SetAside(
+                entry=values.get("entry", ""),
+                at=int(_text(entry_id).partition("-")[0]) / 1000,
+                reason=values.get("reason", ""),
+                deliveries=int(deliveries) if deliveries.isdigit() else 0,
+                platform=values.get("platform", ""),
+            )
+        )
+    return found
+
+
+def _dumps(work: Work) -> str:
+    return json.dumps(to_job(work))
 
 
 def _text(value: bytes | str) -> str:

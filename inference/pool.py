@@ -45,8 +45,37 @@ class ServerModel(Protocol):
     async def ping(self) -> None: ...
 
 
+class SlotTicket(Protocol):
+    """One request's place in a server's line, then its slot."""
+
+    def wait(self) -> AsyncIterator[int]:
+        """Places in line (1: next) as they change, after a short wait; ends once the slot
+        is held. Overloaded when the line is full."""
+        ...
+
+    async def release(self) -> None:
+        """Leave the line, or free the slot (handing it to the first in line)."""
+        ...
+
+
+class SlotLine(Protocol):
+    """At most a server's limit of generations at once; others wait first-come,
+    first-served. ``FifoSlots`` holds it in this process; ``bot.model_line`` in Redis, for
+    every replica and worker."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests of this process in line."""
+        ...
+
+    def join(self) -> SlotTicket:
+        """A new request's ticket (nothing is taken until it is waited on)."""
+        ...
+
+
 class FifoSlots:
-    """At most ``limit`` holders; others wait first-come first-served, at most ``max_waiting``."""
+    """At most ``limit`` holders; others wait first-come first-served, at most ``max_waiting``
+    (in this process)."""
 
     def __init__(self, *, limit: int, max_waiting: int) -> None:
         self._limit = limit
@@ -97,11 +126,50 @@ class FifoSlots:
                 return
         self._active -= 1
 
+    def join(self) -> SlotTicket:
+        """A ticket for one request."""
+        return _FifoTicket(self)
+
+
+class _FifoTicket:
+    def __init__(self, slots: FifoSlots) -> None:
+        self._slots = slots
+        self._future: asyncio.Future[None] | None = None
+        self._held = False
+
+    async def wait(self) -> AsyncIterator[int]:
+        slots = self._slots
+        if slots.try_acquire():
+            self._held = True
+            return
+        future = self._future = slots.enqueue()
+        shown = 0
+        while True:
+            timeout = QUEUE_NOTICE_AFTER if not shown else QUEUE_POLL
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+                self._held = True
+                return
+            except TimeoutError:
+                pass
+            position = slots.position(future)
+            if position and position != shown:
+                shown = position
+                yield position
+
+    async def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+        elif self._future is not None:
+            self._slots.leave(self._future)
+        self._future = None
+
 
 @dataclass
 class _Server:
     model: ServerModel
-    slots: FifoSlots
+    slots: SlotLine
     open_until: float = 0.0
     failures: int = 0
     missing_model: bool = False  # the last failure was the model not being on this server
@@ -153,12 +221,17 @@ class ModelPool:
         first_token_timeout: float = 60.0,
         cooldown: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        line: Callable[[ServerModel], SlotLine] | None = None,
     ) -> None:
+        """``line``: the line of one server (default: ``max_concurrency`` at once and
+        ``max_waiting`` in line, in this process)."""
         if not servers:
             raise ValueError("at least one server is required")
-        self._servers = [
-            _Server(s, FifoSlots(limit=max_concurrency, max_waiting=max_waiting)) for s in servers
-        ]
+
+        def local(_server: ServerModel) -> SlotLine:
+            return FifoSlots(limit=max_concurrency, max_waiting=max_waiting)
+
+        self._servers = [_Server(s, (line or local)(s)) for s in servers]
         self._first_token_timeout = first_token_timeout
         self._cooldown = cooldown
         self._clock = clock
@@ -259,9 +332,10 @@ class ModelPool:
             raise ModelUnavailable("every model server is failing")
         last: InferenceError = ModelUnavailable("no server answered")
         for server in candidates:
-            async for queued in self._acquire(server):
-                yield queued
+            ticket = server.slots.join()
             try:
+                async for position in ticket.wait():
+                    yield Queued(position)
                 async with aclosing(server.model.stream(turns)) as events:
                     try:
                         async with asyncio.timeout(self._first_token_timeout):
@@ -284,27 +358,5 @@ class ModelPool:
                         yield event
                     return
             finally:
-                server.slots.release()
+                await asyncio.shield(ticket.release())
         raise last
-
-    async def _acquire(self, server: _Server) -> AsyncIterator[Queued]:
-        slots = server.slots
-        if slots.try_acquire():
-            return
-        future = slots.enqueue()
-        try:
-            shown = 0
-            while True:
-                timeout = QUEUE_NOTICE_AFTER if not shown else QUEUE_POLL
-                try:
-                    await asyncio.wait_for(asyncio.shield(future), timeout)
-                    return
-                except TimeoutError:
-                    pass
-                position = slots.position(future)
-                if position and position != shown:
-                    shown = position
-                    yield Queued(position)
-        except BaseException:
-            slots.leave(future)
-            raise

@@ -211,10 +211,14 @@ async def start_serve(
     if wait:
         try:
             await wait_healthy(url)
-        except AssertionError:
-            proc.kill()
+        except AssertionError as exc:
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
-            raise
+            said = await proc.stdout.read() if proc.stdout is not None else b""
+            raise AssertionError(
+                f"{exc} (exit code {proc.returncode}): {said.decode(errors='replace')[-3000:]}"
+            ) from None
     return url, proc
 
 

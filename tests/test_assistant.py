@@ -13,6 +13,7 @@ from bot import replies
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.dispatch import LocalDispatcher
+from bot.jobs import ReplyTo, SlackEvent
 from bot.ledger import Ledger
 from bot.ratelimit import LocalRateLimiter, RateLimiter
 from bot.redis_batch import RedisBatch
@@ -91,13 +92,17 @@ async def test_same_message_id_is_answered_once_without_redis() -> None:
     answered: list[str] = []
 
     async def handler(job: Job, progress: JobProgress) -> None:
-        answered.append(job.payload["text"])
+        assert isinstance(job.work, SlackEvent)
+        answered.append(job.work.event["text"])
+
+    def question(text: str) -> SlackEvent:
+        return SlackEvent({"text": text}, "T1", "U0", ReplyTo("slack", channel="C1"))
 
     tracker = TaskTracker()
     dispatcher = LocalDispatcher(tracker=tracker, handler=handler)
-    assert await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
-    assert not await dispatcher.submit("C1:1.1", {"platform": "slack", "text": "hi"})
-    assert await dispatcher.submit("C1:1.2", {"platform": "slack", "text": "again"})
+    assert await dispatcher.submit("C1:1.1", question("hi"))
+    assert not await dispatcher.submit("C1:1.1", question("hi"))
+    assert await dispatcher.submit("C1:1.2", question("again"))
     assert await tracker.wait_idle(5)
     assert sorted(answered) == ["again", "hi"]
 
@@ -138,7 +143,12 @@ async def test_help_model_unknown_and_premium_off(state: ConversationState) -> N
         assert command in help_text
     assert "/premium" not in help_text  # not configured here
     assert "scripted:1b" in await ask(bot, "/model")
-    assert "/deploy" in await ask(bot, "/deploy now")
+    unknown = await ask(bot, "/deploy now")
+    assert "/deploy" in unknown
+    # The unknown-command reply names the commands /help lists, and no others.
+    for command in ("/reset", "/help", "/model", "/search"):
+        assert command in unknown
+    assert "/premium" not in unknown
     premium = await ask(bot, "/premium what is love?")
     assert "not configured" in premium and "OPENAI_API_KEY" in premium
     assert model.calls == []

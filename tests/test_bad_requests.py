@@ -214,3 +214,28 @@ async def test_fuzz_the_teams_route_with_authenticated_malformed_activities(
     resp = await teams_bot.post(json.dumps(activity))
     assert resp.status < 500, (resp.status, activity)
     _no_tracebacks(caplog)
+
+
+DEEP = b'{"type": "event_callback", "event": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+
+
+async def test_signed_json_nested_10000_deep_is_400_on_the_slack_route(
+    slack_bot: SlackBotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    for raw, content_type in [
+        (DEEP, "application/json"),
+        (urlencode({"payload": DEEP.decode()}).encode(), "application/x-www-form-urlencoded"),
+    ]:
+        status, text = await _post_slack(slack_bot, raw, content_type)
+        assert status == 400, text
+        assert "nests deeper than 64 levels" in text
+    _no_tracebacks(caplog)
+
+
+async def test_json_nested_10000_deep_is_400_on_the_teams_route(
+    teams_bot: TeamsBotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = b'{"type": "message", "channelData": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    resp = await teams_bot.post(raw)
+    assert resp.status == 400
+    _no_tracebacks(caplog)

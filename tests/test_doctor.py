@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 
 from adapters.app.settings import Settings
 from adapters.doctor import run
@@ -222,6 +223,27 @@ async def test_slack_wrong_token_fails_auth_test(healthy: dict[str, Any]) -> Non
     assert wrong not in report
 
 
+async def test_a_missing_postgresql_database_says_create_it_not_start_the_server(
+    healthy: dict[str, Any], postgres_server: str
+) -> None:
+    url = make_url(postgres_server).set(database="chatbot_no_such_db").render_as_string(False)
+    code, report = await doctor(**{**healthy, "database_url": url})
+    assert code == 1
+    line = only(report, "database", "FAIL")
+    assert "create it" in line and "chatbot db upgrade" in line, line
+    assert "start the database server" not in line
+
+
+async def test_a_signing_secret_shorter_than_slacks_is_a_warning(
+    healthy: dict[str, Any],
+) -> None:
+    code, report = await doctor(**{**healthy, "slack_signing_secret": "tooshort"})
+    assert code == 0  # a warning, not a failure
+    line = only(report, "slack", "WARN")
+    assert "SLACK_SIGNING_SECRET is 8 characters; Slack's are 32" in line and "401" in line
+    assert "tooshort" not in report
+
+
 async def test_slack_http_mode_needs_the_signing_secret(healthy: dict[str, Any]) -> None:
     code, report = await doctor(**{**healthy, "slack_signing_secret": None})
     assert code == 1
@@ -347,3 +369,31 @@ async def test_chatbot_doctor_command(
 def test_doctor_is_in_the_help() -> None:
     result = subprocess.run([CHATBOT, "--help"], capture_output=True, text=True, timeout=60)
     assert "doctor" in result.stdout
+
+
+async def test_questions_set_aside_by_the_work_queue_are_listed(
+    healthy: dict[str, Any], redis_client: Any
+) -> None:
+    import asyncio
+    import json
+
+    from bot import keys
+    from bot.tasks import TaskTracker
+    from bot.workqueue import WorkQueue
+
+    job = {"kind": "slack.event", "version": 7, "reply_to": {"platform": "slack"}}
+    await redis_client.xadd(keys.work_stream(), {"job": json.dumps(job)})
+    tracker = TaskTracker()
+    queue = WorkQueue(redis=redis_client, tracker=tracker, block_seconds=0.05)
+    run = asyncio.create_task(queue.run())
+    deadline = asyncio.get_running_loop().time() + 10
+    while await redis_client.xlen(keys.work_stream()):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    queue.stop()
+    await run
+    code, report = await doctor(**healthy)
+    line = only(report, "queue", "WARN")
+    assert "slack job" in line and "slack.event job of unknown version 7" in line, line
+    assert "askers were told to ask again" in line
+    assert code == 0  # a warning: the bot works

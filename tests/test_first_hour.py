@@ -3,12 +3,16 @@ unset, the ledger has one home, and every command words a mistake as doctor does
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from adapters.app.settings import Settings, is_placeholder
@@ -144,6 +148,68 @@ def test_cli_help_version_and_db_without_a_task(clean_env: Path) -> None:
     assert db.returncode == 2 and "db_command" not in db.stderr and "upgrade" in db.stderr
 
 
+def test_chatbot_alone_prints_its_help_and_every_option_has_help_text(clean_env: Path) -> None:
+    alone = _run(env=dict(os.environ), cwd=clean_env)
+    assert alone.returncode == 0 and alone.stderr == ""
+    assert "COMMAND" in alone.stdout and "chatbot doctor" in alone.stdout
+
+    from adapters.cli import _parser
+
+    missing = []
+    parsers = [("chatbot", _parser())]
+    while parsers:
+        name, parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += [(f"{name} {n}", p) for n, p in action.choices.items()]
+                missing += [f"{name} {c.dest}" for c in action._choices_actions if not c.help]
+            elif not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+        if name != "chatbot" and not parser.description:
+            missing.append(f"{name} (description)")
+    assert missing == []
+
+
+async def test_serve_port_0_listens_on_a_free_port_even_when_port_is_taken(
+    clean_env: Path, redis_url: str
+) -> None:
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    taken = held.getsockname()[1]
+    env = {**os.environ, "PORT": str(taken), "REDIS_URL": redis_url}  # Redis: --workers
+    try:
+        for workers in ("1", "2"):
+            proc = await asyncio.create_subprocess_exec(
+                *(CHATBOT, "serve", "--port", "0", "--host", "127.0.0.1", "--workers", workers),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                cwd=clean_env,
+            )
+            assert proc.stdout is not None
+            try:
+                async with asyncio.timeout(30):
+                    line = b""
+                    while b"listening on" not in line:
+                        line = await proc.stdout.readline()
+                        assert line, "serve ended before listening"
+                match = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
+                assert match is not None, line
+                port = int(match.group(1))
+                assert port not in (0, taken)
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+                ):
+                    assert resp.status == 200
+            finally:
+                proc.terminate()
+                await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        held.close()
+
+
 async def test_serve_with_nothing_configured_says_what_is_missing_and_what_next(
     clean_env: Path,
 ) -> None:
@@ -163,7 +229,7 @@ async def test_serve_with_nothing_configured_says_what_is_missing_and_what_next(
         CHATBOT,
         "serve",
         "--port",
-        str(free_port()),
+        "0",  # any free port: no test depends on a fixed one being free
         "--host",
         "127.0.0.1",
         stdout=asyncio.subprocess.PIPE,
@@ -185,3 +251,27 @@ async def test_serve_with_nothing_configured_says_what_is_missing_and_what_next(
     assert "Slack and Teams are both off" in text and "chatbot doctor" in text
     assert "Traceback" not in text
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("OLLAMA_BASE_URL", "htp://gpu-host:11434", "the scheme 'htp' is not http:// or https://"),
+        ("OLLAMA_BASE_URL", "http://gpu:11434,ftp://cpu", "the scheme 'ftp'"),
+        ("SLACK_API_URL", "slack.com/api/", "a URL without a scheme"),
+        ("OPENAI_BASE_URL", "file:///etc/passwd", "the scheme 'file'"),
+    ],
+)
+def test_a_url_setting_whose_scheme_is_not_http_is_refused_naming_it(
+    name: str,
+    value: str,
+    said: str,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: Value error, {said}" in err
+    assert value not in err  # a URL may hold a password

@@ -5,6 +5,7 @@ markers kept or removed, sources shown, notes when nothing matched or the index 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -128,6 +129,25 @@ async def test_unreachable_index_still_gets_an_answer_with_a_note() -> None:
     bot, _ = make(model, FixedKnowledge(error=KnowledgeUnavailable("qdrant down")))
     sink = await ask(bot, "how do I roll back?")
     assert sink.text == "Answer.\n\n" + replies.KNOWLEDGE_UNAVAILABLE
+
+
+async def test_an_outage_is_one_log_line_per_question_and_its_traceback_once_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bot")
+    try:
+        raise KnowledgeUnavailable("the store is in use by another process")
+    except KnowledgeUnavailable as exc:
+        error = exc  # raised once, with a traceback, as the store raises it
+    bot, _ = make(ScriptedModel(reply="Answer."), FixedKnowledge(error=error))
+    for question in ("one?", "two?", "three?"):
+        await ask(bot, question)
+    outage = [r for r in caplog.records if "team knowledge unavailable" in r.getMessage()]
+    warnings = [r for r in outage if r.levelno == logging.WARNING]
+    assert len(warnings) == 3 and not any(r.exc_info for r in warnings)
+    assert "KnowledgeUnavailable: the store is in use by another process" in warnings[0].message
+    # The traceback at DEBUG, at most once a process (an earlier test may have shown it).
+    assert [r.levelno for r in outage if r.exc_info] in ([], [logging.DEBUG])
 
 
 class HangingKnowledge(FixedKnowledge):

@@ -126,3 +126,30 @@ async def test_a_replica_killed_mid_answer_loses_no_question(
     # The partial answer was replaced, not followed by a second one.
     assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [fake_ollama.reply]
     assert len(fake_ollama.requests) == 2
+
+
+async def test_a_job_this_version_cannot_read_gets_please_ask_again_in_its_thread(
+    replicas: Callable[[], asyncio.Future[Replica]], fake_slack_api: FakeSlack, redis_url: str
+) -> None:
+    """A job queued by a newer release (unknown version) during a rollback: its asker is
+    told in the thread, once, and /metrics counts it."""
+    from redis.asyncio import Redis
+
+    from bot import keys, replies
+
+    url, _ = await replicas()
+    ts = "1500000000.000700"
+    job = {
+        "kind": "slack.event",
+        "version": 2,
+        "reply_to": {"platform": "slack", "channel": CHANNEL, "thread": ts},
+        "question": {"text": "a field this version does not know"},
+    }
+    client = Redis.from_url(redis_url)
+    await client.xadd(keys.work_stream(), {"job": json.dumps(job)})
+    await client.aclose()
+    await fake_slack_api.wait_for(lambda f: bool(f.messages(CHANNEL, ts)), timeout=15)
+    assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [replies.JOB_UNREADABLE]
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    assert 'chatbot_set_aside_work_total{platform="slack"} 1.0' in text

@@ -1,8 +1,10 @@
 """Redis round trips of one answer, counted at the client: one per request written to Redis
-(a pipeline or a script is one). There were 11, then 8; issue 15 aims at four: the work
+(a pipeline or a script is one). There were 11, then 8; issue 15 aimed at four: the work
 entry queued; the question counted, the thread marked and the conversation held with its
 history (one script, the mark riding with it); the Slack budget's slot; the answer remembered,
-its lock released and its work entry acknowledged (one pipeline)."""
+its lock released and its work entry acknowledged (one pipeline). Issue 24 adds a fifth: a
+slot on the model server taken in the fleet's line (its release rides with the last
+pipeline)."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     yield counted
 
 
-async def test_one_answer_takes_at_most_four_round_trips(
+async def test_one_answer_takes_at_most_five_round_trips(
     round_trips: Counter[str],  # first: the bot is built with its timer
     slack_bot: SlackBotUnderTest,
     fake_slack: FakeSlack,
@@ -66,7 +68,7 @@ async def test_one_answer_takes_at_most_four_round_trips(
     await slack_bot.settle()
     answer = {n: k for n, k in round_trips.items() if n not in BACKGROUND | CONNECTING}
     print(f"round trips of one answer: {sum(answer.values())} {answer}")
-    assert sum(answer.values()) <= 4, answer
+    assert sum(answer.values()) <= 5, answer
 
 
 async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembered(

@@ -244,3 +244,47 @@ async def test_sigterm_lets_an_answer_in_flight_finish(
     assert proc.returncode == 0, out.decode()
     assert fake.thread_text(CHANNEL, ts) == fake_ollama.reply
     assert not any(m.streaming for m in fake.messages(CHANNEL, ts))
+
+
+async def test_an_answer_cut_off_past_the_shutdown_grace_says_so(
+    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+) -> None:
+    from adapters.slack.sink import CUT_OFF
+
+    fake = FakeSlack(bot_token=BOT_TOKEN, team_id=TEAM, bot_user_id=BOT_USER, bot_id=BOT_ID)
+    await fake.start()
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "OLLAMA_BASE_URL": fake_ollama.url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/cut.db",
+        "SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    url, proc = await start_serve(env, tmp_path)
+    try:
+        fake_ollama.reply = "one two three four five six seven eight nine ten"
+        fake_ollama.chunk_size, fake_ollama.token_delay = 4, 2.0  # far longer than the grace
+        ts = "1500000000.000300"
+        raw = json.dumps(mention("a very long one please", ts))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url}/slack/events",
+                data=raw,
+                headers={"Content-Type": "application/json", **sign(raw)},
+            ) as r,
+        ):
+            assert r.status == 200
+        await fake.wait_for(lambda f: bool(f.thread_text(CHANNEL, ts)), timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        text = fake.thread_text(CHANNEL, ts)
+        assert text.startswith("one ") and text.endswith(CUT_OFF.strip()), text
+        assert fake_ollama.reply not in text  # it was cut off, not finished
+        assert not any(m.streaming for m in fake.messages(CHANNEL, ts))  # the stream ended
+    finally:
+        await stop(proc)
+        await fake.stop()

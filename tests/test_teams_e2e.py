@@ -733,6 +733,7 @@ async def test_a_replica_taking_over_replaces_the_partial_answer_it_finds(
 ) -> None:
     from redis.asyncio import Redis
 
+    from bot.jobs import ReplyTo, TeamsActivity
     from bot.workqueue import Job, JobProgress, WorkQueue
 
     body = teams_bot.message("group_chat_mention", "what is a monad?")
@@ -744,7 +745,8 @@ async def test_a_replica_taking_over_replaces_the_partial_answer_it_finds(
     # with the message ids that were recorded as they were posted.
     client = Redis.from_url(redis_url)
     queue = WorkQueue(redis=client, tracker=teams_bot.runtime.tracker)
-    job = Job("1-0", {"platform": "teams", "activity": body}, True, (partial.id,))
+    work = TeamsActivity(activity=body, reply_to=ReplyTo("teams", conversation=body))
+    job = Job("1-0", work, True, (partial.id,), deliveries=2)
     await teams_bot.teams.handle_job(job, JobProgress(queue, job.id))
     await client.aclose()
     shown = teams_bot.connector.shown(GROUP)

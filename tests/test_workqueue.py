@@ -8,8 +8,19 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from bot.jobs import ReplyTo, SlackEvent
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress, WorkQueue
+
+
+def work(text: str) -> SlackEvent:
+    """A queued Slack question (its text is all these tests look at)."""
+    return SlackEvent(
+        event={"type": "message", "text": text},
+        team_id="T1",
+        bot_user_id="U0",
+        reply_to=ReplyTo("slack", channel="C1", thread="1.1"),
+    )
 
 
 @pytest.fixture
@@ -37,7 +48,7 @@ def replica(
 async def test_submit_dedupes_across_replicas(redis: Redis) -> None:
     a, _ = replica(redis, [], "a")
     b, _ = replica(redis, [], "b")
-    results = await asyncio.gather(*(q.submit("evt-1", {"n": 1}) for q in (a, b, a, b)))
+    results = await asyncio.gather(*(q.submit("evt-1", work("1")) for q in (a, b, a, b)))
     assert results.count(True) == 1
 
 
@@ -46,7 +57,7 @@ async def test_each_entry_is_handled_once_by_one_of_several_replicas(redis: Redi
     replicas = [replica(redis, handled, name) for name in ("a", "b", "c")]
     runs = [asyncio.create_task(q.run()) for q, _ in replicas]
     for i in range(30):
-        assert await replicas[i % 3][0].submit(f"evt-{i}", {"n": i})
+        assert await replicas[i % 3][0].submit(f"evt-{i}", work(str(i)))
     for _ in range(200):
         if len(handled) == 30:
             break
@@ -55,7 +66,7 @@ async def test_each_entry_is_handled_once_by_one_of_several_replicas(redis: Redi
         q.stop()
         await tracker.wait_idle(5)
     await asyncio.gather(*runs)
-    assert sorted(job.payload["n"] for _, job in handled) == list(range(30))
+    assert sorted(int(job.work.event["text"]) for _, job in handled) == list(range(30))
     assert len({name for name, _ in handled}) > 1  # the work was shared
     assert await redis.xlen("chatbot:work") == 0  # acknowledged and removed
 
@@ -78,7 +89,7 @@ async def test_work_of_a_dead_replica_is_taken_over_with_what_it_had_shown(redis
         heartbeat_seconds=0.1,
     )
     dead_run = asyncio.create_task(dead.run())
-    await dead.submit("evt-1", {"question": "q"})
+    await dead.submit("evt-1", work("q"))
     await asyncio.wait_for(started.wait(), 5)
     # The replica dies: its loops stop without acknowledging anything.
     dead_run.cancel()
@@ -96,8 +107,8 @@ async def test_work_of_a_dead_replica_is_taken_over_with_what_it_had_shown(redis
     await run
     ((_, job),) = handled
     assert job.reclaimed and job.posted == ("partial-ts",)
-    assert job.payload == {"question": "q"}
-    assert survivor.reclaimed == 1
+    assert job.work == work("q")
+    assert job.deliveries == 2
 
 
 async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: Redis) -> None:
@@ -120,7 +131,7 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: R
     other_handled: list[tuple[str, Job]] = []
     other, other_tracker = replica(redis, other_handled, "other", reclaim_idle_seconds=0.3)
     runs = [asyncio.create_task(owner.run())]
-    await owner.submit("evt-1", {})
+    await owner.submit("evt-1", work(""))
     for _ in range(100):
         if handled:
             break
@@ -134,3 +145,36 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: R
     await owner_tracker.wait_idle(5)
     await other_tracker.wait_idle(5)
     await asyncio.gather(*runs)
+
+
+async def test_an_abandoned_entry_behind_many_live_ones_is_taken_over(redis: Redis) -> None:
+    """XAUTOCLAIM looks at ten pending entries per call: the look goes on from where the
+    last one ended."""
+    await redis.xgroup_create("chatbot:work", "chatbot", id="0", mkstream=True)
+    submitter = WorkQueue(redis=redis, tracker=TaskTracker())
+    for i in range(30):
+        await submitter.submit(f"live-{i}", work(f"live {i}"))
+    read = await redis.xreadgroup("chatbot", "busy", {"chatbot:work": ">"}, count=30)
+    live = [entry_id for entry_id, _ in read[0][1]]
+
+    async def heartbeat() -> None:  # a replica answering those 30, alive
+        while True:
+            await redis.xclaim("chatbot:work", "chatbot", "busy", 0, live, justid=True)
+            await asyncio.sleep(0.05)
+
+    beating = asyncio.create_task(heartbeat())
+    # Behind them, an entry read by a replica that then died: pending, never renewed.
+    await submitter.submit("dead-1", work("abandoned"))
+    await redis.xreadgroup("chatbot", "dead", {"chatbot:work": ">"}, count=1)
+    handled: list[tuple[str, Job]] = []
+    survivor, tracker = replica(redis, handled, "survivor", reclaim_idle_seconds=0.3)
+    run = asyncio.create_task(survivor.run())
+    for _ in range(300):
+        if handled:
+            break
+        await asyncio.sleep(0.02)
+    survivor.stop()
+    beating.cancel()
+    await tracker.wait_idle(5)
+    await run
+    assert [job.work.event["text"] for _, job in handled] == ["abandoned"]

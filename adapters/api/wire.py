@@ -8,7 +8,6 @@ ignored: the answer is text from the team's assistant.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.wire.jsonbody import MalformedJson, json_object
 from bot.conversation import Citation
 from inference.base import Turn
 
@@ -121,14 +121,12 @@ def _text(message: _Message, index: int) -> str:
     return "\n".join(texts)
 
 
-def parse_json(body: bytes) -> Any:
-    """The request body as JSON; 400 for anything else (bad UTF-8, bad JSON, too deep)."""
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; 400 for anything else (not JSON, too deep)."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "the request body is not valid JSON") from None
-    except RecursionError:
-        raise ApiError(400, "the request body is nested too deeply") from None
+        return json_object(body, "the request body")
+    except MalformedJson as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def parse_chat_request(data: Any) -> ChatRequest:

@@ -215,6 +215,13 @@ class Metrics:
             "Questions another replica accepted but did not finish, answered here.",
             registry=self.registry,
         )
+        self._set_aside = Counter(
+            "chatbot_set_aside_work",
+            "Questions not tried again (failed on every try, or unreadable after an upgrade); "
+            "their askers were told. `chatbot doctor` lists them.",
+            ["platform"],
+            registry=self.registry,
+        )
         self._votes = Counter(
             "chatbot_votes",
             "Feedback votes on answers (feedback buttons), by platform and vote (up, down).",
@@ -306,6 +313,8 @@ class Metrics:
             self._rate_limited.labels(platform).inc()
         elif name == "reclaimed":
             self._reclaimed.inc()
+        elif name == "set_aside":
+            self._set_aside.labels(platform).inc()
         elif name in ("vote_up", "vote_down"):
             self._votes.labels(platform, name.removeprefix("vote_")).inc()
         else:

@@ -214,6 +214,8 @@ async def serve(
             await runner.setup()
             site = web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
             await site.start()
+            # Port 0: any free port; say the one taken.
+            port = runner.addresses[0][1] if runner.addresses else port
         except BaseException:
             await runner.cleanup()
             await runtime.close()

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     ollama_base_url: str = "http://localhost:11434"
     ollama_model: str = "codellama:7b"
     ollama_num_ctx: int = Field(default=4096, ge=256)
-    ollama_max_concurrency: int = Field(default=2, ge=1)
+    ollama_max_concurrency: int = Field(default=2, ge=1)  # per server, for the whole fleet
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -184,6 +184,18 @@ class Settings(BaseSettings):
     def _blank_url_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("slack_api_url", "ollama_base_url", "openai_base_url")
+    @classmethod
+    def _http_urls(cls, value: str | None) -> str | None:
+        # A typo'd scheme (`htp://gpu-host:11434`) would otherwise be taken as a path on
+        # localhost. The value is not repeated: it may hold a password.
+        for url in (value or "").split(","):
+            scheme = url.strip().partition("://")[0] if "://" in url else ""
+            if url.strip() and scheme.lower() not in ("http", "https"):
+                shown = f"the scheme {scheme!r}" if scheme else "a URL without a scheme"
+                raise ValueError(f"{shown} is not http:// or https://")
         return value
 
     _placeholders: tuple[str, ...] = PrivateAttr(default=())

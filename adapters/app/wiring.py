@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +38,7 @@ from bot.database import DatabaseError
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
+from bot.model_line import RedisModelLine
 from bot.ratelimit import (
     LocalCallPacer,
     LocalRateLimiter,
@@ -54,7 +56,7 @@ from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
 from inference.base import InferenceError
 from inference.ollama import OllamaChatModel
-from inference.pool import ModelPool
+from inference.pool import FifoSlots, ModelPool, ServerModel, SlotLine
 from inference.urls import public_url
 
 if TYPE_CHECKING:  # botbuilder, openai and the knowledge stack are imported only when configured
@@ -410,6 +412,27 @@ def build_analytics(
     return admin, reader
 
 
+def fleet_line(
+    redis: Redis, batch: RedisBatch, settings: Settings, share: int
+) -> Callable[[ServerModel], SlotLine]:
+    """Each model server's line, shared by the fleet in Redis (``share``: this process's
+    part of the limit while Redis is down)."""
+
+    def line(server: ServerModel) -> SlotLine:
+        return RedisModelLine(
+            redis=redis,
+            server=server.base_url,
+            limit=settings.ollama_max_concurrency,
+            max_waiting=MAX_WAITING_PER_SERVER,
+            fallback=FifoSlots(limit=share, max_waiting=MAX_WAITING_PER_SERVER),
+            batch=batch,  # a freed slot rides with the answer's last writes
+            # A dead replica's slot is free well before its work is taken over.
+            lease_seconds=settings.work_reclaim_seconds / 3,
+        )
+
+    return line
+
+
 async def build_runtime(settings: Settings, *, model_slots: int | None = None) -> Runtime:
     """Build the bot from settings: stores, models, core and the enabled adapters.
     ``model_slots``: generations at once per Ollama server in this process (default
@@ -424,6 +447,10 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
         max_concurrency=model_slots or settings.ollama_max_concurrency,
         max_waiting=MAX_WAITING_PER_SERVER,
         first_token_timeout=FIRST_TOKEN_TIMEOUT_SECONDS,
+        # With Redis, one line per server for every replica and worker.
+        line=fleet_line(redis, batch, settings, model_slots or settings.ollama_max_concurrency)
+        if redis is not None and batch is not None
+        else None,
     )
     premium = build_premium(settings)
     rate_limiter: RateLimiter = (
@@ -500,13 +527,16 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             batch=batch,
             tracker=tracker,
             handler=runtime.router,
+            teller=runtime.router.tell,
             telemetry=metrics,
             reclaim_idle_seconds=settings.work_reclaim_seconds,
             heartbeat_seconds=settings.work_reclaim_seconds / 4,
         )
         dispatcher = runtime.work_queue
     else:
-        dispatcher = LocalDispatcher(tracker=tracker, handler=runtime.router, telemetry=metrics)
+        dispatcher = LocalDispatcher(
+            tracker=tracker, handler=runtime.router, teller=runtime.router.tell, telemetry=metrics
+        )
     if settings.slack_bot_token is not None:
         client = build_slack_client(settings, session=http)
         secret = settings.slack_signing_secret
@@ -527,7 +557,7 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
                 )
             ),
         )
-        runtime.router.register("slack", runtime.slack.handle_job)
+        runtime.router.register("slack", runtime.slack.handle_job, runtime.slack.tell)
         runtime.slack_endpoint = SlackHttpEndpoint(
             app=runtime.slack.app, signing_secret=signing_secret
         )
@@ -544,5 +574,5 @@ async def build_runtime(settings: Settings, *, model_slots: int | None = None) -
             dispatcher=dispatcher,
         )
         if runtime.teams is not None:
-            runtime.router.register("teams", runtime.teams.handle_job)
+            runtime.router.register("teams", runtime.teams.handle_job, runtime.teams.tell)
     return runtime

@@ -33,6 +33,11 @@ DESCRIPTIONS = {
     "db": "Database tasks.",
     "upgrade": "Apply the database migrations (creates the tables on a new database).",
     "usage": "Requests, tokens, cost, latency and feedback votes from the usage ledger.",
+    "index": (
+        "Index the team knowledge sources (KNOWLEDGE_SOURCES) now, instead of waiting for "
+        "`chatbot serve`'s next refresh; only what changed is embedded again."
+    ),
+    "sources": "List the team knowledge sources and when each was last indexed.",
     "teams-package": (
         "Write the Teams app package (manifest.json and icons, zipped) to upload in Teams."
     ),
@@ -63,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="New here? `chatbot doctor` checks the setup, `chatbot chat` tries the bot.",
     )
     parser.add_argument("--version", action="version", version=f"chatbot {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required: `chatbot` alone prints this help (main()).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=DESCRIPTIONS[name])
@@ -72,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every one)"
     )
-    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    serve.add_argument(
+        "--port", type=int, default=None, help="default: $PORT or 3000; 0: any free port"
+    )
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -94,11 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--since", default="30d", help="window: 30d, 24h, 2w, 90m or a date 2025-11-01 (UTC)"
     )
-    usage.add_argument("--by", choices=("user", "workspace", "model"), default="user")
-    index = sub.add_parser("index", help="index the team knowledge sources now")
+    usage.add_argument(
+        "--by",
+        choices=("user", "workspace", "model"),
+        default="user",
+        help="one row per user, workspace or model (default: user)",
+    )
+    index = command("index", "index the team knowledge sources now")
     index.add_argument("--full", action="store_true", help="re-embed every document")
     index.add_argument("sources", nargs="*", metavar="SOURCE", help="default: every source")
-    sub.add_parser("sources", help="list the knowledge sources and when they were indexed")
+    command("sources", "list the knowledge sources and when they were indexed")
     teams_package.add_arguments(
         command("teams-package", "write the Teams app package (zip) to upload")
     )
@@ -251,7 +264,11 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse arguments, load settings, run the command."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `chatbot` alone: what it can do, not an error
+        parser.print_help()
+        return 0
     if args.command == "doctor":  # reports bad settings itself, with the other checks
         from adapters.doctor import main as doctor
 
@@ -271,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(level, settings.log_format, path=log_path)
     if args.command == "serve":
         return _serve(
-            settings, host=args.host, port=args.port or settings.port, workers=args.workers
+            settings,
+            host=args.host,
+            port=settings.port if args.port is None else args.port,  # 0: any free port
+            workers=args.workers,
         )
     if args.command == "chat":
         from adapters.app.server import StartupError

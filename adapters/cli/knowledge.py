@@ -264,7 +264,11 @@ async def run_sources(settings: Settings, *, out: IO[str] = sys.stdout) -> int:
             statuses = await service.store.statuses()
         except StoreLocked:
             statuses = await service.store.saved_statuses()
-            print("(read from the status file: the store is held by a running bot)", file=out)
+            print(
+                "(read from the status file: another chatbot process, serve or chat, holds "
+                "the store)",
+                file=out,
+            )
         except KnowledgeUnavailable as exc:
             print(f"chatbot: cannot read the knowledge store: {exc}", file=sys.stderr)
             return 1

@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="tokens_command", required=True, metavar="{create,list,revoke}"
     )
-    create = sub.add_parser("create", help="make a token and print it once")
+    create = sub.add_parser(
+        "create",
+        help="make a token and print it once",
+        description="Make a personal token for a user and print it (only this once).",
+    )
     create.add_argument("--user", required=True, help="the owner: a Slack user id or Teams AAD id")
     create.add_argument(
         "--workspace", default="", help="the owner's Slack workspace (team) id or Teams tenant id"
@@ -40,10 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     create.add_argument("--name", default="", help="a name to tell tokens apart (default token-N)")
     create.add_argument("--days", type=int, default=None, help="lifetime (default API_TOKEN_DAYS)")
-    listing = sub.add_parser("list", help="list tokens (never their secrets)")
+    listing = sub.add_parser(
+        "list",
+        help="list tokens (never their secrets)",
+        description="List tokens: owner, name, id, created, last used, expiry or state.",
+    )
     listing.add_argument("--user", default=None, help="only this user's tokens")
-    revoke = sub.add_parser("revoke", help="revoke a token by its id (from `tokens list`)")
-    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke a token by its id (from `tokens list`)",
+        description="Revoke a token at once: it gets 401 from then on.",
+    )
+    revoke.add_argument("token_id", metavar="TOKEN_ID", help="the id `chatbot tokens list` shows")
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:

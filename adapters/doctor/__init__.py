@@ -56,8 +56,9 @@ def load_settings(load: Callable[[], Settings]) -> tuple[Settings | None, list[C
             Check(
                 "WARN",
                 "settings",
-                f"{', '.join(settings.placeholders)} still hold the example value from "
-                ".env.example: treated as unset",
+                f"{', '.join(settings.placeholders)} still "
+                f"{'holds' if len(settings.placeholders) == 1 else 'hold'} the example value "
+                "from .env.example: treated as unset",
                 "put the real value there, or leave it blank",
             )
         )

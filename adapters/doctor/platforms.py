@@ -22,6 +22,9 @@ from inference.urls import public_url
 # -- Slack ----------------------------------------------------------------------------
 
 
+SLACK_SIGNING_SECRET_LENGTH = 32  # Slack's signing secrets: 32 hexadecimal characters
+
+
 async def check_slack(settings: Settings) -> list[Check]:
     """auth.test with the bot token; the signing secret (HTTP) or app token (Socket Mode)."""
     token = settings.slack_bot_token
@@ -98,6 +101,16 @@ async def _check_slack_mode(settings: Settings, client: AsyncWebClient) -> Check
                 "HTTP mode without SLACK_SIGNING_SECRET: every request to /slack/events gets 401",
                 "copy the Signing Secret (Basic Information) into SLACK_SIGNING_SECRET, "
                 "or set SLACK_APP_TOKEN for Socket Mode",
+            )
+        secret = settings.slack_signing_secret.get_secret_value()
+        if len(secret) < SLACK_SIGNING_SECRET_LENGTH:
+            return Check(
+                "WARN",
+                "slack",
+                f"HTTP mode, but SLACK_SIGNING_SECRET is {len(secret)} characters; Slack's are "
+                f"{SLACK_SIGNING_SECRET_LENGTH}: every request to /slack/events will get 401",
+                "copy the whole Signing Secret (Basic Information, App Credentials) into "
+                "SLACK_SIGNING_SECRET",
             )
         return Check("OK", "slack", "HTTP mode: SLACK_SIGNING_SECRET is set")
     value = app_token.get_secret_value()

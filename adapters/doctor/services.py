@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError
@@ -22,7 +24,8 @@ from adapters.doctor.report import (
     Check,
 )
 from adapters.doctor.report import safe as _safe
-from bot import database
+from bot import database, keys
+from bot.workqueue import SetAside, set_aside_jobs
 from inference.base import ModelNotFound, ModelUnavailable, ProviderAuthFailed
 from inference.ollama import OllamaChatModel
 from inference.urls import public_url
@@ -49,6 +52,7 @@ async def check_redis(settings: Settings) -> list[Check]:
         async with asyncio.timeout(TIMEOUT_SECONDS + 2):
             await client.ping()
             info = await client.info("server")
+            aside = await set_aside_jobs(client, count=5)
     except AuthenticationError:
         return [
             Check(
@@ -81,7 +85,27 @@ async def check_redis(settings: Settings) -> list[Check]:
         await client.aclose()
     version = info.get("redis_version", "?") if isinstance(info, dict) else "?"
     where = shown if settings.redis_url is not None else f"{shown} (REDIS_URL not set)"
-    return [Check("OK", "redis", f"{where} answers (Redis {version})")]
+    return [Check("OK", "redis", f"{where} answers (Redis {version})"), *_set_aside(aside)]
+
+
+def _set_aside(jobs: Sequence[SetAside]) -> list[Check]:
+    """The questions the work queue stopped trying (their askers were told)."""
+    if not jobs:
+        return []
+    lines = [
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(job.at))} UTC {job.platform} "
+        f"job {job.entry}, {job.deliveries} tries: {job.reason}"
+        for job in jobs
+    ]
+    return [
+        Check(
+            "WARN",
+            "queue",
+            "questions set aside (newest first, at most 5): " + "; ".join(lines),
+            "their askers were told to ask again; the log holds each one's traceback "
+            f"(search for the job id); the list is the Redis stream {keys.set_aside()}",
+        )
+    ]
 
 
 # -- database -------------------------------------------------------------------------
@@ -109,6 +133,16 @@ def _known_revisions() -> set[str]:
     return {script.revision for script in scripts.walk_revisions()}
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """An exception and the ones it was raised from."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 async def check_database(settings: Settings) -> list[Check]:
     """The database answers and its migrations are at the newest revision."""
     url = settings.effective_database_url
@@ -134,12 +168,19 @@ async def check_database(settings: Settings) -> list[Check]:
         )
     except (database.DatabaseError, TimeoutError) as exc:
         reason = str(exc) if isinstance(exc, database.DatabaseError) else "no answer"
+        # The server answered that the database is missing (PostgreSQL's SQLSTATE 3D000).
+        missing_database = any(getattr(e, "sqlstate", None) == "3D000" for e in _causes(exc)) or (
+            "database" in reason and "does not exist" in reason
+        )
         return [
             Check(
                 "FAIL",
                 "database",
                 f"{shown}: cannot connect ({_safe(reason)})",
-                "start the database server or correct DATABASE_URL",
+                "the server runs but has no such database: create it (e.g. `createdb NAME`), "
+                f"then {upgrade}"
+                if missing_database
+                else "start the database server or correct DATABASE_URL",
             )
         ]
     head = database.head_revision()

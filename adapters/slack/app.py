@@ -30,6 +30,7 @@ from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
 from bot.feedback import Vote
+from bot.jobs import ReplyTo, SlackCommand, SlackEvent, Work
 from bot.suggestions import suggestions
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
@@ -118,14 +119,15 @@ class SlackBot:
         inbound = to_inbound(event, team_id=team, bot_user_id=bot_user_id)
         if inbound is None:
             return
-        payload = {
-            "platform": PLATFORM,
-            "type": "event",
-            "event": event,
-            "team_id": team,
-            "bot_user_id": bot_user_id,
-        }
-        await self._submit(f"slack:{inbound.message.message_id}", payload)
+        work = SlackEvent(
+            event=event,
+            team_id=team,
+            bot_user_id=bot_user_id,
+            reply_to=ReplyTo(
+                PLATFORM, channel=inbound.channel, thread=inbound.reply_thread_ts or ""
+            ),
+        )
+        await self._submit(f"slack:{inbound.message.message_id}", work)
 
     async def _on_home_opened(self, event: dict[str, Any]) -> None:
         """Someone opened the bot's DM: offer the suggested prompts there (in the
@@ -181,45 +183,54 @@ class SlackBot:
             )
 
     async def _on_command(self, ack: Any, command: dict[str, Any], context: Any) -> None:
-        payload = {
-            "platform": PLATFORM,
-            "type": "command",
-            "command": command,
-            "bot_user_id": str(context.bot_user_id or ""),
-        }
-        await self._submit(f"slack:cmd:{command.get('trigger_id') or uuid.uuid4().hex}", payload)
+        work = SlackCommand(
+            command=command,
+            bot_user_id=str(context.bot_user_id or ""),
+            reply_to=ReplyTo(
+                PLATFORM,
+                channel=str(command.get("channel_id") or ""),
+                response_url=str(command.get("response_url") or ""),
+            ),
+        )
+        await self._submit(f"slack:cmd:{command.get('trigger_id') or uuid.uuid4().hex}", work)
         await ack()
 
-    async def _submit(self, dedupe_id: str, payload: dict[str, Any]) -> None:
+    async def _submit(self, dedupe_id: str, work: Work) -> None:
         try:
-            await self._dispatcher.submit(dedupe_id, payload)
+            await self._dispatcher.submit(dedupe_id, work)
         except StateUnavailable:
             # Redis is down: answer from this process rather than not at all.
             log.warning("work queue unavailable; answering without crash safety")
-            job = Job(uuid.uuid4().hex, payload)
+            job = Job(uuid.uuid4().hex, work)
             self._tracker.spawn(self.handle_job(job, JobProgress(None, job.id)))
 
     async def handle_job(self, job: Job, progress: JobProgress) -> None:
         """Answer one queued Slack event or slash command."""
-        payload = job.payload
         if job.reclaimed:
             # Another replica died mid-answer: remove what it showed, then answer afresh.
             await self._remove(job.posted)
             progress.posted.clear()
-        if payload.get("type") == "event":
-            bot_user_id = str(payload.get("bot_user_id") or "")
-            inbound = to_inbound(
-                payload["event"],
-                team_id=str(payload.get("team_id") or ""),
-                bot_user_id=bot_user_id,
-            )
+        work = job.work
+        if isinstance(work, SlackEvent):
+            inbound = to_inbound(work.event, team_id=work.team_id, bot_user_id=work.bot_user_id)
             if inbound is not None:
-                await self._answer(inbound, progress, bot_user_id)
-        elif payload.get("type") == "command":
-            command = payload["command"]
-            respond = responder(str(command.get("response_url") or ""))
-            parsed = SlashCommand.from_payload(command, str(payload.get("bot_user_id") or ""))
+                await self._answer(inbound, progress, work.bot_user_id)
+        elif isinstance(work, SlackCommand):
+            respond = responder(str(work.command.get("response_url") or ""))
+            parsed = SlashCommand.from_payload(work.command, work.bot_user_id)
             await self._commands.handle(parsed, respond, progress)
+
+    async def tell(self, reply_to: ReplyTo, text: str) -> None:
+        """Write a note of the bot's own in the asker's conversation (a job set aside):
+        a slash command's asker alone, a message's asker in its thread."""
+        if reply_to.response_url:
+            await responder(reply_to.response_url)(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+            return
+        await self.client.chat_postMessage(
+            channel=reply_to.channel, thread_ts=reply_to.thread or None, text=text
+        )
 
     async def _remove(self, posted: tuple[str, ...]) -> None:
         for item in posted:

@@ -46,7 +46,15 @@ def tier_pace(tier: int) -> Pace:
     return Pace(per_minute=max(1, limit - burst), burst=burst)
 
 
+# A streamed answer costs one chat.startStream (Tier 2: 20 in any minute, counted as Slack
+# counts: a sliding window). Answers come in bursts (an incident, a busy channel), so the
+# whole minute's streams may start at once. An answer without a stream slot is posted whole
+# when it ends (one chat.postMessage), where the channel's one-a-second limit binds: with a
+# burst of 2 (as the other tiers' paces) 28 of 30 answers asked together in one channel
+# waited on that limit, the last 30 s; with the window, 10 of them (tests/test_slack_budget).
+STREAM_START_PACE = Pace(per_minute=TIER_PER_MINUTE[2], window=True)
 PACES = {method: tier_pace(tier) for method, tier in METHOD_TIERS.items()}
+PACES["chat.startStream"] = STREAM_START_PACE
 
 
 class SlackBudget:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
+from adapters.wire.jsonbody import MalformedJson, json_object
 from bot.conversation import ConversationKey, IncomingMessage
 
 PLATFORM = "slack"
@@ -114,12 +114,9 @@ class MalformedRequest(ValueError):
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise MalformedRequest(f"{what} is not JSON") from exc
-    if not isinstance(data, dict):
-        raise MalformedRequest(f"{what} is not a JSON object")
-    return data
+        return json_object(text, what)
+    except MalformedJson as exc:
+        raise MalformedRequest(str(exc)) from exc
 
 
 # The fields bolt (building its context) and this adapter read, by the type Slack documents

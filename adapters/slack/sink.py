@@ -27,7 +27,6 @@ MESSAGE_LIMIT = 3500
 UPDATE_INTERVAL = 1.0  # chat.update is rate limited (Tier 3): about once a second per message
 STREAM_INTERVAL = 0.5  # the first append; later ones further apart, up to:
 MAX_STREAM_INTERVAL = 2.0
-RATE_LIMITED_ATTEMPTS = 3  # after slack_sdk's own retries of a 429, a few more of ours
 MAX_RETRY_AFTER = 60.0
 STATUS_INTERVAL = 5.0  # a queue position is updated at most this often, then
 MAX_STATUS_INTERVAL = 20.0  # less and less often (a long wait spares the workspace's budget)
@@ -53,6 +52,10 @@ _STREAMING_REFUSED = {
     "feature_not_enabled",
     "not_enabled",
 }
+
+
+# The last words of an answer the bot stopped writing because it was restarting.
+CUT_OFF = "\n\n_(cut off: the bot restarted; ask again)_"
 
 
 @dataclass(slots=True)
@@ -196,7 +199,11 @@ class SlackReplySink:
         self._sources_text = sources_text(citations, searched=searched)
 
     async def close(self) -> None:
-        """Send what is left and end the stream."""
+        """Send what is left and end the stream; an answer cut short by the bot stopping
+        (cancelled past the shutdown grace) ends with a note saying so."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling() and self._loop.started:
+            self._pending += CUT_OFF
         if self._thinking is not None:
             self._thinking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -263,18 +270,12 @@ class SlackReplySink:
         await self._budget.slot(method, team=self._team_id, channel=self._channel)
 
     async def _call(self, method: str, send: Callable[[], Awaitable[Any]]) -> Any:
-        """One Web API call in its slot. A 429 that outlasted slack_sdk's retries is waited
-        out (Retry-After) here too: the call had no effect, so it is made again as it was;
-        text written meanwhile waits in the buffer and goes in the next call."""
+        """One Web API call in its slot. A 429 is retried once place only: slack_sdk's
+        rate-limit handler on the client (``adapters.wiring.build_slack_client``) waits the
+        Retry-After and makes the call again; text written meanwhile waits in the buffer and
+        goes in the next call."""
         await self._slot(method)
-        for attempt in range(RATE_LIMITED_ATTEMPTS + 1):
-            try:
-                return await send()
-            except SlackApiError as exc:
-                if _err(exc) != "ratelimited" or attempt == RATE_LIMITED_ATTEMPTS:
-                    raise
-                await asyncio.sleep(_retry_after(exc))
-        raise AssertionError("unreachable")
+        return await send()
 
     async def _flush(self) -> bool:
         if not self._pending:
@@ -470,15 +471,6 @@ class SlackReplySink:
                     await self._posted(str(response["ts"]))
             except SlackApiError as exc:
                 log.warning("could not show the sources in Slack (%s)", _err(exc))
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    """Seconds Slack asked to wait (Retry-After), 1 when it did not say."""
-    try:
-        value = float(exc.response.headers.get("Retry-After", 1))
-    except (AttributeError, TypeError, ValueError):
-        value = 1.0
-    return min(max(value, 0.0), MAX_RETRY_AFTER)
 
 
 def _err(exc: SlackApiError) -> str:

@@ -4,7 +4,6 @@ background with proactive messages."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -30,9 +29,11 @@ from adapters.teams.events import (
     to_inbound,
 )
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink, tune_connector
+from adapters.wire.jsonbody import json_object
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
+from bot.jobs import ReplyTo, TeamsActivity
 from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 
@@ -66,6 +67,11 @@ def is_loopback(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# What a conversation reference is made of: kept with a queued job so that its asker can be
+# told, whatever else the job holds.
+_ADDRESS_FIELDS = ("id", "serviceUrl", "channelId", "conversation", "from", "recipient")
 
 
 def _refused(reason: str, status: int = 401) -> web.Response:
@@ -115,9 +121,7 @@ class TeamsBot:
             return _refused("invalid bearer token")
         body = await request.read()  # over the server's size limit: 413
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise ValueError("not an activity")
+            data = json_object(body, "the activity")
             activity = Activity().deserialize(data)
             if not isinstance(activity.type, str) or not activity.type:
                 raise ValueError("activity without a type")
@@ -141,13 +145,18 @@ class TeamsBot:
         if inbound is None:
             return web.Response(status=200)
         # Queued (crash-safe, deduplicated across replicas) before Teams gets its 202.
-        payload = {"platform": PLATFORM, "activity": data}
+        work = TeamsActivity(
+            activity=data,
+            reply_to=ReplyTo(
+                PLATFORM, conversation={k: data[k] for k in _ADDRESS_FIELDS if k in data}
+            ),
+        )
         try:
             if self.dispatcher is None:
                 raise StateUnavailable("no dispatcher")
-            await self.dispatcher.submit(f"teams:{inbound.message.message_id}", payload)
+            await self.dispatcher.submit(f"teams:{inbound.message.message_id}", work)
         except StateUnavailable:
-            job = Job(inbound.message.message_id, payload)
+            job = Job(inbound.message.message_id, work)
             self._tracker.spawn(self.handle_job(job, JobProgress(None, job.id)))
         return web.Response(status=202)
 
@@ -163,9 +172,21 @@ class TeamsBot:
 
     async def handle_job(self, job: Job, progress: JobProgress) -> None:
         """Answer one queued Teams activity (already authenticated when it was queued)."""
-        inbound = to_inbound(Activity().deserialize(job.payload["activity"]))
+        if not isinstance(job.work, TeamsActivity):
+            return
+        inbound = to_inbound(Activity().deserialize(job.work.activity))
         if inbound is not None:
             await self._answer(inbound, progress, replace=job.posted if job.reclaimed else ())
+
+    async def tell(self, reply_to: ReplyTo, text: str) -> None:
+        """Write a note of the bot's own in the asker's conversation (a job set aside)."""
+        activity = Activity().deserialize(reply_to.conversation)
+        reference = TurnContext.get_conversation_reference(activity)
+
+        async def turn(context: TurnContext) -> None:
+            await context.send_activity(text)
+
+        await self.adapter.continue_conversation(reference, turn, bot_app_id=self._app_id)
 
     async def _answer(
         self,

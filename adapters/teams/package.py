@@ -229,9 +229,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=defaults.name, help="the bot's name in Teams")
     parser.add_argument("--version", default=defaults.version, help="the app's version")
     parser.add_argument("--developer", default=defaults.developer, help="publisher name")
-    parser.add_argument("--website-url", default=defaults.website_url)
-    parser.add_argument("--privacy-url", default=defaults.privacy_url)
-    parser.add_argument("--terms-url", default=defaults.terms_url)
+    parser.add_argument(
+        "--website-url",
+        default=defaults.website_url,
+        help="the publisher's site, shown in the app's details (https://)",
+    )
+    parser.add_argument(
+        "--privacy-url",
+        default=defaults.privacy_url,
+        help="the privacy statement Teams links to (https://)",
+    )
+    parser.add_argument(
+        "--terms-url", default=defaults.terms_url, help="the terms of use Teams links to (https://)"
+    )
 
 
 def run(

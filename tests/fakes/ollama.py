@@ -14,6 +14,7 @@ import json
 import math
 import re
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -92,6 +93,9 @@ class FakeOllama:
         self.embed_holding = asyncio.Event()
         self.requests: list[dict[str, Any]] = []
         self.client_disconnects: int = 0
+        self.generating: int = 0  # streamed answers in progress now
+        self.most_generating: int = 0  # the most at once so far
+        self.last_token_at: float = 0.0  # time.monotonic() when the last stream ended
         self.client_disconnected = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -327,7 +331,13 @@ class FakeOllama:
                     **self._final_stats(prompt_tokens, len(chunks)),
                 }
             )
-        return await self._stream(request, name, chunks, prompt_tokens)
+        self.generating += 1
+        self.most_generating = max(self.most_generating, self.generating)
+        try:
+            return await self._stream(request, name, chunks, prompt_tokens)
+        finally:
+            self.generating -= 1
+            self.last_token_at = time.monotonic()
 
     async def _stream(
         self, request: web.Request, name: str, chunks: list[str], prompt_tokens: int

@@ -37,6 +37,9 @@ _TS = re.compile(r"^\d+\.\d+$")
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+TS_SUFFIX = 37  # the last two digits of every ts this fake hands out
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One request to the fake, in arrival order."""
@@ -723,7 +726,10 @@ class FakeSlack:
     # ------------------------------------------------------------------ helpers
 
     def _next_ts(self) -> str:
-        self._clock += 100
+        # Every ts handed out ends in 37 (microseconds), which no test gives its own events:
+        # the bot's reply never takes the ts of a question the fake has not seen (a reply
+        # whose ts is its own thread's root is not in that thread).
+        self._clock = (self._clock // 100 + 1) * 100 + TS_SUFFIX
         return f"{self._clock // 1_000_000}.{self._clock % 1_000_000:06d}"
 
     def _replied(self, channel: str, thread_ts: str | None) -> None:

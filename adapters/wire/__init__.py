@@ -1,0 +1,1 @@
+"""What the doors share on the way in: request bodies parsed within bounds."""
