@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from adapters.app.wiring import PROVIDER_NAMES
+from adapters.app.builders import PROVIDER_NAMES
 from bot import replies
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage

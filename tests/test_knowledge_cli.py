@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from adapters.app.builders import build_knowledge as wiring_build_knowledge
 from adapters.app.knowledge import KnowledgeService, build_knowledge
 from adapters.app.metrics import Metrics
 from adapters.app.settings import Settings
-from adapters.app.wiring import build_knowledge as wiring_build_knowledge
 from adapters.cli import main
 from tests.fakes.ollama import FakeOllama
 from tests.knowledge_helpers import MODEL, index_environment, write

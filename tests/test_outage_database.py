@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.app.wiring import PROVIDER_NAMES
+from adapters.app.builders import PROVIDER_NAMES
 from bot import replies
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.harness import SlackBotUnderTest

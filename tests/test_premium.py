@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from adapters.app.builders import PROVIDER_NAMES, build_premium
 from adapters.app.settings import Settings
-from adapters.app.wiring import PROVIDER_NAMES, build_premium
 from bot import replies
 from bot.assistant import Assistant, Premium
 from bot.budget import NO_BUDGETS, Budgets, Price

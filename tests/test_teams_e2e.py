@@ -21,8 +21,9 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 from botframework.connector.auth import AuthenticationConstants
 
+from adapters.app.builders import teams_credentials
 from adapters.app.server import build_web_app, migrate
-from adapters.app.wiring import Runtime, build_runtime, teams_credentials
+from adapters.app.wiring import Runtime, build_runtime
 from adapters.teams.app import TeamsBot, build_teams_bot
 from adapters.teams.sink import Outbox, ReplyOptions, TeamsReplySink
 from bot import replies

@@ -126,13 +126,17 @@ def _bad_database(exc: database.DatabaseError) -> StartupError:
     return StartupError(f"{exc}: correct DATABASE_URL (`chatbot doctor` checks it)")
 
 
-async def build(settings: Settings, worker: Worker | None = None) -> Runtime:
-    """The runtime (of one worker of `serve --workers`), or StartupError with one line saying
-    what to correct."""
+async def build(
+    settings: Settings, worker: Worker | None = None, *, socket_mode: bool = False
+) -> Runtime:
+    """The runtime (of one worker of `serve --workers`; ``socket_mode``: the one holding
+    Slack's Socket Mode connection), or StartupError with one line saying what to correct."""
     worker = worker or Worker()
     try:
         return await build_runtime(
-            settings, model_slots=worker.share(settings.ollama_max_concurrency)
+            settings,
+            model_slots=worker.share(settings.ollama_max_concurrency),
+            socket_mode=socket_mode,
         )
     except database.DatabaseError as exc:  # e.g. a DATABASE_URL no driver understands
         raise _bad_database(exc) from exc
@@ -203,7 +207,7 @@ async def serve(
         await migrate(settings)
     elif not worker.accepts:
         sock.close()  # the ingress process accepts
-    runtime = await build(settings, worker)
+    runtime = await build(settings, worker, socket_mode=worker.accepts)
     runner: web.AppRunner | None = None
     site: web.BaseSite | None = None
     if worker.accepts:
@@ -222,14 +226,7 @@ async def serve(
             raise
     runtime.start(answers=worker.consumes)
     connecting: asyncio.Task[None] | None = None
-    if worker.accepts and runtime.slack is not None and settings.slack_app_token is not None:
-        from adapters.slack.socket_mode import SocketMode
-
-        runtime.socket_mode = SocketMode(
-            app=runtime.slack.app,
-            app_token=settings.slack_app_token.get_secret_value(),
-            api_url=settings.slack_api_url,
-        )
+    if runtime.socket_mode is not None:
         connecting = asyncio.create_task(runtime.socket_mode.run(), name="slack-socket-mode")
     if worker.accepts:  # said once for the whole group
         _log_routes(settings, runtime, host, port)

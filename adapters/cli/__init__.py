@@ -220,8 +220,8 @@ async def _usage(settings: Settings, *, since: str, by: str) -> int:
 def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> int:
     import logging
 
+    from adapters.app.builders import redis_expected
     from adapters.app.server import StartupError, default_workers, run_workers, serve
-    from adapters.app.wiring import redis_expected
     from adapters.doctor import first_steps
     from inference.knowledge import is_embedded_store
 

@@ -6,12 +6,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.app.settings import Settings
-from adapters.app.wiring import (
+from adapters.app.builders import (
     build_slack_client,
     slack_api_url,
     teams_credentials,
 )
+from adapters.app.settings import Settings
 from adapters.doctor.report import (
     _SLACK_AUTH_ERRORS,
     TIMEOUT_SECONDS,

@@ -11,12 +11,12 @@ from redis.exceptions import AuthenticationError, RedisError
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from adapters.app.settings import Settings
-from adapters.app.wiring import (
+from adapters.app.builders import (
     build_ollama,
     build_openai,
     build_redis,
 )
+from adapters.app.settings import Settings
 from adapters.doctor.report import (
     CHECK_DEADLINE_SECONDS,
     OPENAI_DEFAULT_BASE_URL,
