@@ -221,7 +221,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int | None) -> 
     import logging
 
     from adapters.app.builders import redis_expected
-    from adapters.app.server import StartupError, default_workers, run_workers, serve
+    from adapters.app.server import StartupError, serve
+    from adapters.app.workers import default_workers, run_workers
     from adapters.doctor import first_steps
     from inference.knowledge import is_embedded_store
 
