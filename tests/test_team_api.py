@@ -339,3 +339,33 @@ async def test_fuzzed_bodies_get_an_openai_answer_or_error_never_500(
     assert resp.status in (200, 400, 403, 404, 429), (resp.status, body, raw[:200])
     if resp.status != 200:
         assert "error" in json.loads(raw)
+
+
+async def test_llm_with_an_extra_openai_model_prints_the_answer(
+    slack_bot: SlackBotUnderTest, tmp_path: Any
+) -> None:
+    """The `llm` command-line tool, configured as docs/api.md says, against the bot."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    llm = shutil.which("llm") or str(Path(sys.executable).with_name("llm"))
+    token = await token_by_slash_command(slack_bot)
+    slack_bot.ollama.reply = "Answered for llm."
+    home = tmp_path / "llm"
+    home.mkdir()
+    (home / "extra-openai-models.yaml").write_text(
+        f"- model_id: team\n  model_name: codellama:7b\n  api_base: {slack_bot.url}/v1\n"
+        "  api_key_name: team\n"
+    )
+    (home / "keys.json").write_text(json.dumps({"team": token}))
+    proc = await asyncio.create_subprocess_exec(
+        llm, "-m", "team", "--no-log", "how do we deploy?",
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLM_USER_PATH": str(home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "Answered for llm."
+    assert slack_bot.ollama.requests[-1]["messages"][-1]["content"] == "how do we deploy?"
