@@ -88,6 +88,16 @@ async def test_ask_streams_the_answer_and_piped_input_comes_first(
     assert question == {"role": "user", "content": "-x = 1\n+x = 2\n\nreview this"}
     code, out, _ = await run("ask", "--url", bot, "--token", token, "hi", env={}, cwd=tmp_path)
     assert code == 0 and out.startswith("Looks good")
+    # The ledger has both questions under their owner (written within 0.2 s of the answer).
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        code, report, err = await run("usage", "--by", "user", env=server_env, cwd=tmp_path)
+        counts = [line.split()[1] for line in report.splitlines() if line.startswith("slack:U123")]
+        if counts == ["2"] or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert code == 0, err
+    assert counts == ["2"], report
 
 
 async def test_each_failure_is_one_line_and_exit_1(
