@@ -87,7 +87,6 @@ class Assistant:
         sign-in (`/admin`), None when it is not set up. ``record_questions``: the ledger
         keeps each question's text, redacted, for the analytics page."""
         self._state = state
-        self._terminals = terminals
         self._local = Route("local", local_model)
         self._premium = (
             None
@@ -101,7 +100,6 @@ class Assistant:
                 ),
             )
         )
-        self._premium_name = premium_model_name
         self._names = names
         self._ledger = ledger
         self._system_prompt = system_prompt
@@ -114,7 +112,6 @@ class Assistant:
             now=now,
         )
         self._retriever = retriever
-        self._tokens = tokens
         self._record_questions = record_questions
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
         self._now = now
