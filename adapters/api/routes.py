@@ -243,10 +243,7 @@ class TeamApi:
         assert sink.response is not None
         await sink.send(sink.chunk({}, finish="stop"))
         if include_usage:
-            body = json.loads(sink.chunk({})[6:])
-            body["choices"] = []
-            body["usage"] = usage(record)
-            await sink.send(b"data: " + json.dumps(body).encode() + b"\n\n")
+            await sink.send(sink.chunk(None, usage=usage(record)))
         await sink.send(b"data: [DONE]\n\n")
         if not sink.gone:
             try:

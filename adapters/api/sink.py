@@ -82,14 +82,16 @@ class ApiSink:
     async def close(self) -> None:
         """The route ends the response (it knows the usage)."""
 
-    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        """One server-sent event holding a `chat.completion.chunk`."""
+    def chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+        """One server-sent event holding a `chat.completion.chunk` (``delta`` None: one
+        without choices, as the usage chunk is)."""
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
         body = {
             "id": self._id,
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": choices,
             **extra,
         }
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"

@@ -8,6 +8,7 @@ ignored: the answer is text from the team's assistant.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,8 +181,6 @@ def citations_json(citations: Sequence[Citation]) -> list[dict[str, Any]]:
 
 def completion_id() -> str:
     """A response id in OpenAI's style."""
-    import secrets
-
     return "chatcmpl-" + secrets.token_hex(12)
 
 
