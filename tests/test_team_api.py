@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -369,3 +370,45 @@ async def test_llm_with_an_extra_openai_model_prints_the_answer(
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "Answered for llm."
     assert slack_bot.ollama.requests[-1]["messages"][-1]["content"] == "how do we deploy?"
+
+
+async def test_a_client_gone_mid_stream_stops_the_generation_and_is_recorded(
+    slack_bot: SlackBotUnderTest,
+) -> None:
+    token = await token_by_slash_command(slack_bot)
+    slack_bot.ollama.reply = "word " * 400
+    slack_bot.ollama.chunk_size = 5
+    slack_bot.ollama.token_delay = 0.02  # 400 chunks: eight seconds if nobody stopped it
+    body = {"model": "codellama:7b", "messages": [{"role": "user", "content": "go"}]}
+    body["stream"] = True
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{slack_bot.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        async for line in resp.content:
+            if b'"content":"word' in line:
+                break  # the answer is streaming: hang up
+        resp.close()
+    await asyncio.wait_for(slack_bot.ollama.client_disconnected.wait(), 5)
+    # The request's handler records the answer as it ends (the ledger is written in batches).
+    deadline = asyncio.get_running_loop().time() + 5
+    while not (rows := await slack_bot.runtime.ledger.recent()):
+        assert asyncio.get_running_loop().time() < deadline, "no ledger row"
+        await asyncio.sleep(0.05)
+    assert [(r.outcome, r.via) for r in rows] == [("cancelled", "api")]
+    assert len(slack_bot.ollama.requests) == 1
+
+
+async def test_a_question_over_the_api_is_never_read_as_a_command(
+    slack_bot: SlackBotUnderTest,
+) -> None:
+    token = await token_by_slash_command(slack_bot)
+    slack_bot.ollama.reply = "It resets a thread."
+    async with async_client(slack_bot, token) as api:
+        answer = await api.chat.completions.create(
+            model="codellama:7b", messages=[{"role": "user", "content": "/reset"}]
+        )
+    assert answer.choices[0].message.content == "It resets a thread."
+    assert slack_bot.ollama.requests[-1]["messages"][-1]["content"] == "/reset"

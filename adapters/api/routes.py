@@ -9,6 +9,7 @@ work still goes through the queue to the answer workers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -33,6 +34,7 @@ from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import DatabaseError
 from bot.errors import ReplyCancelled, UserFacingError
+from bot.tasks import TaskTracker
 from bot.tokens import Owner, TokenStore
 from bot.usage import UsageRecord
 from inference.knowledge import Knowledge
@@ -118,9 +120,11 @@ class TeamApi:
         assistant: Assistant,
         tokens: TokenStore,
         models: Models,
+        tracker: TaskTracker,
         knowledge: Knowledge | None = None,
     ) -> None:
         self._assistant = assistant
+        self._tracker = tracker
         self._tokens = tokens
         self._models = models
         self.mcp = McpServer(assistant=assistant, knowledge=knowledge, authenticate=self.owner)
@@ -208,7 +212,17 @@ class TeamApi:
         sink = ApiSink(
             request=request, stream=chat.stream, id=id, model=chat.model, created=created
         )
-        record = await self._assistant.answer(message, sink, premium=premium)
+        # The answer runs as a task of its own (drained on shutdown like every answer): a
+        # client that leaves cancels this handler, not the answer, which stops at its next
+        # write and is recorded as cancelled.
+        answering = self._tracker.spawn(
+            self._assistant.answer(message, sink, premium=premium), name="api-answer"
+        )
+        try:
+            record = await asyncio.shield(answering)
+        except asyncio.CancelledError:
+            sink.gone = True
+            raise
         if sink.error is not None:
             raise error_for(sink.error)
         if chat.stream:

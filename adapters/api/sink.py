@@ -56,6 +56,8 @@ class ApiSink:
         """A place in the model server's line: clients have nowhere to show it."""
 
     async def write(self, text: str) -> None:
+        if self.gone:  # the client left: the core stops generating
+            raise ReplyCancelled
         if not text:
             return
         if not self._stream:

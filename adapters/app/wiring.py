@@ -278,6 +278,7 @@ async def build_runtime(
             premium=settings.premium_model if premium is not None else None,
             premium_allows=premium.allows if premium is not None else lambda user: False,
         ),
+        tracker=tracker,
         knowledge=knowledge,
     )
     if knowledge is not None:
