@@ -25,10 +25,16 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from adapters.api.asgi import call_asgi
 from adapters.api.sink import ApiSink
-from adapters.api.wire import MAX_BODY_BYTES, ApiError, citations_json, completion_id, now
+from adapters.api.wire import (
+    MAX_BODY_BYTES,
+    ApiError,
+    citations_json,
+    completion_id,
+    incoming,
+    now,
+    owner_key,
+)
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
-from bot.errors import UserFacingError
 from bot.search import search_documents
 from bot.tokens import Owner
 from inference.knowledge import Knowledge, KnowledgeError
@@ -175,7 +181,9 @@ class McpServer:
         if self._knowledge is None:
             return _error("No team knowledge is indexed on this bot (KNOWLEDGE_SOURCES is empty).")
         try:
-            found = await search_documents(self._knowledge, _key(owner), query.strip(), limit)
+            found = await search_documents(
+                self._knowledge, owner_key(owner, MCP), query.strip(), limit
+            )
         except KnowledgeError:
             log.warning("team knowledge unavailable for MCP search", exc_info=True)
             return _error("The team's knowledge cannot be searched right now; try again later.")
@@ -199,31 +207,15 @@ class McpServer:
         if not isinstance(premium, bool):
             return _error("premium: true or false")
         id = completion_id()
-        message = IncomingMessage(
-            key=_key(owner),
-            message_id=id,
-            sender=owner.user,
-            text=question,
-            transcript=(),
-            via=MCP,
-        )
+        message = incoming(owner, id, question, via=MCP)
         sink = ApiSink(request=None, stream=False, id=id, model="", created=now())
         await self._assistant.answer(message, sink, premium=premium)
         if sink.error is not None:
-            return _refused(sink.error)
+            return _error(sink.error.text)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=sink.text)],
             structured_content={"answer": sink.text, "sources": citations_json(sink.citations)},
         )
-
-
-def _refused(error: UserFacingError) -> types.CallToolResult:
-    return _error(error.text)
-
-
-def _key(owner: Owner) -> ConversationKey:
-    # No channel: only sources open to everyone or to the owner's workspace match.
-    return ConversationKey(owner.platform, owner.workspace, "", MCP)
 
 
 def _owner(ctx: ServerRequestContext[Any]) -> Owner | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,12 +25,12 @@ from adapters.api.wire import (
     ChatRequest,
     citations_json,
     completion_id,
+    incoming,
     now,
     parse_chat_request,
     parse_json,
 )
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import DatabaseError
 from bot.errors import ReplyCancelled, UserFacingError
 from bot.tasks import TaskTracker
@@ -199,15 +198,13 @@ class TeamApi:
         chat = await self.read(request)
         premium = self.route(chat.model)
         id, created = completion_id(), now()
-        message = IncomingMessage(
-            # No channel: only sources open to everyone or to the owner's workspace match.
-            key=ConversationKey(owner.platform, owner.workspace, "", f"api-{secrets.token_hex(8)}"),
-            message_id=id,
-            sender=owner.user,
-            text=chat.question,
+        message = incoming(
+            owner,
+            id,
+            chat.question,
+            via=API,
             transcript=chat.transcript,
             instructions=chat.instructions,
-            via=API,
         )
         sink = ApiSink(
             request=request, stream=chat.stream, id=id, model=chat.model, created=created

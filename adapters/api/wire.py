@@ -18,7 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.wire.jsonbody import MalformedJson, json_object
-from bot.conversation import Citation
+from bot.conversation import Citation, ConversationKey, IncomingMessage
+from bot.tokens import Owner
 from inference.base import Turn
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -187,3 +188,31 @@ def completion_id() -> str:
 def now() -> int:
     """`created`: seconds since the epoch."""
     return int(time.time())
+
+
+def owner_key(owner: Owner, thread: str) -> ConversationKey:
+    """Where a token's question is asked: the owner's platform and workspace, and no channel,
+    so only sources open to everyone or to the owner's workspace match."""
+    return ConversationKey(owner.platform, owner.workspace, "", thread)
+
+
+def incoming(
+    owner: Owner,
+    id: str,
+    text: str,
+    *,
+    via: str,
+    transcript: tuple[Turn, ...] = (),
+    instructions: str = "",
+) -> IncomingMessage:
+    """A question of the team API or MCP as the core's message: asked as its owner, the
+    conversation the client's own (never memory's)."""
+    return IncomingMessage(
+        key=owner_key(owner, f"{via}-{secrets.token_hex(8)}"),
+        message_id=id,
+        sender=owner.user,
+        text=text,
+        transcript=transcript,
+        instructions=instructions,
+        via=via,
+    )
