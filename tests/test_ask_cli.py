@@ -147,3 +147,49 @@ async def test_tokens_list_and_revoke(bot: str, server_env: dict[str, str], tmp_
         "ask", "hi", env={"CHATBOT_URL": bot, "CHATBOT_TOKEN": token}, cwd=tmp_path
     )
     assert code == 1 and "refused the token" in err
+
+
+def _ask_on_a_terminal(env: dict[str, str], cwd: Path) -> bytes:
+    """`chatbot ask hi` with stdout on a pseudo-terminal: what the terminal showed."""
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [CHATBOT, "ask", "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, **env},
+        cwd=cwd,
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(timeout=60) == 0, shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return shown
+
+
+async def test_on_a_terminal_markdown_is_rendered_unless_no_color(
+    bot: str, server_env: dict[str, str], tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    token = await make_token(server_env, tmp_path)
+    fake_ollama.reply = "Use **bold** words."
+    env = {"CHATBOT_URL": bot, "CHATBOT_TOKEN": token, "TERM": "xterm"}
+    env_plain = {**env, "NO_COLOR": "1"}
+    rendered = await asyncio.to_thread(_ask_on_a_terminal, {**env, "NO_COLOR": ""}, tmp_path)
+    plain = await asyncio.to_thread(_ask_on_a_terminal, env_plain, tmp_path)
+    assert b"bold" in rendered and b"**bold**" not in rendered
+    assert b"Use **bold** words." in plain

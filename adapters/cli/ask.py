@@ -3,7 +3,7 @@
 It talks to the bot's team API (`CHATBOT_URL`, `CHATBOT_TOKEN`), never to Ollama, so the
 answer has the team's knowledge, budgets and premium route. Piped input joins the question
 (`git diff | chatbot ask "review this"`: the piped text first). The answer streams as it
-comes, Markdown rendered on a terminal, plain text when piped or with NO_COLOR.
+comes, Markdown rendered on a terminal, plain text when piped or with NO_COLOR set (not empty).
 Exit 0 on an answer, 1 with one line on any failure, 2 on wrong usage, 130 on Ctrl-C.
 """
 
@@ -192,7 +192,9 @@ class Output:
     @classmethod
     def for_stdout(cls) -> Output:
         plain = (
-            not sys.stdout.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb"
+            not sys.stdout.isatty()
+            or bool(os.environ.get("NO_COLOR"))
+            or os.environ.get("TERM") == "dumb"
         )
         return cls(rich=not plain)
 
