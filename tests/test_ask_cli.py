@@ -193,3 +193,30 @@ async def test_on_a_terminal_markdown_is_rendered_unless_no_color(
     plain = await asyncio.to_thread(_ask_on_a_terminal, env_plain, tmp_path)
     assert b"bold" in rendered and b"**bold**" not in rendered
     assert b"Use **bold** words." in plain
+
+
+async def test_ctrl_c_stops_the_answer_and_the_request(
+    bot: str, server_env: dict[str, str], tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    import signal
+
+    token = await make_token(server_env, tmp_path)
+    fake_ollama.reply = "word " * 400
+    fake_ollama.chunk_size = 5
+    fake_ollama.token_delay = 0.05  # twenty seconds if nobody stopped it
+    proc = await asyncio.create_subprocess_exec(
+        CHATBOT, "ask", "go",
+        env={**os.environ, "CHATBOT_URL": bot, "CHATBOT_TOKEN": token},
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.read(10), 30)  # the answer is streaming
+    assert first.startswith(b"word")
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 130
+    assert err.decode().strip() == "chatbot ask: stopped"  # one line, no traceback
+    await asyncio.wait_for(fake_ollama.client_disconnected.wait(), 10)  # the bot stopped too
