@@ -30,6 +30,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
+from adapters.app.workers import default_workers
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import Call, FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
@@ -65,6 +66,62 @@ def rss_mb(pid: int, field_name: str = "VmRSS:") -> float:
         if line.startswith(field_name):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each page shared by n processes counts 1/n in each, so the
+    sum over a group is the memory the group holds (RSS counts shared pages in each)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class StartUp:
+    """`chatbot serve` once started and settled: per process (the first is the one started:
+    the supervisor with workers), CPU seconds, RSS and PSS in MB."""
+
+    cpu: list[float]
+    rss: list[float]
+    pss: list[float]
+
+    def line(self) -> str:
+        def each(values: list[float], digits: int = 0) -> str:
+            return " + ".join(f"{v:.{digits}f}" for v in values)
+
+        return (
+            f"{sum(self.cpu):.2f} CPU s ({each(self.cpu, 2)}), "
+            f"PSS {sum(self.pss):.0f} MB ({each(self.pss)}), "
+            f"RSS {sum(self.rss):.0f} MB ({each(self.rss)})"
+        )
+
+
+async def settled_start_up(pid: int, processes: int, timeout: float = 30.0) -> StartUp:
+    """The start-up figures of ``pid`` and its workers, once ``processes`` are running and
+    their CPU time has stopped rising (no build left: only the idle loops tick)."""
+    deadline = time.monotonic() + timeout
+    before = -1.0
+    while time.monotonic() < deadline:
+        pids = group(pid)
+        now = cpu_seconds(pids)
+        if len(pids) >= processes and now - before < 0.02:
+            break
+        before = now
+        await asyncio.sleep(0.5)
+    pids = group(pid)
+    return StartUp(
+        cpu=[cpu_seconds([p]) for p in pids],
+        rss=[rss_mb(p) for p in pids],
+        pss=[pss_mb(p) for p in pids],
+    )
+
+
+def expected_processes(workers: int | None) -> int:
+    """How many processes `chatbot serve --workers` runs (None: the default): one, or a
+    supervisor, an ingress process and the answer workers."""
+    workers = workers or default_workers()
+    return 1 if workers == 1 else 2 + workers
 
 
 def pct(values: list[float], q: float) -> float:
@@ -221,6 +278,13 @@ async def main() -> None:
     )
     parser.add_argument("--start-up", action="store_true", help="also measure `chatbot chat`")
     parser.add_argument(
+        "--start-up-only",
+        type=int,
+        default=0,
+        metavar="RUNS",
+        help="no load: start `chatbot serve` RUNS times and print each start-up's figures",
+    )
+    parser.add_argument(
         "--bot-source",
         help="run the bot from this source tree (absolute path; e.g. an older commit)",
     )
@@ -259,15 +323,32 @@ async def main() -> None:
     }
     if args.bot_source:
         env["PYTHONPATH"] = args.bot_source  # an absolute path (the bot runs in a temp dir)
-    if args.start_up:  # migrate first, so that start-up is start-up
+    if args.start_up or args.start_up_only:  # migrate first, so that start-up is start-up
         upgrade = [CHATBOT, "db", "upgrade"]
         await asyncio.to_thread(subprocess.run, upgrade, env={**os.environ, **env}, cwd=workdir)
     workers = None if args.workers == "default" else int(args.workers)
+    processes = expected_processes(workers)
+    if args.start_up_only:
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}; "
+            f"`chatbot serve --workers {args.workers}` ({processes} processes)"
+        )
+        for run in range(args.start_up_only):
+            url, proc = await start_serve(env, workdir, output=False, workers=workers)
+            start = await settled_start_up(proc.pid, processes)
+            proc.terminate()
+            await proc.wait()
+            print(f"start-up {run + 1} of `chatbot serve`: {start.line()}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        await ollama.stop()
+        await slack.stop()
+        if server is not None:
+            server.terminate()
+        return
     url, proc = await start_serve(env, workdir, output=False, workers=workers)
-    await asyncio.sleep(0.5)  # the first checks after start
     pids = group(proc.pid)
-    start_cpu = cpu_seconds(pids)
-    start_rss = [rss_mb(pid) for pid in pids]
+    start = await settled_start_up(proc.pid, processes)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         # Warm-up: auth.test, connection pools, first-call imports.
@@ -319,8 +400,7 @@ async def main() -> None:
     for result in results:
         print(result.row())
     print(
-        f"start-up of `chatbot serve`: {start_cpu:.2f} CPU s, RSS "
-        f"{' + '.join(f'{r:.0f}' for r in start_rss)} MB; peak RSS under load "
+        f"start-up of `chatbot serve`: {start.line()}; peak RSS under load "
         f"{' + '.join(f'{r:.0f}' for r in peak)} MB"
     )
     if chat is not None:

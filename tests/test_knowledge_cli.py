@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from adapters.app.builders import build_knowledge as wiring_build_knowledge
-from adapters.app.knowledge import KnowledgeService, build_knowledge
+from adapters.app.builders import build_knowledge
+from adapters.app.knowledge import KnowledgeService
 from adapters.app.metrics import Metrics
 from adapters.app.settings import Settings
 from adapters.cli import main
@@ -101,7 +101,7 @@ async def test_index_while_a_bot_holds_the_embedded_store(
     tmp_path: Path, fake: FakeOllama, redis_url: str, redis_client: Redis
 ) -> None:
     docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
-    service = build_knowledge(settings_for(tmp_path, fake, str(docs), redis_url))
+    service = KnowledgeService.from_settings(settings_for(tmp_path, fake, str(docs), redis_url))
     assert isinstance(service, KnowledgeService)
     await service.open()  # the running bot holds the folder now
     try:
@@ -130,8 +130,8 @@ async def test_metrics_show_documents_chunks_and_errors_per_source(
 ) -> None:
     docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
     settings = settings_for(tmp_path, fake, f"{docs},{tmp_path / 'gone'}", "redis://x:1/0")
-    assert wiring_build_knowledge(settings_for(tmp_path, fake, "", "redis://x:1/0")) is None
-    service = wiring_build_knowledge(settings)
+    assert build_knowledge(settings_for(tmp_path, fake, "", "redis://x:1/0")) is None
+    service = build_knowledge(settings)
     assert service is not None
     metrics = Metrics(process=False)
     metrics.watch_knowledge(service)
@@ -186,7 +186,7 @@ async def test_the_background_refresh_runs_on_one_replica_per_interval(
     replicas = []
     for name in ("one", "two"):
         settings = settings_for(tmp_path / name, fake, str(docs), redis_url)
-        service = build_knowledge(settings)
+        service = KnowledgeService.from_settings(settings)
         assert service is not None
         service.refresh_minutes = 0.002  # 0.12 s; the claim lasts at least 1 s
         replicas.append(service)
@@ -262,7 +262,7 @@ async def test_doctor_says_a_store_held_by_a_running_bot_leaves_a_second_one_wit
 
     docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
     settings = settings_for(tmp_path, fake, str(docs), "redis://x:1/0")
-    service = build_knowledge(settings)
+    service = KnowledgeService.from_settings(settings)
     assert service is not None
     await service.open()
     try:

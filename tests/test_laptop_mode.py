@@ -33,7 +33,7 @@ async def laptop_bot(
         database_url=f"sqlite:///{tmp_path}/laptop.db",
     )
     async with running_bot(settings, fake_slack, fake_ollama) as bot:
-        assert bot.runtime.memory == "local" and bot.runtime.work_queue is None
+        assert bot.runtime.memory_backend == "local" and bot.runtime.work_queue is None
         yield bot
 
 

@@ -87,7 +87,7 @@ async def test_without_redis_url_and_no_local_redis_memory_stays_in_process(
         )
         await migrate(settings)
         runtime = await build_runtime(settings)
-        assert runtime.memory == "local"
+        assert runtime.memory_backend == "local"
         stdin = io.StringIO("hello\nagain\n/reset\nfresh\n")
         stdout = io.StringIO()
         try:

@@ -14,10 +14,10 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters.api.mcp import McpServer
 from adapters.api.sink import ApiSink
 from adapters.api.wire import (
     MAX_BODY_BYTES,
@@ -37,6 +37,9 @@ from bot.tasks import TaskTracker
 from bot.tokens import Owner, TokenStore
 from bot.usage import UsageRecord
 from inference.knowledge import Knowledge
+
+if TYPE_CHECKING:  # the MCP SDK (and Starlette) is imported at the first request to /mcp
+    from adapters.api.mcp import McpServer
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +129,30 @@ class TeamApi:
         self._tracker = tracker
         self._tokens = tokens
         self._models = models
-        self.mcp = McpServer(assistant=assistant, knowledge=knowledge, authenticate=self.owner)
+        self._knowledge = knowledge
+        self._mcp: McpServer | None = None
+
+    async def mcp(self) -> McpServer:
+        """The MCP door, built at the first request to /mcp: its SDK costs a good part of a
+        second and tens of MB to import, in every bot, most never asked over MCP. Imported
+        in a thread, so that the acks of this process go on meanwhile."""
+        if self._mcp is None:
+            server = await asyncio.to_thread(_mcp_server_class)
+            if self._mcp is None:  # another request may have built it meanwhile
+                self._mcp = server(
+                    assistant=self._assistant, knowledge=self._knowledge, authenticate=self.owner
+                )
+        return self._mcp
+
+    async def close(self) -> None:
+        """Stop the MCP door, if a request started it."""
+        if self._mcp is not None:
+            await self._mcp.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer a request to one of ``API_ROUTES``."""
         if request.path == "/mcp":
-            return await self.mcp.handle(request)
+            return await (await self.mcp()).handle(request)
         if request.path == "/v1/models":
             return await guarded(self.list_models)(request)
         return await guarded(self.chat_completions)(request)
@@ -273,3 +294,9 @@ def usage(record: UsageRecord | None) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+
+
+def _mcp_server_class() -> type[McpServer]:
+    from adapters.api.mcp import McpServer
+
+    return McpServer

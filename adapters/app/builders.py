@@ -197,9 +197,11 @@ def build_knowledge(
     KNOWLEDGE_SOURCES is empty; imported only then, to keep start-up fast."""
     if not settings.knowledge_sources.strip():
         return None
-    from adapters.app.knowledge import build_knowledge as build
+    from adapters.app.knowledge import KnowledgeService
 
-    return build(settings, wait_idle=tracker.wait_idle if tracker is not None else None)
+    return KnowledgeService.from_settings(
+        settings, wait_idle=tracker.wait_idle if tracker is not None else None
+    )
 
 
 def redis_expected(settings: Settings) -> bool:

@@ -81,6 +81,34 @@ class KnowledgeService:
             pause=self._yield_to_answers,
         )
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, wait_idle: Callable[[float], Awaitable[object]] | None = None
+    ) -> KnowledgeService | None:
+        """The knowledge stack from settings, or None when KNOWLEDGE_SOURCES is empty.
+
+        Raises ValueError for a source that cannot be understood. Makes no network call.
+        """
+        sources = parse_sources(settings.knowledge_sources)
+        if not sources:
+            return None
+        store = open_store(settings.knowledge_store)
+        embeddings = OllamaEmbeddings(
+            base_urls=settings.ollama_urls, model=settings.embedding_model
+        )
+        return cls(
+            sources=sources,
+            store=store,
+            embeddings=embeddings,
+            retrieval=QdrantKnowledge(store=store, embeddings=embeddings),
+            refresh_minutes=settings.knowledge_refresh_minutes,
+            git_cache=git_cache_dir(),
+            options=LoadOptions(
+                allow_private=parse_allow_private(settings.knowledge_allow_private)
+            ),
+            wait_idle=wait_idle,
+        )
+
     # -- Knowledge -------------------------------------------------------------------------
 
     async def retrieve(self, query: str, *, scope: Sequence[str], limit: int = 5) -> list[Passage]:
@@ -280,28 +308,4 @@ def summary_line(report: SourceReport) -> str:
         f"chunks {report.chunks_added} added, {report.chunks_changed} changed, "
         f"{report.chunks_unchanged} unchanged, {report.chunks_removed} removed; "
         f"{len(report.skipped)} skipped"
-    )
-
-
-def build_knowledge(
-    settings: Settings, *, wait_idle: Callable[[float], Awaitable[object]] | None = None
-) -> KnowledgeService | None:
-    """The knowledge stack from settings, or None when KNOWLEDGE_SOURCES is empty.
-
-    Raises ValueError for a source that cannot be understood. Makes no network call.
-    """
-    sources = parse_sources(settings.knowledge_sources)
-    if not sources:
-        return None
-    store = open_store(settings.knowledge_store)
-    embeddings = OllamaEmbeddings(base_urls=settings.ollama_urls, model=settings.embedding_model)
-    return KnowledgeService(
-        sources=sources,
-        store=store,
-        embeddings=embeddings,
-        retrieval=QdrantKnowledge(store=store, embeddings=embeddings),
-        refresh_minutes=settings.knowledge_refresh_minutes,
-        git_cache=git_cache_dir(),
-        options=LoadOptions(allow_private=parse_allow_private(settings.knowledge_allow_private)),
-        wait_idle=wait_idle,
     )

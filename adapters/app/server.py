@@ -145,7 +145,7 @@ def _log_routes(settings: Settings, runtime: Runtime, host: str, port: int) -> N
         log.info("Teams: POST /api/messages")
     else:
         log.info("Teams is off (MICROSOFT_APP_ID is not set); /api/messages answers 401")
-    log.info("listening on http://%s:%d (memory: %s)", host, port, runtime.memory)
+    log.info("listening on http://%s:%d (memory: %s)", host, port, runtime.memory_backend)
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,6 +166,8 @@ class Settings(BaseSettings):
     @field_validator("knowledge_sources")
     @classmethod
     def _sources_parse(cls, value: str) -> str:
+        if not value.strip():
+            return value  # no team knowledge: its stack stays unimported
         from inference.knowledge.sources import parse_sources
 
         parse_sources(value)  # SourceError (a ValueError) names the entry and what is wrong
@@ -174,6 +176,8 @@ class Settings(BaseSettings):
     @field_validator("knowledge_allow_private")
     @classmethod
     def _allow_private_parses(cls, value: str) -> str:
+        if not value.strip():
+            return value  # nothing allowed: the loaders (bs4, pypdf) stay unimported
         from inference.knowledge.loaders import parse_allow_private
 
         parse_allow_private(value)  # ValueError names the entry that is not a host or network

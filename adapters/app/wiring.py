@@ -74,7 +74,7 @@ class Runtime:
 
     settings: Settings
     state: ConversationState
-    memory: Literal["redis", "local"]
+    memory_backend: Literal["redis", "local"]  # where `state` keeps conversations
     redis: Redis | None
     batch: RedisBatch | None
     engine: AsyncEngine
@@ -198,7 +198,7 @@ class Runtime:
         """Release connections (after the answers in flight were drained)."""
         self.stop_taking_work()
         if self.api is not None:
-            await self.api.mcp.close()
+            await self.api.close()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -352,7 +352,7 @@ async def build_runtime(
     return Runtime(
         settings=settings,
         state=state,
-        memory="redis" if redis is not None else "local",
+        memory_backend="redis" if redis is not None else "local",
         redis=redis,
         batch=batch,
         engine=engine,

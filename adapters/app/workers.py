@@ -5,6 +5,8 @@ listening socket, and stops them together."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import os
 import shutil
@@ -93,6 +95,9 @@ def run_workers(
     try:
         group = [Worker.ingress(workers)]
         group += [Worker.answering(index, workers) for index in range(workers)]
+        # The processes share the supervisor's pages (the imports) until one writes to
+        # them: keep the collector from writing to every object it tracks.
+        gc.freeze()
         for worker in group:
             pid = os.fork()
             if pid == 0:
@@ -151,8 +156,6 @@ def _stop_with_supervisor(supervisor: int) -> None:
     """Get SIGTERM (and drain) when the supervisor dies, even by SIGKILL (Linux): no
     process of the group is left behind holding the port or the work."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux

@@ -159,7 +159,7 @@ async def _chat(settings: Settings, *, log_path: Path | None) -> None:
     notes = [
         f"model: {settings.ollama_model} at {', '.join(settings.ollama_urls)}",
         "memory: Redis"
-        if runtime.memory == "redis"
+        if runtime.memory_backend == "redis"
         else "memory: in this process only (no Redis answers), lost when the chat ends",
     ]
     if log_path is not None:

@@ -18,7 +18,6 @@ from adapters.app.knowledge import (
     JOBS_KEY,
     RESULT_KEY,
     KnowledgeService,
-    build_knowledge,
     report_from_json,
 )
 from adapters.app.settings import Settings
@@ -176,7 +175,7 @@ async def run_index(
     settings: Settings, names: Sequence[str], *, full: bool, out: IO[str] = sys.stdout
 ) -> int:
     """`chatbot index`: 0 when every source was indexed, 1 when any failed."""
-    service = build_knowledge(settings)
+    service = KnowledgeService.from_settings(settings)
     if service is None:
         print(NO_SOURCES, file=sys.stderr)
         return 1
@@ -255,7 +254,7 @@ def format_sources(service: KnowledgeService, statuses: dict[str, SourceStatus])
 
 async def run_sources(settings: Settings, *, out: IO[str] = sys.stdout) -> int:
     """`chatbot sources`: each source, when last indexed, its counts and last error."""
-    service = build_knowledge(settings)
+    service = KnowledgeService.from_settings(settings)
     if service is None:
         print(NO_SOURCES, file=sys.stderr)
         return 1

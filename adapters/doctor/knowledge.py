@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from adapters.app.knowledge import KnowledgeService, build_knowledge
+from adapters.app.knowledge import KnowledgeService
 from adapters.app.settings import Settings
 from adapters.doctor.report import Check
 from inference.knowledge import KnowledgeUnavailable
@@ -23,7 +23,7 @@ TIMEOUT_SECONDS = 5.0
 
 async def check_knowledge(settings: Settings) -> list[Check]:
     """Every team knowledge check (none without KNOWLEDGE_SOURCES)."""
-    service = build_knowledge(settings)
+    service = KnowledgeService.from_settings(settings)
     if service is None:
         return []
 
