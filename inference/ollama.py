@@ -36,10 +36,11 @@ _PING_ERRORS: tuple[type[Exception], ...] = (ResponseError, *_EXCHANGE_ERRORS)
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """The TLS settings of every Ollama client in this process, as httpx makes them by
     default (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), made once: loading the
-    bundle costs tens of milliseconds, and each ChatOllama holds two clients."""
+    bundle costs tens of milliseconds, and each ChatOllama holds two clients. A process that
+    forks workers makes it before, so that they share it."""
     return httpx.create_ssl_context()
 
 
@@ -82,7 +83,7 @@ class OllamaChatModel:
         """
         self._base_url = base_url
         self._model = model
-        self._transport = AiohttpTransport(verify=_tls_context())
+        self._transport = AiohttpTransport(verify=tls_context())
         self._num_ctx = num_ctx
         self._chat = ChatOllama(
             base_url=base_url,
@@ -90,7 +91,7 @@ class OllamaChatModel:
             num_ctx=num_ctx,
             client_kwargs={
                 "timeout": httpx.Timeout(request_timeout, connect=connect_timeout),
-                "verify": _tls_context(),
+                "verify": tls_context(),
             },
             # httpx's own connection pool costs more CPU per request than the whole rest of
             # the bot; the same httpx API over aiohttp's pool is several times cheaper.

@@ -26,6 +26,7 @@ from adapters.app.server import (
 )
 from adapters.app.settings import Settings
 from bot import database
+from inference.ollama import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def run_workers(
     try:
         group = [Worker.ingress(workers)]
         group += [Worker.answering(index, workers) for index in range(workers)]
+        tls_context()  # the Ollama clients' CA bundle, loaded once for every process
         # The processes share the supervisor's pages (the imports) until one writes to
         # them: keep the collector from writing to every object it tracks.
         gc.freeze()
