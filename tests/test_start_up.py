@@ -56,7 +56,8 @@ atexit.register(
 from adapters.cli import main
 sys.exit(main(["serve", "--host", "127.0.0.1", "--workers", "1"]))
 """
-# What a deployment without a premium key, Teams, team knowledge or MCP clients never uses.
+# What a deployment without a premium key, Teams, team knowledge or MCP clients never uses
+# (nor one whose analytics page is not opened).
 DEFAULT_UNUSED = (
     "openai",
     "langchain_openai",
@@ -69,6 +70,7 @@ DEFAULT_UNUSED = (
     "mcp",
     "starlette",
     "alembic",
+    "jinja2",  # the analytics page's templates, loaded when the page is first drawn
 )
 
 

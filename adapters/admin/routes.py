@@ -3,14 +3,13 @@ stylesheet. Read-only: no request changes anything but the signing in itself."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from adapters.admin import charts
@@ -27,9 +26,11 @@ from bot.analytics import DEFAULT_WINDOW, WINDOWS, Analytics, AnalyticsReader
 from bot.database import DatabaseError
 from bot.errors import StateUnavailable
 
+if TYPE_CHECKING:  # Jinja is imported when the page is first drawn, not by every bot
+    import jinja2
+
 log = logging.getLogger(__name__)
 
-TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("admin_templates", jinja2.Environment)
 # No script, nothing from another host, no framing; the page's own stylesheet only.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'none'; "
@@ -66,13 +67,6 @@ def register_admin_routes(
     """Add the analytics page's routes to ``app``. ``resolve_bearer`` maps a Bearer token to
     its owner's user id (the team API's personal tokens); an admin's token opens the page."""
     app[PAGE] = AdminPage(sign_in, reader, public_url.rstrip("/"), show_questions, resolve_bearer)
-    aiohttp_jinja2.setup(
-        app,
-        app_key=TEMPLATES,
-        loader=jinja2.PackageLoader("adapters.admin", "templates"),
-        autoescape=True,
-        filters={"cell": show},
-    )
     app.router.add_get("/admin", _page)
     app.router.add_get("/admin/login", _login)
     app.router.add_get("/admin/export/{name}.csv", _export)
@@ -87,10 +81,21 @@ def _headers(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
-def _render(request: web.Request, template: str, status: int, **context: Any) -> web.Response:
-    response = aiohttp_jinja2.render_template(
-        template, request, context, app_key=TEMPLATES, status=status
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page's templates, loaded when the page is first drawn (most bots never draw it)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("adapters.admin", "templates"), autoescape=True
     )
+    environment.filters["cell"] = show
+    return environment
+
+
+def _render(request: web.Request, template: str, status: int, **context: Any) -> web.Response:
+    text = _templates().get_template(template).render(context)
+    response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
     _headers(response)
     return response
 
