@@ -16,9 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_tiers import SlackTiers
 from tests.harness import (
     BOT_TOKEN,
     running_bot,
@@ -27,6 +24,10 @@ from tests.harness import (
 )
 from tests.processes import free_port, start_redis_server
 from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
+
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_tiers import SlackTiers
 
 WORDS = " ".join(f"w{i}" for i in range(150))
 

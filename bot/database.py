@@ -246,7 +246,7 @@ async def translated_errors(what: str, timeout: float) -> AsyncIterator[None]:
 def shipped_heads() -> frozenset[str]:
     """The head revisions of the bundled migrations, read from each script's ``revision``
     and ``down_revision`` assignments without importing Alembic (whose script directory
-    stays the authority: tests/test_start_up.py checks that both agree). Empty when a
+    stays the authority: tests/adapters/app/test_start_up.py checks that both agree). Empty when a
     script cannot be read that way, and then Alembic decides."""
     revisions: set[str] = set()
     revised: set[str] = set()

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_SECONDS = 5 * 60  # as Slack's own verifiers
 # What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
-# these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
+# these (tests/project/test_deploy.py). A `message.*` subscription is the `message` event from one
 # kind of conversation: DMs, public channels, private channels, group DMs. `app_home_opened`:
 # someone opened the bot's DM (its messages tab), where it offers suggested prompts.
 MESSAGE_EVENTS = (

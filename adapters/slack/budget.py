@@ -51,7 +51,8 @@ def tier_pace(tier: int) -> Pace:
 # whole minute's streams may start at once. An answer without a stream slot is posted whole
 # when it ends (one chat.postMessage), where the channel's one-a-second limit binds: with a
 # burst of 2 (as the other tiers' paces) 28 of 30 answers asked together in one channel
-# waited on that limit, the last 30 s; with the window, 10 of them (tests/test_slack_budget).
+# waited on that limit, the last 30 s; with the window, 10 of them
+# (tests/adapters/slack/test_slack_budget.py).
 STREAM_START_PACE = Pace(per_minute=TIER_PER_MINUTE[2], window=True)
 PACES = {method: tier_pace(tier) for method, tier in METHOD_TIERS.items()}
 PACES["chat.startStream"] = STREAM_START_PACE
