@@ -35,7 +35,7 @@ from bot import database
 from bot.admin import AdminSignIn
 from bot.analytics import AnalyticsReader
 from bot.assistant import Assistant
-from bot.database import DatabaseError
+from bot.database import DatabaseError, SchemaBehind, check_schema
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
@@ -169,13 +169,15 @@ class Runtime:
         async def check(coro: object) -> str:
             try:
                 await asyncio.wait_for(coro, timeout=5)  # type: ignore[arg-type]
+            except SchemaBehind as exc:
+                return f"down: {exc}"
             except (StateUnavailable, DatabaseError, InferenceError, TimeoutError) as exc:
                 return f"down: {type(exc).__name__}"
             return "ok"
 
         results = await asyncio.gather(
             check(self.state.ping()),
-            check(self.ledger.ping()),
+            check(check_schema(self.engine, timeout=5)),  # answers, and is this release's
             *(check(m.ping()) for m in self.ollama),
         )
         ollama = {public_url(m.base_url): r for m, r in zip(self.ollama, results[2:], strict=True)}

@@ -44,6 +44,22 @@ async def test_readyz_names_the_model_server_when_it_is_down(
     assert (await get_json(f"{slack_bot.url}/healthz"))[0] == 200
 
 
+async def test_readyz_is_unready_while_the_database_schema_is_behind(
+    slack_bot: SlackBotUnderTest, database_url: str
+) -> None:
+    """A start-up migration that failed leaves the bot serving on old tables: /readyz says so
+    (and what to run) until `chatbot db upgrade` brings them to this release's head."""
+    await asyncio.to_thread(database.downgrade, database_url, "-1")
+    status, body = await get_json(f"{slack_bot.url}/readyz")
+    assert status == 503, body
+    assert body["down"] == ["database"]
+    assert "run `chatbot db upgrade`" in body["database"]
+    await asyncio.to_thread(database.upgrade, database_url)
+    status, body = await get_json(f"{slack_bot.url}/readyz")
+    assert status == 200, body
+    assert body["database"] == "ok"
+
+
 async def test_readyz_names_redis_and_database_when_down(tmp_path: Path) -> None:
     async with FakeOllama() as ollama:
         settings = bot_settings(
