@@ -247,7 +247,8 @@ async def test_every_model_answer_gets_an_id_the_ledger_keeps_and_votes_name(
 ) -> None:
     from datetime import UTC, datetime
 
-    from bot.feedback import VOTE_RECORDED, Vote
+    from bot.feedback import VOTE_RECORDED
+    from bot.votes import Vote
 
     bot = make(state, ScriptedModel(reply="A burrito."), ledger)
     sink = RecordingSink()
@@ -274,7 +275,8 @@ async def test_a_vote_while_the_database_is_down_is_refused_politely(
     from datetime import UTC, datetime
 
     from bot.database import create_engine
-    from bot.feedback import VOTE_NOT_RECORDED, Vote
+    from bot.feedback import VOTE_NOT_RECORDED
+    from bot.votes import Vote
 
     engine = create_engine("postgresql://nobody@127.0.0.1:1/none")
     try:

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import pytest
 
 from bot import replies
-from bot.assistant import Assistant, Premium
+from bot.assistant import Assistant
 from bot.citations import MarkerFilter
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.ledger import Ledger
+from bot.premium import Premium
 from bot.retrieval import RETRIEVE_TIMEOUT_SECONDS, Retriever, query_for, scope_of
 from bot.state import ConversationState, local_state
 from inference.base import Turn

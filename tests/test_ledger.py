@@ -350,7 +350,7 @@ async def test_a_second_vote_and_a_relinked_message_replace_the_first(
     """Both ways of storing a replacement (one statement where the database has it, update
     then insert elsewhere) keep one vote per person and answer, one answer per message."""
     from bot import ledger as ledger_module
-    from bot.feedback import Vote
+    from bot.votes import Vote
 
     if not native:
         monkeypatch.setattr(ledger_module, "NATIVE_UPSERT", ())

@@ -16,8 +16,9 @@ from redis.asyncio import Redis
 
 from bot import keys, replies
 from bot.jobs import ReplyTo, SlackEvent, from_job, to_job
+from bot.set_aside import set_aside_jobs
 from bot.tasks import TaskTracker
-from bot.workqueue import Job, JobProgress, WorkQueue, set_aside_jobs
+from bot.workqueue import Job, JobProgress, WorkQueue
 from tests.queue_replica import ANSWERED, TOLD, TRIES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 from adapters.app.builders import PROVIDER_NAMES, build_premium
 from adapters.app.settings import Settings
 from bot import replies
-from bot.assistant import Assistant, Premium
+from bot.assistant import Assistant
 from bot.budget import NO_BUDGETS, Budgets, Price
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import create_engine
 from bot.ledger import Ledger
+from bot.premium import Premium
 from bot.ratelimit import LocalRateLimiter
 from bot.redis_batch import RedisBatch
 from bot.state import ConversationState, redis_state

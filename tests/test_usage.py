@@ -352,7 +352,7 @@ def test_chatbot_usage_errors(cli_env: str, capsys: pytest.CaptureFixture[str]) 
 
 
 async def _seed_votes(ledger: Ledger, now: datetime) -> None:
-    from bot.feedback import Vote
+    from bot.votes import Vote
 
     answers = [
         replace(ROW, answer_id=f"p{i}", created_at=now - timedelta(hours=1)) for i in range(4)
