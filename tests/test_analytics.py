@@ -41,6 +41,7 @@ from tests.analytics_seed import ADMIN, BUDGETS, NOW, Seed, analytics_server, ma
 from tests.fakes.core import RecordingSink
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
+from tests.fixtures_db import recorded as ledger_rows
 from tests.harness import SlackBotUnderTest, running_bot, slack_settings
 from tests.slack_payloads import dm, slash
 
@@ -464,7 +465,7 @@ async def recorded(bot: SlackBotUnderTest, count: int = 1) -> list[UsageRecord]:
     """The ledger's records, newest first, once the usage writer has written ``count``
     (within 5 s)."""
     deadline = time.monotonic() + 5
-    while len(records := await bot.runtime.ledger.recent()) < count:
+    while len(records := await ledger_rows(bot.runtime.engine)) < count:
         assert time.monotonic() < deadline, "no usage record written"
         await asyncio.sleep(0.02)
     return records
