@@ -4,7 +4,7 @@ workers), and the start-up cost of `chatbot serve` and `chatbot chat`.
 The bot runs as a real subprocess (its CPU time and memory are its own, summed over its
 worker processes), wired to a fake Slack Web API and a fake Ollama in this process, and to
 the local Redis. Each conversation is a signed `app_mention` POST from its own workspace, so
-that Slack's per-workspace call slots (tests/test_slack_budget.py covers them) does not pace the
+that Slack's per-workspace call slots (tests/test_slack_budget.py covers them) do not pace the
 bench. Figures: Slack ack; first text (POST to the first message call, less the model's
 first-token delay); final text (the model's last token to chat.stopStream); answers/s; bot
 CPU per answer; Slack calls and Redis commands per answer (scripts' own commands included;
