@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from redis.asyncio import Redis
-from tests.processes import free_port, start_redis_server
 
 from bot.model_line import RedisModelLine
 from inference.base import Queued, Turn
 from inference.ollama import OllamaChatModel
 from inference.pool import FifoSlots, ModelPool
 from tests.fakes.ollama import FakeOllama
+from tests.support.processes import free_port, start_redis_server
 
 LIMIT, PROCESSES, QUESTIONS = 2, 4, 16
 

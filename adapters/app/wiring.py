@@ -29,7 +29,7 @@ from adapters.app.metrics import Metrics
 from adapters.app.settings import Settings
 from adapters.console.chat import PLATFORM as CONSOLE
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
-from adapters.slack.budget import SlackBudget
+from adapters.slack.call_slots import SlackCallSlots
 from adapters.slack.sink import StreamingSupport
 from bot import database
 from bot.admin import AdminSignIn
@@ -318,9 +318,9 @@ async def build_runtime(
             tracker=tracker,
             suggested_prompts=settings.suggested_prompts,
             # Slack's rate limits hold per workspace: every answer, in every replica, shares
-            # one budget of calls (kept in Redis when there is one).
+            # one set of slots for calls (kept in Redis when there is one).
             streaming=StreamingSupport(
-                budget=SlackBudget(
+                slots=SlackCallSlots(
                     pacer=RedisCallPacer(redis=redis, batch=batch)
                     if redis is not None
                     else LocalCallPacer()

@@ -29,10 +29,10 @@ from adapters.slack.thread import ThreadReader
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
-from bot.feedback import Vote
 from bot.jobs import ReplyTo, SlackCommand, SlackEvent, Work
 from bot.suggestions import suggestions
 from bot.tasks import TaskTracker
+from bot.votes import Vote
 from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)

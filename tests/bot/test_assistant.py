@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.app.builders import PROVIDER_NAMES
 from bot import replies
@@ -22,6 +23,7 @@ from bot.tasks import TaskTracker
 from bot.workqueue import Job, JobProgress
 from inference.base import GenerationFailed, ModelNotFound, ModelUnavailable
 from tests.fakes.core import RecordingSink, ScriptedModel
+from tests.support.fixtures_db import recorded, votes_on
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
 OTHER = ConversationKey("slack", "T1", "C1", "1700000000.000900")
@@ -199,14 +201,14 @@ async def test_unexpected_errors_never_leak(state: ConversationState) -> None:
 
 
 async def test_each_answer_is_recorded_in_the_ledger(
-    state: ConversationState, ledger: Ledger
+    state: ConversationState, ledger: Ledger, ledger_engine: AsyncEngine
 ) -> None:
     model = ScriptedModel(reply="0123456789")
     bot = make(state, model, ledger)
     await ask(bot, "hi")
     model.error, model.fail_after = ModelUnavailable("x"), 0
     await ask(bot, "again")
-    rows = await ledger.recent()
+    rows = await recorded(ledger_engine)
     assert [r.outcome for r in rows] == ["model_unavailable", "ok"]
     ok = rows[1]
     assert (ok.platform, ok.workspace, ok.user, ok.route, ok.model) == (
@@ -243,16 +245,17 @@ async def test_precheck_refuses_before_anything_and_counts_a_question_once(
 
 
 async def test_every_model_answer_gets_an_id_the_ledger_keeps_and_votes_name(
-    state: ConversationState, ledger: Ledger
+    state: ConversationState, ledger: Ledger, ledger_engine: AsyncEngine
 ) -> None:
     from datetime import UTC, datetime
 
-    from bot.feedback import VOTE_RECORDED, Vote
+    from bot.feedback import VOTE_RECORDED
+    from bot.votes import Vote
 
     bot = make(state, ScriptedModel(reply="A burrito."), ledger)
     sink = RecordingSink()
     await bot.handle(msg("what is a monad?"), sink)
-    [row] = await ledger.recent()
+    [row] = await recorded(ledger_engine)
     assert sink.answer_id and row.answer_id == sink.answer_id
     now = datetime.now(UTC)
     up = Vote(row.answer_id, "slack", "T1", "U9", "up", now)
@@ -261,7 +264,7 @@ async def test_every_model_answer_gets_an_id_the_ledger_keeps_and_votes_name(
         await bot.feedback.record_vote(Vote(row.answer_id, "slack", "T1", "U9", "down", now))
         == (VOTE_RECORDED["down"])
     )
-    assert await ledger.votes(row.answer_id) == {"slack:U9": "down"}
+    assert await votes_on(ledger_engine, row.answer_id) == {"slack:U9": "down"}
     # A command is no model answer: no id, no feedback.
     help_sink = RecordingSink()
     await bot.handle(msg("/help"), help_sink)
@@ -274,7 +277,8 @@ async def test_a_vote_while_the_database_is_down_is_refused_politely(
     from datetime import UTC, datetime
 
     from bot.database import create_engine
-    from bot.feedback import VOTE_NOT_RECORDED, Vote
+    from bot.feedback import VOTE_NOT_RECORDED
+    from bot.votes import Vote
 
     engine = create_engine("postgresql://nobody@127.0.0.1:1/none")
     try:

@@ -9,17 +9,20 @@ import logging
 from collections.abc import Sequence
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import replies
-from bot.assistant import Assistant, Premium
+from bot.assistant import Assistant
 from bot.citations import MarkerFilter
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.ledger import Ledger
+from bot.premium import Premium
 from bot.retrieval import Retriever, query_for, scope_of
 from bot.state import local_state
 from inference.base import Turn
 from inference.knowledge import KnowledgeUnavailable, Passage
 from tests.fakes.core import FixedKnowledge, RecordingSink, ScriptedModel
+from tests.support.fixtures_db import recorded
 from tests.support.grounding import DEPLOY, ERRORS, make
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -224,7 +227,9 @@ def test_marker_filter(chunks: list[str], shown: str) -> None:
     assert text == shown
 
 
-async def test_the_ledger_records_passages_and_retrieval_time(ledger: Ledger) -> None:
+async def test_the_ledger_records_passages_and_retrieval_time(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     state = local_state(ttl_seconds=600)
 
     def bot(retriever: Retriever | None) -> Assistant:
@@ -241,6 +246,6 @@ async def test_the_ledger_records_passages_and_retrieval_time(ledger: Ledger) ->
 
     await ask(bot(Retriever(knowledge=FixedKnowledge([DEPLOY, ERRORS]))), "how to roll back?")
     await ask(bot(None), "how to roll back?")
-    grounded, plain = sorted(await ledger.recent(), key=lambda r: r.passages, reverse=True)
+    grounded, plain = sorted(await recorded(ledger_engine), key=lambda r: r.passages, reverse=True)
     assert grounded.passages == 2 and grounded.retrieval_ms is not None
     assert plain.passages == 0 and plain.retrieval_ms is None

@@ -19,6 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.admin
 import bot.tokens  # noqa: F401  (the api_tokens table is part of the schema)
@@ -36,6 +37,7 @@ from bot.database import (
 from bot.ledger import Ledger
 from bot.usage import UsageRecord
 from tests.support import REPO
+from tests.support.fixtures_db import recorded, votes_on
 
 REPO_ROOT = REPO
 
@@ -188,40 +190,48 @@ def test_upgrade_of_an_unreachable_database_raises_database_error(tmp_path: Path
 # --- the ledger ---------------------------------------------------------------
 
 
-async def test_a_recorded_row_reads_back_with_every_field_equal(ledger: Ledger) -> None:
+async def test_a_recorded_row_reads_back_with_every_field_equal(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     await ledger.record(RECORD)
 
-    [stored] = await ledger.recent()
+    [stored] = await recorded(ledger_engine)
 
     assert stored == RECORD
     assert stored.created_at.utcoffset() == timedelta(0)
     assert stored.created_at == datetime(2025, 3, 29, 23, 59, 59, 123456, tzinfo=UTC)
 
 
-async def test_a_record_without_first_token_reads_back(ledger: Ledger) -> None:
+async def test_a_record_without_first_token_reads_back(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     failed = replace(RECORD, first_token_ms=None, outcome="model_unavailable", completion_tokens=0)
 
     await ledger.record(failed)
 
-    assert await ledger.recent() == [failed]
+    assert await recorded(ledger_engine) == [failed]
 
 
-async def test_recent_is_newest_first_and_limited(ledger: Ledger) -> None:
+async def test_rows_read_back_in_the_order_of_their_times(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     records = [replace(RECORD, created_at=start + timedelta(minutes=i)) for i in range(5)]
     for record in (records[2], records[0], records[4], records[1], records[3]):
         await ledger.record(record)
 
-    assert await ledger.recent(limit=3) == [records[4], records[3], records[2]]
-    assert await ledger.recent() == records[::-1]
+    assert await recorded(ledger_engine, limit=3) == [records[4], records[3], records[2]]
+    assert await recorded(ledger_engine) == records[::-1]
 
 
-async def test_concurrent_records_are_all_stored(ledger: Ledger) -> None:
+async def test_concurrent_records_are_all_stored(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     records = [replace(RECORD, prompt_tokens=i) for i in range(20)]
 
     await asyncio.gather(*(ledger.record(record) for record in records))
 
-    stored = await ledger.recent()
+    stored = await recorded(ledger_engine)
     assert sorted(r.prompt_tokens for r in stored) == list(range(20))
 
 
@@ -344,22 +354,18 @@ async def test_sqlite_opens_while_another_process_reads_it_before_wal(tmp_path: 
         other.close()
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["on-conflict", "update-then-insert"])
 async def test_a_second_vote_and_a_relinked_message_replace_the_first(
-    ledger: Ledger, native: bool, monkeypatch: pytest.MonkeyPatch
+    ledger: Ledger, ledger_engine: AsyncEngine
 ) -> None:
-    """Both ways of storing a replacement (one statement where the database has it, update
-    then insert elsewhere) keep one vote per person and answer, one answer per message."""
-    from bot import ledger as ledger_module
-    from bot.feedback import Vote
+    """A replacement (one INSERT ... ON CONFLICT statement) keeps one vote per person and
+    answer, one answer per message."""
+    from bot.votes import Vote
 
-    if not native:
-        monkeypatch.setattr(ledger_module, "NATIVE_UPSERT", ())
     now = datetime.now(UTC)
     await ledger.record_vote(Vote("a1", "slack", "T1", "U1", "up", now))
     await ledger.record_vote(Vote("a1", "slack", "T1", "U1", "down", now))
     await ledger.record_vote(Vote("a1", "slack", "T1", "U2", "up", now))
-    assert await ledger.votes("a1") == {"slack:U1": "down", "slack:U2": "up"}
+    assert await votes_on(ledger_engine, "a1") == {"slack:U1": "down", "slack:U2": "up"}
     await ledger.link_messages(
         platform="teams", messages=["m1", "m1", "m2"], answer_id="a1", at=now
     )

@@ -15,8 +15,9 @@ from redis.asyncio import Redis
 
 from bot import keys, replies
 from bot.jobs import ReplyTo, SlackEvent, from_job, to_job
+from bot.set_aside import set_aside_jobs
 from bot.tasks import TaskTracker
-from bot.workqueue import Job, JobProgress, WorkQueue, set_aside_jobs
+from bot.workqueue import Job, JobProgress, WorkQueue
 from tests.support import REPO
 from tests.support.queue_replica import ANSWERED, TOLD, TRIES
 

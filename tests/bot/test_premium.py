@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.app.builders import PROVIDER_NAMES, build_premium
 from adapters.app.settings import Settings
 from bot import replies
-from bot.assistant import Assistant, Premium
+from bot.assistant import Assistant
 from bot.budget import NO_BUDGETS, Budgets, Price
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.database import create_engine
 from bot.ledger import Ledger
+from bot.premium import Premium
 from bot.ratelimit import LocalRateLimiter
 from bot.redis_batch import RedisBatch
 from bot.state import ConversationState, redis_state
@@ -26,6 +28,7 @@ from bot.usage import UsageRecord
 from inference.openai import OpenAIChatModel
 from tests.fakes.core import RecordingSink, ScriptedModel
 from tests.fakes.openai import API_KEY, FakeOpenAI
+from tests.support.fixtures_db import recorded
 from tests.support.secrets import (
     AWS_ACCESS,
     AWS_SECRET,
@@ -122,7 +125,11 @@ def spent(user: str, usd: float, *, workspace: str = "T1", at: datetime = NOW) -
 
 
 async def test_premium_answers_with_memory_names_the_model_and_records_cost(
-    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState,
+    local: ScriptedModel,
+    fake_openai: FakeOpenAI,
+    ledger: Ledger,
+    ledger_engine: AsyncEngine,
 ) -> None:
     bot = make(state, local, premium_route(fake_openai), ledger)
     await ask(bot, "what is a monad?")  # local
@@ -144,7 +151,7 @@ async def test_premium_answers_with_memory_names_the_model_and_records_cost(
         fake_openai.reply,
         "thanks",
     ]
-    rows = await ledger.recent()
+    rows = await recorded(ledger_engine)
     assert [(r.route, r.model, r.outcome) for r in rows] == [
         ("local", "codellama:7b", "ok"),
         ("premium", "gpt-4.1", "ok"),
@@ -398,13 +405,17 @@ async def test_the_local_route_is_never_redacted(
 
 
 async def test_a_refused_api_key_gives_an_admin_pointer_and_no_detail(
-    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState,
+    local: ScriptedModel,
+    fake_openai: FakeOpenAI,
+    ledger: Ledger,
+    ledger_engine: AsyncEngine,
 ) -> None:
     bot = make(state, local, premium_route(fake_openai, api_key="sk-revoked-0000000000000"), ledger)
     text = await ask(bot, "/premium hi")
     assert text == PROVIDER_NAMES.fill(replies.PREMIUM_AUTH_FAILED, local_model="codellama:7b")
     assert "sk-" not in text and "401" not in text
-    (row,) = await ledger.recent()
+    (row,) = await recorded(ledger_engine)
     assert (row.route, row.outcome, row.cost_usd) == ("premium", "auth_failed", 0)
 
 
@@ -425,14 +436,18 @@ async def test_openai_busy_or_failing_is_explained(
 
 
 async def test_a_dropped_stream_keeps_the_text_and_records_the_estimated_cost(
-    state: ConversationState, local: ScriptedModel, fake_openai: FakeOpenAI, ledger: Ledger
+    state: ConversationState,
+    local: ScriptedModel,
+    fake_openai: FakeOpenAI,
+    ledger: Ledger,
+    ledger_engine: AsyncEngine,
 ) -> None:
     fake_openai.reply = "The first part of a long answer, and then the rest."
     fake_openai.chunk_size = 5
     fake_openai.fail_after_chunks = 3
     text = await ask(make(state, local, premium_route(fake_openai), ledger), "/premium explain")
     assert text.startswith("The first part") and "incomplete" in text
-    (row,) = await ledger.recent()
+    (row,) = await recorded(ledger_engine)
     assert row.outcome == "generation_failed"
     assert row.completion_tokens > 0 and row.cost_usd > 0
 

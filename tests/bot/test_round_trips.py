@@ -1,7 +1,7 @@
 """Redis round trips of one answer, counted at the client: one per request written to Redis
 (a pipeline or a script is one). There were 11, then 8; issue 15 aimed at four: the work
 entry queued; the question counted, the thread marked and the conversation held with its
-history (one script, the mark riding with it); the Slack budget's slot; the answer remembered,
+history (one script, the mark riding with it); the Slack call's slot; the answer remembered,
 its lock released and its work entry acknowledged (one pipeline). Issue 24 adds a fifth: a
 slot on the model server taken in the fleet's line (its release rides with the last
 pipeline)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.cli import main
 from bot.budget import (
@@ -28,6 +29,7 @@ from bot.ledger import Ledger
 from bot.usage import UsageRecord
 from bot.usage_report import format_report, parse_since, percentile, usage_report
 from inference.base import Usage
+from tests.support.fixtures_db import recorded
 
 NOW = datetime(2025, 11, 15, 12, 0, tzinfo=UTC)
 
@@ -95,11 +97,13 @@ def test_format_usd() -> None:
 # --- the ledger -----------------------------------------------------------------------
 
 
-async def test_cost_is_stored_exactly_and_reads_back(ledger: Ledger) -> None:
+async def test_cost_is_stored_exactly_and_reads_back(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
     cheap = replace(ROW, cost_usd=0.00000015, model="gpt-4.1-nano")
     await ledger.record(ROW)
     await ledger.record(cheap)
-    rows = await ledger.recent()
+    rows = await recorded(ledger_engine)
     assert sorted(r.cost_usd for r in rows) == [0.00000015, 0.006]
     assert {r.cost_usd for r in rows if r.model == "gpt-4.1"} == {0.006}
 
@@ -352,7 +356,7 @@ def test_chatbot_usage_errors(cli_env: str, capsys: pytest.CaptureFixture[str]) 
 
 
 async def _seed_votes(ledger: Ledger, now: datetime) -> None:
-    from bot.feedback import Vote
+    from bot.votes import Vote
 
     answers = [
         replace(ROW, answer_id=f"p{i}", created_at=now - timedelta(hours=1)) for i in range(4)

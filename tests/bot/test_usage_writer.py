@@ -6,11 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from bot.database import create_engine, upgrade
 from bot.ledger import Ledger
 from bot.tasks import TaskTracker
 from bot.usage import UsageRecord
 from bot.usage_writer import UsageWriter
+from tests.support.fixtures_db import recorded
 
 
 def record(n: int) -> UsageRecord:
@@ -30,7 +33,7 @@ def record(n: int) -> UsageRecord:
     )
 
 
-async def test_records_are_written_in_one_batch(ledger: Ledger) -> None:
+async def test_records_are_written_in_one_batch(ledger: Ledger, ledger_engine: AsyncEngine) -> None:
     tracker = TaskTracker()
     writer = UsageWriter(ledger=ledger, tracker=tracker, delay=0.05)
     for n in range(25):
@@ -38,7 +41,7 @@ async def test_records_are_written_in_one_batch(ledger: Ledger) -> None:
     assert writer.pending == 25
     assert await tracker.wait_idle(5)
     assert writer.pending == 0
-    assert len(await ledger.recent(100)) == 25
+    assert len(await recorded(ledger_engine, 100)) == 25
 
 
 async def test_records_wait_for_the_database_to_come_back(tmp_path: Path) -> None:
@@ -55,5 +58,5 @@ async def test_records_wait_for_the_database_to_come_back(tmp_path: Path) -> Non
     writer.add(record(3))  # the next answer's flush writes the backlog too
     assert await tracker.wait_idle(5)
     assert writer.pending == 0
-    assert sorted(r.user for r in await Ledger(engine=engine).recent()) == ["U1", "U2", "U3"]
+    assert sorted(r.user for r in await recorded(engine)) == ["U1", "U2", "U3"]
     await engine.dispose()

@@ -21,9 +21,9 @@ from adapters.admin.auth import BearerResolver, no_bearer_tokens
 from bot.admin import AdminSignIn, DatabaseSignInStore
 from bot.analytics import AnalyticsReader
 from bot.budget import Budgets
-from bot.feedback import Vote
 from bot.ledger import Ledger
 from bot.usage import UsageRecord
+from bot.votes import Vote
 
 NOW = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
 ADMIN = "U0ADMIN"

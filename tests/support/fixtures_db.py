@@ -8,7 +8,9 @@ Load with `pytest_plugins = ["tests.support.fixtures_db"]` (or `-p tests.support
   concurrently. PostgreSQL is `TEST_POSTGRES_URL` (default
   postgresql://postgres@127.0.0.1:5432/test); when it is down the param is skipped,
   or fails with CI=true.
-- `ledger`: a Ledger on a migrated `database_url`.
+- `ledger_engine`: an engine on a migrated `database_url`; `ledger`: a Ledger on it.
+- `recorded`, `votes_on`: what the ledger's tables hold, read with SQL (the bot itself
+  only writes them, and reads them as sums).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import make_url
+from sqlalchemy import make_url, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.database import create_engine, upgrade
-from bot.ledger import Ledger
+from bot.ledger import Ledger, RequestRow, VoteRow
+from bot.usage import UsageRecord
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -84,11 +88,62 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-async def ledger(database_url: str) -> AsyncIterator[Ledger]:
-    """A Ledger on a freshly migrated database."""
+async def ledger_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a freshly migrated database (the one `ledger` writes to)."""
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     try:
-        yield Ledger(engine=engine)
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def ledger(ledger_engine: AsyncEngine) -> Ledger:
+    """A Ledger on a freshly migrated database."""
+    return Ledger(engine=ledger_engine)
+
+
+async def recorded(engine: AsyncEngine, limit: int = 100) -> list[UsageRecord]:
+    """The newest ``limit`` rows of the `requests` table as the usage records they store,
+    newest first."""
+    query = (
+        select(RequestRow).order_by(RequestRow.created_at.desc(), RequestRow.id.desc()).limit(limit)
+    )
+    async with AsyncSession(engine) as session:
+        rows = (await session.scalars(query)).all()
+    return [
+        UsageRecord(
+            platform=row.platform,
+            workspace=row.workspace,
+            user=row.user,
+            conversation=row.conversation,
+            route=row.route,
+            model=row.model,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            latency_ms=row.latency_ms,
+            first_token_ms=row.first_token_ms,
+            outcome=row.outcome,
+            created_at=row.created_at,
+            cost_usd=float(row.cost_usd or 0),
+            passages=row.passages or 0,
+            retrieval_ms=row.retrieval_ms,
+            answer_id=row.answer_id or "",
+            via=row.via or "",
+            channel=row.channel or "",
+            knowledge=row.knowledge,
+            question=row.question,
+        )
+        for row in rows
+    ]
+
+
+async def votes_on(engine: AsyncEngine, answer_id: str) -> dict[str, str]:
+    """The votes kept on one answer, by ``platform:user``."""
+    query = select(VoteRow.platform, VoteRow.user, VoteRow.vote).where(
+        VoteRow.answer_id == answer_id
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return {f"{platform}:{user}": vote for platform, user, vote in rows}

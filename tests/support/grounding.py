@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.assistant import Assistant, Premium
+from bot.assistant import Assistant
+from bot.premium import Premium
 from bot.retrieval import RETRIEVE_TIMEOUT_SECONDS, Retriever
 from bot.state import ConversationState, local_state
 from inference.knowledge import Passage

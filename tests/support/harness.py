@@ -24,6 +24,7 @@ from bot.usage import UsageRecord
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.slack import FakeSlack
+from tests.support.fixtures_db import recorded
 from tests.support.slack_payloads import BOT_ID, BOT_USER, TEAM
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -172,11 +173,11 @@ async def running_bot(
         await asyncio.sleep(0)
 
 
-async def recorded(bot: SlackBotUnderTest, count: int = 1) -> list[UsageRecord]:
+async def records_written(bot: SlackBotUnderTest, count: int = 1) -> list[UsageRecord]:
     """The ledger's records, newest first, once the usage writer has written ``count``
     (within 5 s)."""
     deadline = time.monotonic() + 5
-    while len(records := await bot.runtime.ledger.recent()) < count:
+    while len(records := await recorded(bot.runtime.engine)) < count:
         assert time.monotonic() < deadline, "no usage record written"
         await asyncio.sleep(0.02)
     return records

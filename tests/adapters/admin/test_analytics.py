@@ -47,7 +47,7 @@ from tests.support.analytics_seed import (
     make_seed,
     write_seed,
 )
-from tests.support.harness import SlackBotUnderTest, recorded, running_bot, slack_settings
+from tests.support.harness import SlackBotUnderTest, records_written, running_bot, slack_settings
 from tests.support.slack_payloads import dm, slash
 
 SLACK_ADMIN = "U123ABC456"  # the user of the slash command fixture
@@ -480,7 +480,7 @@ async def test_the_ledger_keeps_the_question_redacted_only_when_asked(
     async with running_bot(settings, fake_slack, fake_ollama) as bot:
         await bot.post_event(dm("is password=hunter2hunter2 strong?", "1700000000.000100"))
         await bot.settle()
-        (record,) = await recorded(bot)
+        (record,) = await records_written(bot)
     assert record.channel == DM  # for the knowledge gaps by channel
     if keep:
         assert record.question is not None and "hunter2" not in record.question

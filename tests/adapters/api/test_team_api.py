@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from bot.tokens import Owner, TokenStore
 from tests.fakes.openai import API_KEY, FakeOpenAI
+from tests.support.fixtures_db import recorded
 from tests.support.harness import SlackBotUnderTest
 from tests.support.slack_payloads import TEAM, USER, dm, slash
 
@@ -181,7 +182,7 @@ async def test_premium_answers_for_an_allowed_owner_and_is_recorded_under_them(
     )
     assert (response.choices[0].message.content or "").startswith("Premium says hi.")
     await slack_bot.settle()
-    rows = await slack_bot.runtime.ledger.recent()
+    rows = await recorded(slack_bot.runtime.engine)
     assert [(r.platform, r.workspace, r.user, r.route, r.via) for r in rows] == [
         ("slack", TEAM, USER, "premium", "api")
     ]
@@ -394,7 +395,7 @@ async def test_a_client_gone_mid_stream_stops_the_generation_and_is_recorded(
     await asyncio.wait_for(slack_bot.ollama.client_disconnected.wait(), 5)
     # The request's handler records the answer as it ends (the ledger is written in batches).
     deadline = asyncio.get_running_loop().time() + 5
-    while not (rows := await slack_bot.runtime.ledger.recent()):
+    while not (rows := await recorded(slack_bot.runtime.engine)):
         assert asyncio.get_running_loop().time() < deadline, "no ledger row"
         await asyncio.sleep(0.05)
     assert [(r.outcome, r.via) for r in rows] == [("cancelled", "api")]

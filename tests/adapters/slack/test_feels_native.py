@@ -20,6 +20,7 @@ from bot.prompt import CONTEXT_HEADING
 from bot.suggestions import SEARCH
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack, Message
+from tests.support.fixtures_db import recorded, votes_on
 from tests.support.harness import SlackBotUnderTest, running_bot, sign, slack_settings
 from tests.support.slack_payloads import (
     BOT_USER,
@@ -85,7 +86,7 @@ async def click(
 
 
 async def answer_id_of(bot: SlackBotUnderTest) -> str:
-    (row,) = await bot.runtime.ledger.recent(limit=1)
+    (row,) = await recorded(bot.runtime.engine, limit=1)
     assert row.answer_id
     return row.answer_id
 
@@ -105,12 +106,12 @@ async def test_votes_are_recorded_once_per_person_and_acknowledged_privately(
         assert any(b["type"] == "context_actions" for b in answer.blocks)
         assert slack_bot.slack.calls_to("chat.stopStream")[-1].args["blocks"]
     answer_id = await answer_id_of(slack_bot)
-    ledger = slack_bot.runtime.ledger
+    engine = slack_bot.runtime.engine
 
     status, _ = await click(slack_bot, answer, "up")
     assert status == 200
     await slack_bot.settle()
-    assert await ledger.votes(answer_id) == {f"slack:{USER}": "up"}
+    assert await votes_on(engine, answer_id) == {f"slack:{USER}": "up"}
     # Thanked privately, in the answer's thread; nothing new in the channel.
     (thanks,) = slack_bot.slack.ephemerals
     assert thanks["user"] == USER and thanks["thread_ts"] == ROOT and "👍" in thanks["text"]
@@ -120,7 +121,7 @@ async def test_votes_are_recorded_once_per_person_and_acknowledged_privately(
     await click(slack_bot, answer, "down")
     await click(slack_bot, answer, "up", user=OTHER)
     await slack_bot.settle()
-    assert await ledger.votes(answer_id) == {f"slack:{USER}": "down", f"slack:{OTHER}": "up"}
+    assert await votes_on(engine, answer_id) == {f"slack:{USER}": "down", f"slack:{OTHER}": "up"}
     assert len(slack_bot.ollama.requests) == 1  # votes never ask a model
 
     text = slack_bot.runtime.metrics.render().decode()
@@ -145,7 +146,7 @@ async def test_a_forged_vote_value_is_ignored(slack_bot: SlackBotUnderTest) -> N
     status, _ = await click(slack_bot, dataclasses.replace(answer, blocks=blocks), "up")
     assert status == 200
     await slack_bot.settle()
-    assert await slack_bot.runtime.ledger.votes(await answer_id_of(slack_bot)) == {}
+    assert await votes_on(slack_bot.runtime.engine, await answer_id_of(slack_bot)) == {}
     assert slack_bot.slack.ephemerals == []
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai import API_KEY, FakeOpenAI
+from tests.support.fixtures_db import recorded
 from tests.support.harness import SlackBotUnderTest
 from tests.support.secrets import AWS_ACCESS
 from tests.support.slack_payloads import CHANNEL, USER, channel_message, mention, slash
@@ -54,7 +55,7 @@ async def test_inline_premium_in_a_thread_uses_its_memory_and_names_the_model(
         ("user", "any better idea?"),
     ]
     assert len(fake_openai.requests) == 2 and len(slack_bot.ollama.requests) == 1
-    rows = await slack_bot.runtime.ledger.recent()
+    rows = await recorded(slack_bot.runtime.engine)
     premium = [r for r in rows if r.route == "premium"]
     assert len(premium) == 2 and all(r.cost_usd > 0 and r.user == USER for r in premium)
     assert [r.cost_usd for r in rows if r.route == "local"] == [0]

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from adapters.app.server import build_web_app
 from adapters.app.wiring import build_runtime
 from bot import replies
+from tests.support.fixtures_db import recorded
 from tests.support.harness import SlackBotUnderTest, sign
 from tests.support.slack_payloads import (
     BOT_USER,
@@ -312,14 +313,14 @@ async def test_model_dying_mid_answer_keeps_the_text_and_says_so(
     text = slack_bot.slack.thread_text(CHANNEL, TS)
     assert text.startswith("The first part")
     assert "incomplete" in text
-    rows = await slack_bot.runtime.ledger.recent()
+    rows = await recorded(slack_bot.runtime.engine)
     assert rows[0].outcome == "generation_failed"
 
 
 async def test_answers_are_recorded_in_the_ledger(slack_bot: SlackBotUnderTest) -> None:
     await slack_bot.post_event(mention("count tokens", TS))
     await slack_bot.settle()
-    (row,) = await slack_bot.runtime.ledger.recent()
+    (row,) = await recorded(slack_bot.runtime.engine)
     assert (row.platform, row.user, row.route, row.model, row.outcome) == (
         "slack",
         USER,

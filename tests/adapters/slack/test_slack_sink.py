@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.sink import EphemeralSink, SlackReplySink, StreamingSupport
+from adapters.slack.ephemeral import EphemeralSink
+from adapters.slack.sink import SlackReplySink, StreamingSupport
 from bot.conversation import Citation
 from tests.fakes.slack import FakeSlack
 

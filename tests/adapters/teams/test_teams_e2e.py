@@ -21,6 +21,7 @@ from bot import replies
 from bot.tasks import TaskTracker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.teams import FakeBotConnector, FakeBotFrameworkLogin, rsa_key
+from tests.support.fixtures_db import recorded, votes_on
 from tests.support.harness import bot_settings
 from tests.support.teams import (
     APP_ID,
@@ -331,7 +332,7 @@ async def test_the_users_stop_ends_the_stream_with_the_text_so_far(
     assert "wrong" not in shown.text.lower()
     # The model stopped generating too: the bot hung up on Ollama mid-answer.
     assert teams_bot.ollama.client_disconnects == 1
-    rows = await teams_bot.runtime.ledger.recent()
+    rows = await recorded(teams_bot.runtime.engine)
     assert [r.outcome for r in rows] == ["cancelled"]
 
 
@@ -641,7 +642,7 @@ async def test_teams_votes_are_recorded_against_the_answer_and_replaced(
     await teams_bot.settle()
     (answer,) = teams_bot.connector.shown(conversation)
     assert answer.ai_generated and answer.feedback, "no feedback buttons under the answer"
-    (row,) = await teams_bot.runtime.ledger.recent()
+    (row,) = await recorded(teams_bot.runtime.engine)
     assert row.answer_id
 
     resp = await teams_bot.post(feedback_invoke(teams_bot, name, answer.id, "like"))
@@ -650,12 +651,12 @@ async def test_teams_votes_are_recorded_against_the_answer_and_replaced(
     if name == "channel_mention":
         data = activity(name)
         voter = f"teams:{data['from']['aadObjectId']}"
-    assert await teams_bot.runtime.ledger.votes(row.answer_id) == {voter: "up"}
+    assert await votes_on(teams_bot.runtime.engine, row.answer_id) == {voter: "up"}
 
     # The same person changes their mind: one vote, the latest.
     resp = await teams_bot.post(feedback_invoke(teams_bot, name, answer.id, "dislike"))
     assert resp.status == 200
-    assert await teams_bot.runtime.ledger.votes(row.answer_id) == {voter: "down"}
+    assert await votes_on(teams_bot.runtime.engine, row.answer_id) == {voter: "down"}
     # Nothing was posted in the conversation for the votes, and no model was asked.
     assert len(teams_bot.connector.shown(conversation)) == 1
     assert len(teams_bot.ollama.requests) == 1

@@ -18,7 +18,7 @@ from bot import replies
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
 from tests.support import teams as teams_e2e
-from tests.support.harness import SlackBotUnderTest, bot_settings, recorded, running_bot
+from tests.support.harness import SlackBotUnderTest, bot_settings, records_written, running_bot
 from tests.support.knowledge_helpers import write
 from tests.support.processes import closed_port
 from tests.support.slack_payloads import CHANNEL, mention
@@ -110,7 +110,7 @@ async def test_slack_answer_cites_and_links_the_document(slack_bot: SlackBotUnde
     assert "deploy.md" in shown and "Deploying the billing service" in shown
     assert "Sources" in shown and "errors.md" not in shown  # only the cited source
     # The analytics page counts the cited document, and no knowledge gap.
-    (record,) = await recorded(bot)
+    (record,) = await records_written(bot)
     assert record.knowledge == "matched"
     assert bot.runtime.analytics is not None
     figures = await bot.runtime.analytics.read(7)
@@ -192,7 +192,7 @@ async def test_empty_index_and_unreachable_store_still_answer(
         answer = await ask(bot, "how do I roll back?", "1500000000.000800")
         assert answer.text.startswith(fake_ollama.reply)
         assert replies.NO_SOURCE_MATCHED.strip("_") in answer.text
-        (record,) = await recorded(bot)
+        (record,) = await records_written(bot)
         assert record.knowledge == "no_match"  # a knowledge gap on the analytics page
     unreachable = {
         "knowledge_sources": str(tmp_path / "empty"),
@@ -202,7 +202,7 @@ async def test_empty_index_and_unreachable_store_still_answer(
         answer = await ask(bot, "how do I roll back?", "1500000000.000900")
         assert answer.text.startswith(fake_ollama.reply)
         assert replies.KNOWLEDGE_UNAVAILABLE.strip("_") in answer.text
-        newest = (await recorded(bot, count=2))[0]  # the first bot's record is there too
+        newest = (await records_written(bot, count=2))[0]  # the first bot's record is there too
         assert newest.knowledge == "unavailable"
 
 

@@ -1,5 +1,7 @@
-"""Slack's rate limits as a budget every answer in a workspace shares (across replicas when
-the pacer is on Redis): each Web API call of a reply sink takes a slot of its method first.
+"""Slots for Slack Web API calls: Slack's rate limits, shared by every answer in a workspace
+(across replicas when the pacer is on Redis); each call of a reply sink takes a slot of its
+method first. (Dollar budgets of the premium model are ``bot.budget``, nothing to do with
+these.)
 
 Slack limits each method per app and workspace in tiers (Tier 2: 20+, Tier 3: 50+, Tier 4:
 100+ calls a minute, with bursts; chat.postMessage about one a second per channel). The
@@ -58,10 +60,10 @@ PACES = {method: tier_pace(tier) for method, tier in METHOD_TIERS.items()}
 PACES["chat.startStream"] = STREAM_START_PACE
 
 
-class SlackBudget:
+class SlackCallSlots:
     """Slots for Slack Web API calls, per method and workspace (and channel for
     chat.postMessage). Counts the answers streaming in each workspace here, so a sink
-    can widen its flush interval as more answers share the budget."""
+    can widen its flush interval as more answers share the slots."""
 
     def __init__(self, *, pacer: CallPacer | None = None) -> None:
         self._pacer = pacer or LocalCallPacer()
