@@ -35,7 +35,8 @@ Token = dict[str, Any]
 GAP = "_gap"
 OPEN_FENCE = "_open"  # a fenced code block never closed (a stream cut inside it)
 
-_BARE_URL = r"(?<![^\W_])(?i:https?)://[^\s<>`]+"
+# From the colon of "http://" or "https://": the scheme before it is already text.
+_BARE_URL = r"(?:(?<=[Hh][Tt][Tt][Pp])|(?<=[Hh][Tt][Tt][Pp][Ss]))://[^\s<>`]+"
 _INTRAWORD_STAR = r"(?<=[^\W_])\*+(?=[^\W_])"
 _REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:")
 # A GFM table: a header row with a pipe, then a delimiter row (``|:---|---:|``).
@@ -106,24 +107,25 @@ def gap(token: Token) -> int:
 
 
 def _parse_table(block: BlockParser, m: re.Match[str], state: BlockState) -> int | None:
-    """A GFM table; its rows are the lines after it that hold a pipe (a row still being
-    written, or one with a cell too few or too many, stays in the table)."""
+    """A GFM table; its rows are the lines after it that hold a pipe. A row still being
+    written stays in the table; a row with a cell too few gets an empty one, and one with
+    a cell too many widens the table (nothing the model wrote is dropped)."""
     head, align = _cells(m.group("table_head")), _cells(m.group("table_align"))
-    if len(head) != len(align) or fence_open(m.group("table_head")) is not None:
+    if len(head) != len(align):
         return None
-    aligns = [_align(cell) for cell in align]
-    rows = [_row(head, aligns, "table_head")]
-    end = m.end()
+    rows, end = [head], m.end()
     while end < state.cursor_max:
         line_end = state.find_line_end_at(end)
         line = state.src[end:line_end]
         if not line.strip() or "|" not in line or fence_open(line.rstrip("\n")) is not None:
             break
-        cells = _cells(line)[: len(aligns)]
-        rows.append(_row(cells + [""] * (len(aligns) - len(cells)), aligns, "table_row"))
+        rows.append(_cells(line))
         end = line_end
-    body = {"type": "table_body", "children": rows[1:]}
-    state.append_token({"type": "table", "children": [rows[0], body]})
+    columns = max(len(row) for row in rows)
+    aligns = [_align(cell) for cell in align] + ["left"] * (columns - len(align))
+    head_row, *body = [_row(row + [""] * (columns - len(row)), aligns) for row in rows]
+    table = [{**head_row, "type": "table_head"}, {"type": "table_body", "children": body}]
+    state.append_token({"type": "table", "children": table})
     return end
 
 
@@ -142,29 +144,41 @@ def _align(cell: str) -> str:
     return "right" if cell.endswith(":") else "left"
 
 
-def _row(cells: list[str], aligns: list[str], kind: str) -> Token:
+def _row(cells: list[str], aligns: list[str]) -> Token:
     children = [
         {"type": "table_cell", "text": cell, "attrs": {"align": align}}
         for cell, align in zip(cells, aligns, strict=True)
     ]
-    return {"type": kind, "children": children}
+    return {"type": "table_row", "children": children}
 
 
 def _parse_bare_url(inline: InlineParser, m: re.Match[str], state: InlineState) -> int | None:
-    url = m.group(0)
+    src, colon = state.src, m.start()
+    scheme = src[colon - 5 : colon] if src[colon - 1] in "sS" else src[colon - 4 : colon]
+    start = colon - len(scheme)
+    before = state.tokens[-1] if state.tokens else None
+    if (start > 0 and src[start - 1].isalnum()) or before is None:
+        return None
+    if before["type"] != "text" or not before["raw"].endswith(scheme):
+        return None
+    url = scheme + m.group(0)
     if state.brackets and "]" in url:  # inside a link's text: the text ends there
         url = url[: url.index("]")]
     url = _trim_url(url)
-    if url.endswith("://") or "://" not in url:
+    if url.endswith("://"):
         return None
+    before["raw"] = before["raw"][: -len(scheme)]
+    if not before["raw"]:
+        state.tokens.pop()
+    end = start + len(url)
     if state.in_link or state.depth >= inline.max_nested_level:
         inline.process_text(url, state)
-        return m.start() + len(url)
+        return end
     link = {"type": "text", "raw": url}
     state.append_token(
         {"type": "link", "children": [link], "attrs": {"url": unescape(url)}, "_autolink": url}
     )
-    return m.start() + len(url)
+    return end
 
 
 def _trim_url(url: str) -> str:
@@ -198,10 +212,11 @@ def _markdown() -> mistune.Markdown:
             mistune.plugins.import_plugin("task_lists"),
         ],
     )
-    blocks.register("table", _TABLE, _parse_table, before="indent_code")
+    # Last: a table's header row is a line that no other block claims (GFM).
+    blocks.register("table", _TABLE, _parse_table)
     for rules in (blocks.list_rules, blocks.block_quote_rules):
-        blocks.insert_rule(rules, "table", before="indent_code")
-    inline.register("bare_url", _BARE_URL, _parse_bare_url, before="link", start_chars=("h", "H"))
+        blocks.insert_rule(rules, "table")
+    inline.register("bare_url", _BARE_URL, _parse_bare_url, before="link", start_chars=":")
     inline.register(
         "intraword_star", _INTRAWORD_STAR, _parse_intraword_star, before="emphasis", start_chars="*"
     )

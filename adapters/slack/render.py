@@ -18,14 +18,14 @@ from adapters.reply.links import destination, is_linkable, is_relative, labelled
 from adapters.slack.parse import Token, gap, parse, parse_inline
 from bot.conversation import Citation
 
-__all__ = ["render_link", "source_line", "sources_blocks", "sources_text", "to_mrkdwn"]
+__all__ = ["source_line", "sources_blocks", "sources_text", "to_mrkdwn"]
 
 _RULE = "———"
 _FENCE = "```"
 # Slack's rule: only these three are escaped, everywhere, code included.
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_ENCODED_HOST = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*%[^/?#]*)")
+_ENCODED_HOST = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#@]*%[^/?#@]*)(?=[/?#]|$)")
 _BACKTICKS = re.compile(r"`+")
 
 
@@ -120,8 +120,12 @@ def _list(token: Token, quoted: bool) -> list[_Line]:
             lines.append((marker.strip() if ordered else token["bullet"], False))
             continue
         first, code = body[0]
-        lines.append((f"{marker}{first}".rstrip(), code))
-        lines.extend((line if code or not line else indent + line, code) for line, code in body[1:])
+        if code:  # Slack opens a code block at the start of a line
+            lines.append((marker.rstrip(), False))
+        else:
+            lines.append((f"{marker}{first}".rstrip(), False))
+            body = body[1:]
+        lines.extend((line if code or not line else indent + line, code) for line, code in body)
     return lines
 
 
@@ -186,7 +190,7 @@ def _link(url: str, label: str) -> str:
     return _render_link(url, label)
 
 
-def render_link(url: str, label: str) -> str:
+def _source_link(url: str, label: str) -> str:
     """``<url|label>`` for http, https and mailto links, with the host beside a label that
     is not the address; a relative URL (Slack cannot open it) becomes ``label (url)``;
     any other scheme (``javascript:``...) only its label."""
@@ -256,6 +260,8 @@ def _pad(text: str, width: int, align: str) -> str:
 
 def _width(text: str) -> int:
     """Columns `text` takes in a monospace font (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
     total = 0
     for char in text:
         if unicodedata.combining(char) or char in "\u200d\ufe0f":
@@ -300,4 +306,4 @@ def source_line(citation: Citation) -> str:
     title = " ".join(citation.title.split()) or citation.url or f"Source {citation.number}"
     if len(title) > _TITLE_CHARS:
         title = title[: _TITLE_CHARS - 1].rstrip() + "…"
-    return f"[{citation.number}] {render_link(citation.url, title)}"
+    return f"[{citation.number}] {_source_link(citation.url, title)}"
