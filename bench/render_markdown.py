@@ -2,8 +2,9 @@
 
 Slack's ``to_mrkdwn`` (mistune's parse, ``adapters.slack.parse``, and the walk over its
 tree) and Teams' ``to_teams_markdown`` (line-local rewrites), beside mistune's and
-markdown-it-py's parse alone (no rendering) for scale. A streamed Slack answer is rendered
-again at each update, so the long shape is the cost of one update late in a long answer.
+markdown-it-py's parse alone (no rendering) for scale. A streamed Slack message is rendered
+again at each update, and holds up to 3,500 characters (about twice the typical shape);
+the long shape is a whole long answer rendered at once (an ephemeral reply).
 CPU time (``time.process_time``), best of ``--rounds``, so other load on the machine
 matters less; the load average is printed with the figures.
 Run: `.venv/bin/python -m bench.render_markdown [--repeat N] [--rounds N]`.
@@ -32,9 +33,9 @@ _SECTION = (
     "> Note: https://example.com/a_b_c explains it.\n\n---\n\n"
 )
 SHAPES = {
-    "short answer (60 chars)": "Use `git rebase -i HEAD~3` and **squash** the commits [1].",
-    "typical answer (2 KB)": _SECTION * 4,
-    "long answer (12 KB)": _SECTION * 24,
+    "short answer (58 chars)": "Use `git rebase -i HEAD~3` and **squash** the commits [1].",
+    "typical answer (1.7 KB)": _SECTION * 4,
+    "long answer (10 KB)": _SECTION * 24,
 }
 
 MISTUNE = mistune.create_markdown(renderer=None, plugins=["strikethrough", "table", "task_lists"])

@@ -46,6 +46,8 @@ _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
 def _blank_lines_before(src: str, pos: int) -> int:
+    if pos >= 2 and src[pos - 2] not in "\n \t\v\f":
+        return 0  # the line before ends in text (most blocks)
     count = 0
     while pos > 0:
         start = src.rfind("\n", 0, pos - 1) + 1
