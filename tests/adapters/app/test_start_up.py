@@ -23,9 +23,9 @@ from bot import database
 from bot.database import current_revision, downgrade, head_revision, upgrade
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
-from tests.processes import free_port, stop, wait_healthy
-from tests.slack_payloads import CHANNEL, mention
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.support.processes import free_port, stop, wait_healthy
+from tests.support.slack_payloads import CHANNEL, mention
 
 # What the start-up of `serve` and `chat` does in every process: the start-up migration,
 # then the runtime (stores, models, core, Slack) built from the settings.
