@@ -44,6 +44,30 @@ async def test_a_passage_keeps_what_a_citation_needs(tmp_path: Path, fake: FakeO
     assert "make rollback" in passage.text and passage.score > 0
 
 
+async def test_a_restructuredtext_passage_carries_its_section_heading(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    rst = (
+        "=================\nConnection Pooling\n=================\n\n"
+        "A pool keeps connections open for reuse.\n\n"
+        "Dealing with Disconnects\n------------------------\n\n"
+        "Intro to stale connections.\n\n"
+        "Pessimistic\n~~~~~~~~~~~\n\n"
+        "Set ``pool_pre_ping`` to test each connection when it is checked out.\n\n"
+        "Events\n------\n\nListen for checkout events.\n\n"
+        "::\n\n    ----------\n    a literal block, not a title\n"
+    )
+    docs = write(tmp_path / "docs", {"pooling.rst": rst})
+    async with stack(tmp_path, fake) as s:
+        await s.index(str(docs))
+        [passage, *_] = await s.knowledge.retrieve("what does pool_pre_ping do?", scope=[])
+        assert passage.title == "Connection Pooling"
+        assert passage.heading == "Connection Pooling > Dealing with Disconnects > Pessimistic"
+        assert "checked out" in passage.text
+        [events, *_] = await s.knowledge.retrieve("checkout events literal block", scope=[])
+        assert events.heading == "Connection Pooling > Events"
+
+
 async def test_an_exact_identifier_is_found_by_keywords_when_vectors_say_nothing(
     tmp_path: Path, fake: FakeOllama
 ) -> None:

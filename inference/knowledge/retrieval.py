@@ -28,6 +28,10 @@ DEFAULT_DENSE_FLOOR = 0.35
 # must not be in most chunks (a term in half the chunks weighs ln 2 = 0.69).
 DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
+# Each side (dense, keyword) ranks this many chunks for the fusion, of which the best
+# ``candidates`` come back: a chunk ranked 40th by one side and 2nd by the other still gets
+# both sides' credit.
+PREFETCH = 100
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
 # Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
@@ -142,6 +146,14 @@ def diversify(passages: Sequence[Passage], limit: int) -> list[Passage]:
     return chosen
 
 
+@dataclass(frozen=True, slots=True)
+class _ActiveRead:
+    """The index answers use, as read from the store at ``read_at`` (monotonic seconds)."""
+
+    read_at: float
+    active: Active | None
+
+
 class QdrantKnowledge:
     """``Knowledge`` over the Qdrant store (see ``inference.knowledge.Knowledge``)."""
 
@@ -153,6 +165,7 @@ class QdrantKnowledge:
         min_dense: float | None = None,
         min_sparse: float = DEFAULT_SPARSE_FLOOR,
         candidates: int = 24,
+        prefetch: int = PREFETCH,
     ) -> None:
         """``embeddings`` is the configured model; while a new model's index is built the
         questions are embedded with the model of the collection answers still use."""
@@ -162,7 +175,8 @@ class QdrantKnowledge:
         self._min_dense = min_dense
         self._min_sparse = min_sparse
         self._candidates = candidates
-        self._active: tuple[float, Active | None] | None = None
+        self._prefetch = prefetch
+        self._active: _ActiveRead | None = None
 
     @property
     def store(self) -> KnowledgeStore:
@@ -208,7 +222,7 @@ class QdrantKnowledge:
             # Another process switched the index to a new embedding model since the active
             # collection was read, and dropped the old one: read it again.
             fresh = await self._store.active()
-            self._active = (time.monotonic(), fresh)
+            self._active = _ActiveRead(time.monotonic(), fresh)
             if fresh is None or fresh == active:
                 raise
             return await self._search(query, fresh, scope=scope, candidates=candidates)
@@ -216,7 +230,7 @@ class QdrantKnowledge:
     async def _search(
         self, query: str, active: Active, *, scope: Sequence[str], candidates: int
     ) -> list[_Hit]:
-        collection, model, _ = active
+        model = active.model
         embeddings = self._embeddings_for(model)
         dense = await embeddings.embed_query(query)
         points = await self._store.query(
@@ -224,18 +238,19 @@ class QdrantKnowledge:
             sparse=query_vector(query),
             scope=scope,
             limit=candidates,
+            prefetch=self._prefetch,
             min_dense=self._min_dense if self._min_dense is not None else dense_floor(model),
             min_sparse=self._min_sparse,
-            collection=collection,
+            collection=active.collection,
         )
         return rank([_Hit.of(p.payload, p.score) for p in points])
 
     async def _active_collection(self) -> Active | None:
         now = time.monotonic()
-        if self._active is not None and now - self._active[0] < ACTIVE_CACHE_SECONDS:
-            return self._active[1]
+        if self._active is not None and now - self._active.read_at < ACTIVE_CACHE_SECONDS:
+            return self._active.active
         active = await self._store.active()
-        self._active = (now, active)
+        self._active = _ActiveRead(now, active)
         return active
 
     def forget_active(self) -> None:
