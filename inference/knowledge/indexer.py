@@ -87,10 +87,11 @@ class _Pending:
     sparse: list[tuple[list[int], list[float]]] = field(default_factory=list)
 
 
-async def _abandon(task: asyncio.Task[int]) -> None:
-    """Cancel ``task`` and wait for it to end; its error, if any, is dropped (the run's own
-    error is the one reported)."""
-    task.cancel()
+async def _abandon(task: asyncio.Task[int], *, cancel: bool) -> None:
+    """Wait for ``task`` to end (cancelled first if ``cancel``); its error, if any, is
+    dropped (the run's own error is the one reported)."""
+    if cancel:
+        task.cancel()
     await asyncio.wait([task])
     if not task.cancelled():
         task.exception()
@@ -288,9 +289,14 @@ class Indexer:
                 flushing = None
             if pending:
                 embedded += await self._flush(collection, source, pending, report)
-        finally:
-            if flushing is not None:  # the run failed or was cancelled: stop writing with it
-                await _abandon(flushing)
+        except asyncio.CancelledError:
+            if flushing is not None:  # the run is stopped: stop writing with it
+                await _abandon(flushing, cancel=True)
+            raise
+        except BaseException:
+            if flushing is not None:  # a source failed: what was being written completes
+                await _abandon(flushing, cancel=False)
+            raise
         if progress is not None:
             progress(source.name, documents, embedded)
         removed = [d for d in existing if d not in seen]
