@@ -28,10 +28,6 @@ DEFAULT_DENSE_FLOOR = 0.35
 # must not be in most chunks (a term in half the chunks weighs ln 2 = 0.69).
 DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
-# Each side (dense, keyword) ranks this many chunks for the fusion, of which the best
-# ``candidates`` come back: a chunk ranked 40th by one side and 2nd by the other still gets
-# both sides' credit.
-PREFETCH = 100
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
 # Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
@@ -165,7 +161,6 @@ class QdrantKnowledge:
         min_dense: float | None = None,
         min_sparse: float = DEFAULT_SPARSE_FLOOR,
         candidates: int = 24,
-        prefetch: int = PREFETCH,
     ) -> None:
         """``embeddings`` is the configured model; while a new model's index is built the
         questions are embedded with the model of the collection answers still use."""
@@ -175,7 +170,6 @@ class QdrantKnowledge:
         self._min_dense = min_dense
         self._min_sparse = min_sparse
         self._candidates = candidates
-        self._prefetch = prefetch
         self._active: _ActiveRead | None = None
 
     @property
@@ -238,7 +232,6 @@ class QdrantKnowledge:
             sparse=query_vector(query),
             scope=scope,
             limit=candidates,
-            prefetch=self._prefetch,
             min_dense=self._min_dense if self._min_dense is not None else dense_floor(model),
             min_sparse=self._min_sparse,
             collection=active.collection,

@@ -128,14 +128,12 @@ class KnowledgeStore(Protocol):
         sparse: tuple[list[int], list[float]],
         scope: Sequence[str],
         limit: int,
-        prefetch: int = 0,
         min_dense: float,
         min_sparse: float,
         collection: str,
     ) -> list[StoredHit]:
-        """One hybrid query (dense and keyword prefetches of ``prefetch`` candidates each,
-        default ``limit``, above their floors, visible to ``scope``, fused by reciprocal
-        rank), the best ``limit`` first."""
+        """One hybrid query (dense and keyword prefetches above their floors, visible to
+        ``scope``, fused by reciprocal rank), best first."""
         ...
 
     async def save_status(self, status: SourceStatus) -> None:

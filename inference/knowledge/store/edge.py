@@ -231,7 +231,6 @@ class EdgeStore(EdgeEngine):
         sparse: tuple[list[int], list[float]],
         scope: Sequence[str],
         limit: int,
-        prefetch: int = 0,
         min_dense: float,
         min_sparse: float,
         collection: str,
@@ -239,11 +238,10 @@ class EdgeStore(EdgeEngine):
         """One hybrid query: a dense and a sparse prefetch, each above its relevance floor
         and filtered by the scope's visibility, fused by reciprocal rank."""
         flt = visible_to(scope)
-        candidates = max(prefetch, limit)
         prefetches = [
             q.Prefetch(
                 query=q.Query.Nearest(dense, using=DENSE),
-                limit=candidates,
+                limit=limit,
                 filter=flt,
                 score_threshold=min_dense,
             )
@@ -253,7 +251,7 @@ class EdgeStore(EdgeEngine):
             prefetches.append(
                 q.Prefetch(
                     query=q.Query.Nearest(vector, using=SPARSE),
-                    limit=candidates,
+                    limit=limit,
                     filter=flt,
                     score_threshold=min_sparse,
                 )

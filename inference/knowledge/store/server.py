@@ -310,7 +310,6 @@ class ServerStore:
         sparse: tuple[list[int], list[float]],
         scope: Sequence[str],
         limit: int,
-        prefetch: int = 0,
         min_dense: float,
         min_sparse: float,
         collection: str = ALIAS,
@@ -318,21 +317,18 @@ class ServerStore:
         """One hybrid query: a dense and a sparse prefetch, each above its relevance floor,
         fused by reciprocal rank; the scope's visibility filter is the query's, which Qdrant
         applies inside both prefetches."""
-        candidates = max(prefetch, limit)
-        stages = [
-            models.Prefetch(query=dense, using=DENSE, limit=candidates, score_threshold=min_dense)
+        prefetch = [
+            models.Prefetch(query=dense, using=DENSE, limit=limit, score_threshold=min_dense)
         ]
         if sparse[0]:
             vector = models.SparseVector(indices=sparse[0], values=sparse[1])
-            stages.append(
-                models.Prefetch(
-                    query=vector, using=SPARSE, limit=candidates, score_threshold=min_sparse
-                )
+            prefetch.append(
+                models.Prefetch(query=vector, using=SPARSE, limit=limit, score_threshold=min_sparse)
             )
         with self._guard(collection):
             response = await self._api().query_points(
                 collection,
-                prefetch=stages,
+                prefetch=prefetch,
                 query=models.FusionQuery(fusion=models.Fusion.RRF),
                 query_filter=visible_to(scope),
                 limit=limit,
