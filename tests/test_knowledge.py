@@ -196,3 +196,18 @@ def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_ex
     )
     assert ranked[0].document == "guide/pool.md" and ranked[0].score == explains.score
     assert ranked[-1].document == "guide/migrations.md" and ranked[-1].score == 0.0100
+
+
+async def test_embeddings_written_as_whole_numbers_are_read_and_others_are_refused(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    docs = write(tmp_path / "docs", DOCS)
+    # A server may write 1 for 1.0: the vectors are still numbers.
+    fake.embed_fn = lambda text: [1 if i == len(text) % 64 else 0 for i in range(64)]
+    async with stack(tmp_path, fake) as s:
+        [report] = await s.index(str(docs))
+        assert report.ok and report.documents_added == 3
+        assert all(isinstance(x, float) for x in await s.embeddings.embed_query("roll back"))
+        fake.embed_fn = lambda text: [None] * 64  # not numbers
+        with pytest.raises(KnowledgeUnavailable, match="unexpected response"):
+            await s.embeddings.embed_query("roll back")

@@ -13,7 +13,6 @@ from inference.knowledge import KnowledgeUnavailable
 
 BATCH_SIZE = 48
 _FLOAT = frozenset({float})
-_NUMBER = frozenset({float, int})
 # Prefixes the embedding models were trained with (document, query), by name prefix.
 PREFIXES: dict[str, tuple[str, str]] = {
     "nomic-embed-text": ("search_document: ", "search_query: "),
@@ -135,9 +134,9 @@ def _vectors(response: httpx.Response, count: int) -> list[list[float]] | None:
     for i, vector in enumerate(vectors):
         if not isinstance(vector, list) or len(vector) != size:
             return None
-        kinds = set(map(type, vector))
-        if not kinds <= _FLOAT:
-            if not kinds <= _NUMBER:
+        if not set(map(type, vector)) <= _FLOAT:  # e.g. an integral value written as 0 or 1
+            try:
+                vectors[i] = [float(x) for x in vector]
+            except (TypeError, ValueError):
                 return None
-            vectors[i] = [float(x) for x in vector]  # an integral value written as 0 or 1
     return vectors
