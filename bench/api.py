@@ -21,9 +21,9 @@ import redis
 from bench.load import cpu_seconds, group, pct, run_level
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET
-from tests.processes import CHATBOT, free_port, start_redis_server, start_serve
-from tests.slack_payloads import BOT_ID, BOT_USER, TEAM
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.support.processes import CHATBOT, free_port, start_redis_server, start_serve
+from tests.support.slack_payloads import BOT_ID, BOT_USER, TEAM
 
 
 async def api_level(

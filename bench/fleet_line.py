@@ -21,7 +21,7 @@ from inference.base import Queued, Turn
 from inference.ollama import OllamaChatModel
 from inference.pool import FifoSlots, ModelPool
 from tests.fakes.ollama import FakeOllama
-from tests.processes import free_port, start_redis_server
+from tests.support.processes import free_port, start_redis_server
 
 LIMIT, PROCESSES, QUESTIONS = 2, 4, 16
 

@@ -4,12 +4,12 @@ workers), and the start-up cost of `chatbot serve` and `chatbot chat`.
 The bot runs as a real subprocess (its CPU time and memory are its own, summed over its
 worker processes), wired to a fake Slack Web API and a fake Ollama in this process, and to
 the local Redis. Each conversation is a signed `app_mention` POST from its own workspace, so
-that Slack's per-workspace budget (tests/test_slack_budget.py covers it) does not pace the
-bench. Figures: Slack ack; first text (POST to the first message call, less the model's
-first-token delay); final text (the model's last token to chat.stopStream); answers/s; bot
-CPU per answer; Slack calls and Redis commands per answer (scripts' own commands included;
-the queue's polling too, which counts at one answer at a time). Run: `make bench` (or
-`python -m bench.load --help`).
+that Slack's per-workspace call slots (tests/adapters/slack/test_slack_budget.py covers
+them) do not pace the bench. Figures: Slack ack; first text (POST to the first message call,
+less the model's first-token delay); final text (the model's last token to chat.stopStream);
+answers/s; bot CPU per answer; Slack calls and Redis commands per answer (scripts' own
+commands included; the queue's polling too, which counts at one answer at a time). Run:
+`make bench` (or `python -m bench.load --help`).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import redis
 
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import Call, FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, sign
-from tests.processes import CHATBOT, free_port, start_redis_server, start_serve
-from tests.slack_payloads import BOT_ID, BOT_USER, TEAM, mention
+from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from tests.support.processes import CHATBOT, free_port, start_redis_server, start_serve
+from tests.support.slack_payloads import BOT_ID, BOT_USER, TEAM, mention
 
 FIRST_TEXT = ("chat.startStream", "chat.postMessage")
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -19,14 +19,14 @@ from pathlib import Path
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_tiers import SlackTiers
-from tests.harness import (
+from tests.support.harness import (
     BOT_TOKEN,
     running_bot,
     sign,
     slack_settings,
 )
-from tests.processes import free_port, start_redis_server
-from tests.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
+from tests.support.processes import free_port, start_redis_server
+from tests.support.slack_payloads import BOT_ID, BOT_USER, CHANNEL, TEAM, mention
 
 WORDS = " ".join(f"w{i}" for i in range(150))
 

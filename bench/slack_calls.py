@@ -16,7 +16,7 @@ from collections import Counter
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import sink as sink_module
+from adapters.slack import thread_status
 from adapters.slack.sink import SlackReplySink, StreamingSupport
 from bot import replies
 from tests.fakes.slack import FakeSlack
@@ -57,7 +57,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wait", type=float, default=0.6, help="seconds to the first token")
     args = parser.parse_args()
-    sink_module.STATUS_INTERVAL = args.wait / 4  # every queue position is shown
+    thread_status.STATUS_INTERVAL = args.wait / 4  # every queue position is shown
     for native in (True, False):
         for queued in (False, True):
             calls = await _answer(native, queued, args.wait)

@@ -1,60 +1,42 @@
 """The core: one inbound message in, one reply out, whatever happens in between.
 
-A question goes through named steps (DESIGN.md, "Flow of one message"):
-admit -> recall (lock + history) -> retrieve -> build the prompt -> redact (premium) ->
-generate -> cite -> remember -> record. Commands (`/help`, `/reset`, `/model`, `/search`,
-`/premium`, `/ask`) are answered by ``_commands``.
+A question goes through named steps (DESIGN.md, "Flow of one message"): admit -> hold the
+conversation (lock + history) -> retrieve -> build the prompt -> redact (premium) ->
+generate -> cite -> remember -> record (the steps in ``bot.answer``). Commands (`/help`,
+`/reset`, `/model`, `/search`, `/premium`, `/ask`) are answered by ``_commands``
+(``bot.commands`` holds most of them).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from bot import replies
 from bot.admin import AdminSignIn
 from bot.admission import Admission
-from bot.citations import MarkerFilter, cite, cited_documents
+from bot.answer import Answerer, Route
 from bot.commands import Command, CommandReplies, command_list, parse_command
 from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.database import DatabaseError
 from bot.errors import ConversationBusy, ReplyCancelled, StateUnavailable, UserFacingError
 from bot.feedback import Feedback
-from bot.generation import Generation, generate
 from bot.ledger import Ledger
-from bot.memory import HeldConversation
 from bot.outages import log_outage
 from bot.outcome import Outcome
 from bot.premium import Premium, PremiumAccount
-from bot.prompt import build_prompt, prompt_budget
-from bot.ratelimit import RateCharge, RateLimited, RateLimiter
-from bot.redact import describe_kinds, redact, redact_turns
+from bot.ratelimit import RateLimiter
 from bot.replies import GENERIC_NAMES, ProviderNames
-from bot.retrieval import NOT_CONFIGURED, Retrieved, Retriever, knowledge_found
+from bot.retrieval import Retriever
 from bot.state import ConversationState
 from bot.telemetry import NullTelemetry, Telemetry, request_scope
 from bot.tokens import TokenCommand
-from bot.usage import UsageRecord, log_handled, usage_record
+from bot.usage import UsageRecord, log_handled
 from bot.usage_writer import UsageWriter
-from inference.base import ChatModel, Turn
-
-__all__ = ["Assistant", "Premium"]
+from inference.base import ChatModel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a question is answered: the local model, or the premium one."""
-
-    name: str  # "local" or "premium"
-    model: ChatModel
-    premium: Premium | None = None
-    account: PremiumAccount | None = None
 
 
 class Assistant:
@@ -102,7 +84,6 @@ class Assistant:
         )
         self._names = names
         self._ledger = ledger
-        self._system_prompt = system_prompt
         self._usage = usage_writer
         self._telemetry: Telemetry = telemetry or NullTelemetry()
         self._admission = Admission(
@@ -112,9 +93,17 @@ class Assistant:
             now=now,
         )
         self._retriever = retriever
-        self._record_questions = record_questions
+        self._answerer = Answerer(
+            state=state,
+            admission=self._admission,
+            retriever=retriever,
+            system_prompt=system_prompt,
+            names=names,
+            local_model=local_model.name,
+            record_questions=record_questions,
+            now=now,
+        )
         self.feedback = Feedback(ledger=ledger, telemetry=self._telemetry, now=now)
-        self._now = now
         self._replies = CommandReplies(
             state=state,
             names=names,
@@ -128,8 +117,6 @@ class Assistant:
             terminals=terminals,
             now=now,
         )
-        # Conversations already told that memory is down (until it is back).
-        self._told_memory_down: set[str] = set()
         self._commands: dict[
             str, Callable[[IncomingMessage, Command, ReplySink], Awaitable[UsageRecord | None]]
         ] = {
@@ -210,7 +197,7 @@ class Assistant:
 
             async def respond(message: IncomingMessage, sink: ReplySink) -> UsageRecord:
                 route = self._route(message, premium=premium)
-                return await self._answer(message, message.text, route, sink)
+                return await self._answerer.answer(message, message.text, route, sink)
 
             return await self._handle(message, sink, respond)
 
@@ -267,7 +254,7 @@ class Assistant:
     async def _respond(self, message: IncomingMessage, sink: ReplySink) -> UsageRecord | None:
         command = parse_command(message.text)
         if command is None:
-            return await self._answer(message, message.text, self._local, sink)
+            return await self._answerer.answer(message, message.text, self._local, sink)
         handler = self._commands.get(command.name)
         if handler is None:
             commands = command_list(premium=self._premium is not None)
@@ -280,12 +267,12 @@ class Assistant:
     async def _ask(
         self, message: IncomingMessage, command: Command, sink: ReplySink
     ) -> UsageRecord:
-        return await self._answer(message, command.argument, self._local, sink)
+        return await self._answerer.answer(message, command.argument, self._local, sink)
 
     async def _ask_premium(
         self, message: IncomingMessage, command: Command, sink: ReplySink
     ) -> UsageRecord:
-        return await self._answer(
+        return await self._answerer.answer(
             message, command.argument, self._route(message, premium=True), sink
         )
 
@@ -305,153 +292,6 @@ class Assistant:
                 reason="forbidden",
             )
         return route
-
-    # -- the answer path ----------------------------------------------------------------
-
-    async def _answer(
-        self, message: IncomingMessage, question: str, route: Route, sink: ReplySink
-    ) -> UsageRecord:
-        """A model's answer to ``question``, step by step."""
-        admitted = await self._admission.admit(message, question, premium=route.account)
-        question = admitted.question
-        answer_id = uuid.uuid4().hex  # names the answer to feedback and in the ledger
-        async with self._recall(message, admitted.charge) as recalled:
-            recalled.down |= admitted.limits_down
-            retrieved = await self._retrieve(message.key, question, recalled.history)
-            prompt = build_prompt(
-                system_prompt=_with_instructions(self._system_prompt, message.instructions),
-                history=recalled.history,
-                question=question,
-                budget_tokens=prompt_budget(route.model.context_tokens),
-                passages=retrieved.passages,
-                context=message.context,
-            )
-            turns = await self._redact(route, prompt.turns, sink)
-            markers = MarkerFilter(range(1, len(prompt.passages) + 1))
-            generation = await generate(
-                model=route.model,
-                turns=turns,
-                sink=sink,
-                premium=route.premium is not None,
-                local_model=self._local.model.name,
-                names=self._names,
-                now=self._now,
-                # Without passages a bracketed number is the model's own text, left alone.
-                text_filter=markers if prompt.passages else None,
-            )
-            found = knowledge_found(retrieved, len(prompt.passages))
-            if generation.outcome is Outcome.OK:
-                await cite(
-                    sink,
-                    passages=prompt.passages,
-                    cited=markers.cited,
-                    found=found,
-                    premium_model=route.model.name if route.premium is not None else None,
-                    answer_id=answer_id,
-                )
-            if not await self._remember(recalled, question, generation):
-                recalled.down = True
-        await self._note_memory_down(message.key, recalled.down, generation, sink)
-        record = usage_record(
-            message,
-            route=route.name,
-            model=route.model.name,
-            price=route.premium.price if route.premium is not None else None,
-            generation=generation,
-            retrieved=retrieved,
-            passages=len(prompt.passages),
-            answer_id=answer_id,
-            done=self._now(),
-        )
-        return replace(
-            record,
-            knowledge=found,
-            cited=cited_documents(prompt.passages, markers.cited)
-            if generation.outcome is Outcome.OK
-            else (),
-            question=redact(question).text if self._record_questions else None,
-        )
-
-    @asynccontextmanager
-    async def _recall(
-        self, message: IncomingMessage, charge: RateCharge | None
-    ) -> AsyncIterator[HeldConversation]:
-        """Hold the conversation (taken before history is read) and read its history, the
-        question's rate limit ``charge`` counted in the same step; with Redis down, answer
-        without memory (or limits)."""
-        key = message.key
-        recalled = HeldConversation()
-        if message.transcript is not None:  # the client keeps the conversation
-            recalled.history = list(message.transcript)
-            yield recalled
-            return
-        async with AsyncExitStack() as stack:
-            try:
-                held = await stack.enter_async_context(self._state.memory.hold(key, charge=charge))
-                recalled.history, recalled.remember = held.history, held.remember
-            except StateUnavailable:
-                recalled.down = True
-            except RateLimited as exc:
-                raise self._admission.refusal(exc.decision, message) from None
-            yield recalled
-
-    async def _retrieve(
-        self, key: ConversationKey, question: str, history: list[Turn]
-    ) -> Retrieved:
-        if self._retriever is None:
-            return NOT_CONFIGURED
-        return await self._retriever.retrieve(key, question, history)
-
-    async def _redact(self, route: Route, turns: list[Turn], sink: ReplySink) -> list[Turn]:
-        """Text leaves the company on the premium route: secrets are replaced in what is sent
-        (passages included; only the turns that fit the prompt are scanned). Memory keeps the
-        original and the local model sees it unchanged."""
-        if route.premium is None:
-            return turns
-        sent, kinds = redact_turns(turns)
-        if kinds:
-            log.info("redacted %s before a premium call", ", ".join(kinds))
-            await sink.write(
-                self._names.fill(replies.PREMIUM_REDACTED, kinds=describe_kinds(kinds))
-            )
-        return sent
-
-    async def _remember(
-        self, recalled: HeldConversation, question: str, generation: Generation
-    ) -> bool:
-        """Append the question and the answer (with its markers, not the passages) to
-        memory; a stopped answer is remembered as far as it went. False: memory is down."""
-        outcome = generation.outcome
-        if not (
-            outcome is Outcome.OK or (outcome is Outcome.CANCELLED and generation.text.strip())
-        ):
-            return True
-        try:
-            await recalled.remember([Turn("user", question), Turn("assistant", generation.text)])
-        except StateUnavailable:
-            return False
-        return True
-
-    async def _note_memory_down(
-        self, key: ConversationKey, down: bool, generation: Generation, sink: ReplySink
-    ) -> None:
-        """Tell a conversation once that it was answered without memory."""
-        if not down:
-            self._told_memory_down.clear()
-            return
-        log.warning("conversation memory unavailable; answered without it")
-        if generation.outcome is not Outcome.OK or key.as_id() in self._told_memory_down:
-            return
-        self._told_memory_down.add(key.as_id())
-        try:
-            await sink.write("\n\n" + replies.MEMORY_DOWN)
-        except ReplyCancelled:
-            pass
-
-
-def _with_instructions(system_prompt: str, instructions: str) -> str:
-    """The bot's system prompt, then a client's own instructions (they never replace it)."""
-    return f"{system_prompt}\n\n{instructions}" if instructions.strip() else system_prompt
 
 
 async def _try(awaitable: Awaitable[object]) -> None:

@@ -243,11 +243,11 @@ async def translated_errors(what: str, timeout: float) -> AsyncIterator[None]:
 
 
 @functools.cache
-def shipped_heads() -> frozenset[str]:
-    """The head revisions of the bundled migrations, read from each script's ``revision``
-    and ``down_revision`` assignments without importing Alembic (whose script directory
-    stays the authority: tests/test_start_up.py checks that both agree). Empty when a
-    script cannot be read that way, and then Alembic decides."""
+def _shipped_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """Every revision of the bundled migrations and the heads among them, read from each
+    script's ``revision`` and ``down_revision`` assignments without importing Alembic (whose
+    script directory stays the authority: tests/adapters/app/test_start_up.py checks that
+    both agree). Both empty when a script cannot be read that way, and then Alembic decides."""
     revisions: set[str] = set()
     revised: set[str] = set()
     try:
@@ -266,17 +266,48 @@ def shipped_heads() -> frozenset[str]:
                     found = [found] if isinstance(found, str) else list(found or ())
                     (revisions if name == "revision" else revised).update(found)
     except (OSError, SyntaxError, ValueError, TypeError):
-        return frozenset()
-    return frozenset(revisions - revised)
+        return frozenset(), frozenset()
+    return frozenset(revisions), frozenset(revisions - revised)
+
+
+def shipped_heads() -> frozenset[str]:
+    """The head revisions of the bundled migrations (see `_shipped_revisions`)."""
+    return _shipped_revisions()[1]
+
+
+def _recorded_revisions(connection: Connection) -> set[str] | None:
+    """The revisions the database records; None when it has no migration table."""
+    if not sqlalchemy.inspect(connection).has_table("alembic_version"):
+        return None
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+class SchemaBehind(DatabaseError):
+    """The database's tables are older than this release's (a start-up migration failed or
+    was never run): answers cannot be recorded until `chatbot db upgrade` runs."""
+
+
+async def check_schema(engine: AsyncEngine, timeout: float) -> None:
+    """Raise SchemaBehind when the database is not migrated to this release's head, and
+    DatabaseError when it does not answer. A schema newer than this release (a newer replica
+    migrated it during a rolling upgrade) counts as current: migrations only add."""
+    known, heads = _shipped_revisions()
+    async with translated_errors("database is down", timeout), engine.connect() as connection:
+        recorded = await connection.run_sync(_recorded_revisions)
+    if recorded is None:
+        raise SchemaBehind("the database has no tables: run `chatbot db upgrade`")
+    if heads and recorded != heads and recorded <= known:
+        raise SchemaBehind(
+            f"the database schema is at {', '.join(sorted(recorded)) or 'nothing'}, this release"
+            f" needs {', '.join(sorted(heads))}: run `chatbot db upgrade`"
+        )
 
 
 def _at_shipped_heads(connection: Connection) -> bool:
     """Whether the database records exactly the shipped head revisions (nothing to do)."""
     heads = shipped_heads()
-    if not heads or not sqlalchemy.inspect(connection).has_table("alembic_version"):
-        return False
-    rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
-    return set(rows) == heads
+    recorded = _recorded_revisions(connection)
+    return bool(heads) and recorded is not None and recorded == set(heads)
 
 
 def _migrate(

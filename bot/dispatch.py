@@ -11,9 +11,10 @@ from bot import replies
 from bot.dedupe import SeenIds
 from bot.jobs import ReplyTo, Work
 from bot.outcome import Event
+from bot.set_aside import Teller
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
-from bot.workqueue import Handler, Job, JobProgress, Teller
+from bot.workqueue import Handler, Job, JobProgress
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,7 @@ from bot.database import DatabaseError
 from bot.outages import log_outage
 from bot.outcome import Event
 from bot.telemetry import Telemetry
-from bot.votes import VOTES, Vote, VoteValue
-
-__all__ = ["VOTES", "Feedback", "Vote", "VoteStore", "VoteValue"]
+from bot.votes import Vote, VoteValue
 
 
 class VoteStore(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,7 +15,6 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    Table,
     Text,
     UniqueConstraint,
     case,
@@ -24,7 +23,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -187,31 +185,6 @@ def _to_values(record: UsageRecord) -> dict[str, Any]:
     )
 
 
-def _to_record(row: RequestRow) -> UsageRecord:
-    return UsageRecord(
-        platform=row.platform,
-        workspace=row.workspace,
-        user=row.user,
-        conversation=row.conversation,
-        route=row.route,
-        model=row.model,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        latency_ms=row.latency_ms,
-        first_token_ms=row.first_token_ms,
-        outcome=row.outcome,
-        created_at=row.created_at,
-        cost_usd=float(row.cost_usd or 0),
-        passages=row.passages or 0,
-        retrieval_ms=row.retrieval_ms,
-        answer_id=row.answer_id or "",
-        via=row.via or "",
-        channel=row.channel or "",
-        knowledge=row.knowledge,
-        question=row.question,
-    )
-
-
 class Ledger:
     """Stores usage records in the `requests` table."""
 
@@ -243,20 +216,6 @@ class Ledger:
             self._engine.connect() as connection,
         ):
             await connection.execute(text("SELECT 1"))
-
-    async def recent(self, limit: int = 100) -> list[UsageRecord]:
-        """The newest `limit` records, newest first."""
-        query = (
-            select(RequestRow)
-            .order_by(RequestRow.created_at.desc(), RequestRow.id.desc())
-            .limit(limit)
-        )
-        async with (
-            translated_errors("could not read usage", self._timeout),
-            self._sessions() as session,
-        ):
-            rows = (await session.scalars(query)).all()
-        return [_to_record(row) for row in rows]
 
     async def spend_since(self, *, user: str, workspace: str, since: datetime) -> Spend:
         """What ``user`` (anywhere) and ``workspace`` (anyone in it) spent since ``since``."""
@@ -304,18 +263,6 @@ class Ledger:
                 changed=("vote", "created_at", "model", "route"),
             )  # fmt: skip
 
-    async def votes(self, answer_id: str) -> dict[str, str]:
-        """The votes on one answer, by ``platform:user``."""
-        query = select(VoteRow.platform, VoteRow.user, VoteRow.vote).where(
-            VoteRow.answer_id == answer_id
-        )
-        async with (
-            translated_errors("could not read votes", self._timeout),
-            self._sessions() as session,
-        ):
-            rows = (await session.execute(query)).all()
-        return {f"{platform}:{user}": vote for platform, user, vote in rows}
-
     async def link_messages(
         self, *, platform: str, messages: Sequence[str], answer_id: str, at: datetime
     ) -> None:
@@ -347,10 +294,6 @@ class Ledger:
             return await session.scalar(query)
 
 
-# Databases with INSERT ... ON CONFLICT DO UPDATE (the others: update, then insert).
-NATIVE_UPSERT = ("postgresql", "sqlite")
-
-
 async def _upsert(
     session: AsyncSession,
     table: type[Base],
@@ -360,25 +303,14 @@ async def _upsert(
     changed: Sequence[str],
 ) -> None:
     """Insert ``rows`` into ``table``, a row whose unique ``keys`` (column names) exist
-    already updating its ``changed`` columns instead: one statement on PostgreSQL and
-    SQLite, else an update, then an insert where nothing was updated."""
+    already updating its ``changed`` columns instead: one INSERT ... ON CONFLICT DO UPDATE
+    (PostgreSQL and SQLite, the two databases the bot runs on)."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
-    if dialect in NATIVE_UPSERT:
-        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = upsert(table).values(list(rows))
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={name: statement.excluded[name] for name in changed},
-            )
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(table).values(list(rows))
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: statement.excluded[name] for name in changed},
         )
-        return
-    core = cast(Table, table.__table__)
-    for row in rows:
-        result = await session.execute(
-            update(core)
-            .where(*(core.c[name] == row[name] for name in keys))
-            .values({name: row[name] for name in changed})
-        )
-        if not getattr(result, "rowcount", 0):
-            await session.execute(insert(core).values(row))
+    )

@@ -13,7 +13,7 @@ connection may read a deferred write a moment late: what must be ordered is orde
 Redis itself (an answer's memory is written by the script that releases its
 conversation's lock, which the next answer must take first).
 
-The round trips of one answer, in order, and what rides in each (``tests/test_round_trips.py``
+The round trips of one answer, in order, and what rides in each (``tests/bot/test_round_trips.py``
 counts them):
 
 1. the work entry queued (``bot.workqueue``, XADD; the dedupe mark rides with it);

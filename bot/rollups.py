@@ -12,7 +12,7 @@ exact to two significant digits (``latency_bucket``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -22,10 +22,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
-    case,
     func,
-    insert,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -220,8 +217,8 @@ async def _add(
     totals: dict[tuple[Any, ...], list[Any]],
 ) -> None:
     """Add ``totals`` (key -> counter values) to ``model``'s rows: INSERT ... ON CONFLICT
-    DO UPDATE adding up (one statement) on PostgreSQL and SQLite, else update, then insert.
-    Keys are written in order, so concurrent writers lock rows in the same order."""
+    DO UPDATE adding up, one statement (PostgreSQL and SQLite, the two databases the bot
+    runs on). Keys are written in order, so concurrent writers lock rows in the same order."""
     if not totals:
         return
     table = cast(Table, model.__table__)
@@ -230,35 +227,16 @@ async def _add(
         for key, values in sorted(totals.items())
     ]
     dialect = session.bind.dialect.name if session.bind is not None else ""
-    if dialect in ("postgresql", "sqlite"):
-        # One statement, compiled once and cached, run for every row (executemany).
-        upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = upsert(table)
-        latest = func.greatest if dialect == "postgresql" else func.max
-        changes = {
-            name: latest(table.c[name], statement.excluded[name])
-            if name in _LATEST
-            else table.c[name] + statement.excluded[name]
-            for name in counters
-        }
-        await session.execute(
-            statement.on_conflict_do_update(index_elements=list(keys), set_=changes), rows
-        )
-        return
-    for row in rows:
-        result = await session.execute(
-            update(table)
-            .where(*(table.c[name] == row[name] for name in keys))
-            .values(_added(table, row, counters))
-        )
-        if not getattr(result, "rowcount", 0):
-            await session.execute(insert(table).values(row))
-
-
-def _added(table: Table, row: dict[str, Any], counters: Iterable[str]) -> dict[str, Any]:
-    return {
-        name: case((table.c[name] < row[name], row[name]), else_=table.c[name])
+    # One statement, compiled once and cached, run for every row (executemany).
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(table)
+    latest = func.greatest if dialect == "postgresql" else func.max
+    changes = {
+        name: latest(table.c[name], statement.excluded[name])
         if name in _LATEST
-        else table.c[name] + row[name]
+        else table.c[name] + statement.excluded[name]
         for name in counters
     }
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=changes), rows
+    )

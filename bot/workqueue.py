@@ -9,11 +9,10 @@ a dead or stuck replica goes idle long enough to be reclaimed.
 
 Nothing loops: the stream counts each entry's deliveries. An entry delivered more than
 ``MAX_DELIVERIES`` times (its workers died with it), whose handler raised on its last try, or
-that this code cannot read (``UnreadableJob``) is set aside: moved to a dead-letter stream
-with the reason (``chatbot doctor`` lists it, ``/metrics`` counts it) and its asker is told,
-once, in the conversation. A reclaimed entry may be the one that killed its worker, so a
-process runs one reclaimed entry at a time: a poisoned job takes down only itself and the
-fresh work beside it, never the same bystanders three times.
+that this code cannot read (``UnreadableJob``) is set aside (``bot.set_aside``: moved to a
+dead-letter stream with the reason, its asker told once). A reclaimed entry may be the one
+that killed its worker, so a process runs one reclaimed entry at a time: a poisoned job
+takes down only itself and the fresh work beside it, never the same bystanders three times.
 """
 
 from __future__ import annotations
@@ -31,14 +30,20 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bot import keys, replies
+from bot import keys
 from bot.dedupe import DEDUPE_TTL_SECONDS
 from bot.errors import StateUnavailable
-from bot.jobs import ReplyTo, UnreadableJob, Work, from_job, reply_to_of, to_job
+from bot.jobs import UnreadableJob, Work, from_job, to_job
 from bot.outages import log_outage
 from bot.outcome import Event
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
+from bot.set_aside import (
+    JOB_TTL_SECONDS,
+    MAX_DELIVERIES,
+    SetAsideJobs,
+    Teller,
+)
 from bot.tasks import TaskTracker
 from bot.telemetry import NullTelemetry, Telemetry
 
@@ -46,14 +51,11 @@ log = logging.getLogger(__name__)
 
 GROUP = "chatbot"
 MAX_STREAM_LENGTH = 100_000
-JOB_TTL_SECONDS = 3600
 # Entries taken per read: a burst is shared among the replicas and workers reading the
 # stream, instead of going whole to the first one that reads.
 READ_COUNT = 8
 # Redis failing during a job's bookkeeping: the job stays pending and is tried again.
 _QUEUE_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, StateUnavailable)
-MAX_DELIVERIES = 3  # tries in all, across replicas, before a job is set aside
-SET_ASIDE_MAX_LENGTH = 1000
 
 # Dedupe and enqueue in one step: a redelivered event is never queued twice, and an event
 # whose dedupe marker was set is always queued.
@@ -62,16 +64,6 @@ if ARGV[1] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return false end
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'job', ARGV[4])
-"""
-
-# Set a job aside once: only the replica whose XACK took it moves it.
-_SET_ASIDE = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'entry', ARGV[2], 'reason', ARGV[4],
-  'deliveries', ARGV[5], 'platform', ARGV[6], 'job', ARGV[7])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[3], KEYS[4])
-return 1
 """
 
 
@@ -87,19 +79,6 @@ class Job:
 
 
 Handler = Callable[[Job, "JobProgress"], Awaitable[None]]
-# Tells the asker something in their conversation (a job set aside).
-Teller = Callable[[ReplyTo, str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class SetAside:
-    """A job that will not be tried again, as ``chatbot doctor`` lists it."""
-
-    entry: str  # its id in the work stream
-    at: float  # when it was set aside (epoch seconds)
-    reason: str
-    deliveries: int
-    platform: str
 
 
 @dataclass(slots=True)
@@ -145,7 +124,6 @@ class WorkQueue:
         self._telemetry = telemetry or NullTelemetry()
         self._tracker = tracker
         self._handler = handler
-        self._teller = teller
         self.consumer = consumer or consumer_name()
         self._stream = keys.work_stream()
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
@@ -153,7 +131,14 @@ class WorkQueue:
         self._block_ms = int(block_seconds * 1000)
         self._dedupe_ttl = dedupe_ttl_seconds
         self._submit = self._batch.script(_SUBMIT)
-        self._set_aside = self._batch.script(_SET_ASIDE)
+        self._jobs_set_aside = SetAsideJobs(
+            redis=redis,
+            batch=self._batch,
+            stream=self._stream,
+            group=GROUP,
+            teller=teller,
+            telemetry=self._telemetry,
+        )
         self._in_flight: set[str] = set()
         self._suspect: str | None = None  # the reclaimed entry this process is trying
         self._cursor = "0-0"  # where the next look for abandoned entries starts
@@ -216,10 +201,6 @@ class WorkQueue:
         """Entries queued or in flight (acknowledged entries are deleted)."""
         with translated_redis_errors("reading the work queue"):
             return int(await self._redis.xlen(self._stream))
-
-    async def set_aside(self, count: int = 20) -> list[SetAside]:
-        """The jobs set aside, newest first."""
-        return await set_aside_jobs(self._redis, count)
 
     def stop(self) -> None:
         """Take no new work; entries in flight finish (or are reclaimed by others)."""
@@ -308,7 +289,7 @@ class WorkQueue:
     ) -> None:
         self._in_flight.add(entry_id)  # kept alive by the heartbeat while its asker is told
         try:
-            await self._set_job_aside(
+            await self._jobs_set_aside.set_aside(
                 entry_id, data, raw, reason, deliveries, unreadable=unreadable
             )
         except _QUEUE_ERRORS:
@@ -332,84 +313,13 @@ class WorkQueue:
             try:
                 await self._handler(job, JobProgress(self, entry_id, list(posted)))
             except Exception as exc:
-                await self._failed(job, exc)
+                await self._jobs_set_aside.failed(entry_id, work, deliveries, exc)
                 return
             await self._ack(entry_id)
         except _QUEUE_ERRORS:
             log.warning("work %s: Redis unavailable; it will be tried again", entry_id)
         finally:
             self._done(entry_id)
-
-    async def _failed(self, job: Job, exc: Exception) -> None:
-        """A handler raised: its traceback goes to the log once per job (across replicas);
-        the job is tried again after the reclaim time, or set aside after its last try."""
-        reason = f"answering failed: {type(exc).__name__}: {exc}"[:300]
-        first = await self._redis.set(keys.job_failure(job.id), reason, nx=True, ex=JOB_TTL_SECONDS)
-        if first:
-            log.error("work %s failed (try %d)", job.id, job.deliveries, exc_info=exc)
-        else:
-            log.error("work %s failed again (try %d): %s", job.id, job.deliveries, reason)
-        if job.deliveries >= MAX_DELIVERIES:
-            await self._set_job_aside(
-                job.id, to_job(job.work), None, reason, job.deliveries, unreadable=False
-            )
-
-    async def _set_job_aside(
-        self,
-        entry_id: str,
-        data: object,
-        raw: object,
-        reason: str,
-        deliveries: int,
-        *,
-        unreadable: bool,
-    ) -> None:
-        """Move a job to the dead-letter stream and tell its asker (once, across replicas)."""
-        if not reason:
-            recorded = await self._redis.get(keys.job_failure(entry_id))
-            reason = (
-                _text(recorded)
-                if recorded
-                else f"its worker stopped while answering it, {deliveries - 1} times"
-            )
-        reply_to = reply_to_of(data)
-        platform = reply_to.platform if reply_to is not None else "unknown"
-        # The asker is told first, then the job is moved: a process dying in between (a
-        # poisoned job beside this one) leaves it pending, to be set aside again and its
-        # asker told, rather than set aside with nobody told.
-        if reply_to is None or self._teller is None:
-            log.error("work %s: its asker cannot be told (no reply address)", entry_id)
-        else:
-            text = replies.JOB_UNREADABLE if unreadable else replies.JOB_SET_ASIDE
-            try:
-                await self._teller(reply_to, text)
-            except Exception:
-                log.warning("work %s: could not tell its asker", entry_id, exc_info=True)
-        job_text = raw if isinstance(raw, str | bytes) else json.dumps(data)
-        with translated_redis_errors("setting work aside"):
-            moved = await self._batch.run_script(
-                self._set_aside,
-                keys=[
-                    self._stream,
-                    keys.set_aside(),
-                    keys.job_posted(entry_id),
-                    keys.job_failure(entry_id),
-                ],
-                args=[
-                    GROUP,
-                    entry_id,
-                    SET_ASIDE_MAX_LENGTH,
-                    reason,
-                    deliveries,
-                    platform,
-                    job_text,
-                ],
-                carry=False,
-            )
-        if not moved:
-            return  # another replica did it
-        self._telemetry.event(Event.SET_ASIDE, platform)
-        log.error("work %s set aside after %d deliveries: %s", entry_id, deliveries, reason)
 
     async def _ack(self, entry_id: str) -> None:
         """Acknowledge a finished entry, with the answer's own last writes (its memory and
@@ -435,25 +345,6 @@ class WorkQueue:
                 await self._redis.xclaim(self._stream, GROUP, self.consumer, 0, ids, justid=True)
             except RedisError:
                 log.warning("work queue heartbeat failed")
-
-
-async def set_aside_jobs(redis: Redis, count: int = 20) -> list[SetAside]:
-    """The jobs set aside (newest first), for ``chatbot doctor``."""
-    entries: Any = await redis.xrevrange(keys.set_aside(), count=count)
-    found = []
-    for entry_id, fields in entries:
-        values = {_text(k): _text(v) for k, v in fields.items()}
-        deliveries = values.get("deliveries", "0")
-        found.append(
-            SetAside(
-                entry=values.get("entry", ""),
-                at=int(_text(entry_id).partition("-")[0]) / 1000,
-                reason=values.get("reason", ""),
-                deliveries=int(deliveries) if deliveries.isdigit() else 0,
-                platform=values.get("platform", ""),
-            )
-        )
-    return found
 
 
 def _dumps(work: Work) -> str:

@@ -14,9 +14,9 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from tests.processes import free_port, start_redis_server
+from tests.support.processes import free_port, start_redis_server
 
-pytest_plugins = ["tests.fixtures_db", "tests.harness"]
+pytest_plugins = ["tests.support.fixtures_db", "tests.support.harness", "tests.support.teams"]
 
 # Redis databases a test run may take (0 is left to the bot run by hand).
 _TEST_REDIS_DBS = range(1, 16)

@@ -24,9 +24,9 @@ from adapters.app.settings import Settings
 from adapters.teams.config import TeamsCredentials
 from bot.admin import AdminSignIn, DatabaseSignInStore, RedisSignInStore, SignInStore
 from bot.analytics import AnalyticsReader
-from bot.assistant import Premium
 from bot.budget import Budgets, Price, price_for
 from bot.model_line import RedisModelLine
+from bot.premium import Premium
 from bot.redis_batch import RedisBatch
 from bot.replies import ProviderNames
 from bot.state import ConversationState, local_state, redis_state

@@ -29,13 +29,13 @@ from adapters.app.metrics import Metrics
 from adapters.app.settings import Settings
 from adapters.console.chat import PLATFORM as CONSOLE
 from adapters.slack.app import SlackBot, SlackHttpEndpoint
-from adapters.slack.budget import SlackBudget
+from adapters.slack.call_slots import SlackCallSlots
 from adapters.slack.sink import StreamingSupport
 from bot import database
 from bot.admin import AdminSignIn
 from bot.analytics import AnalyticsReader
 from bot.assistant import Assistant
-from bot.database import DatabaseError
+from bot.database import DatabaseError, SchemaBehind, check_schema
 from bot.dispatch import Dispatcher, JobRouter, LocalDispatcher
 from bot.errors import StateUnavailable
 from bot.ledger import Ledger
@@ -169,13 +169,15 @@ class Runtime:
         async def check(coro: object) -> str:
             try:
                 await asyncio.wait_for(coro, timeout=5)  # type: ignore[arg-type]
+            except SchemaBehind as exc:
+                return f"down: {exc}"
             except (StateUnavailable, DatabaseError, InferenceError, TimeoutError) as exc:
                 return f"down: {type(exc).__name__}"
             return "ok"
 
         results = await asyncio.gather(
             check(self.state.ping()),
-            check(self.ledger.ping()),
+            check(check_schema(self.engine, timeout=5)),  # answers, and is this release's
             *(check(m.ping()) for m in self.ollama),
         )
         ollama = {public_url(m.base_url): r for m, r in zip(self.ollama, results[2:], strict=True)}
@@ -316,9 +318,9 @@ async def build_runtime(
             tracker=tracker,
             suggested_prompts=settings.suggested_prompts,
             # Slack's rate limits hold per workspace: every answer, in every replica, shares
-            # one budget of calls (kept in Redis when there is one).
+            # one set of slots for calls (kept in Redis when there is one).
             streaming=StreamingSupport(
-                budget=SlackBudget(
+                slots=SlackCallSlots(
                     pacer=RedisCallPacer(redis=redis, batch=batch)
                     if redis is not None
                     else LocalCallPacer()

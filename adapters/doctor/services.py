@@ -25,7 +25,7 @@ from adapters.doctor.report import (
 )
 from adapters.doctor.report import safe as _safe
 from bot import database, keys
-from bot.workqueue import SetAside, set_aside_jobs
+from bot.set_aside import SetAside, set_aside_jobs
 from inference.base import ModelNotFound, ModelUnavailable, ProviderAuthFailed
 from inference.ollama import OllamaChatModel
 from inference.urls import public_url

@@ -29,17 +29,17 @@ from adapters.slack.thread import ThreadReader
 from bot.assistant import Assistant
 from bot.dispatch import Dispatcher
 from bot.errors import StateUnavailable
-from bot.feedback import Vote
 from bot.jobs import ReplyTo, SlackCommand, SlackEvent, Work
 from bot.suggestions import suggestions
 from bot.tasks import TaskTracker
+from bot.votes import Vote
 from bot.workqueue import Job, JobProgress
 
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_SECONDS = 5 * 60  # as Slack's own verifiers
 # What the app listens to; the Slack app manifests (slack/manifest.*.yml) declare exactly
-# these (tests/test_deploy.py). A `message.*` subscription is the `message` event from one
+# these (tests/project/test_deploy.py). A `message.*` subscription is the `message` event from one
 # kind of conversation: DMs, public channels, private channels, group DMs. `app_home_opened`:
 # someone opened the bot's DM (its messages tab), where it offers suggested prompts.
 MESSAGE_EVENTS = (

@@ -20,9 +20,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from adapters.slack.ephemeral import EphemeralSink
 from adapters.slack.events import PLATFORM, to_question_text
 from adapters.slack.render import to_mrkdwn
-from adapters.slack.sink import EphemeralSink, SlackReplySink
+from adapters.slack.sink import SlackReplySink
 from bot.assistant import Assistant
 from bot.conversation import ConversationKey, IncomingMessage
 from bot.workqueue import JobProgress

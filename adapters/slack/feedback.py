@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.feedback import VOTES, VoteValue
+from bot.votes import VOTES, VoteValue
 
 ACTION_ID = "answer_feedback"
 

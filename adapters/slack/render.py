@@ -2,46 +2,31 @@
 
 Pure functions, no I/O. Models write CommonMark/GFM; Slack's ``text`` field speaks mrkdwn,
 which differs in emphasis markers, links, headings and escaping, and has no tables.
+mistune parses (``adapters.slack.parse``); this walks its tree.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
-from adapters.reply.text_split import fence_closes, fence_open
-from adapters.slack.inline import (
-    BACKSLASH_ESCAPE,
-    decode_entities,
-    escape,
-    inline,
-    ref_key,
-    render_link,
-    strip_emphasis,
-)
+from adapters.reply.links import destination, is_linkable, is_relative, labelled
+from adapters.slack.parse import Token, gap, parse, parse_inline
 from bot.conversation import Citation
 
-__all__ = ["source_line", "sources_blocks", "to_mrkdwn"]
+__all__ = ["source_line", "sources_blocks", "sources_text", "to_mrkdwn"]
 
 _RULE = "———"
-
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(?:=+|-{2,})[ \t]*$")
-_HR = re.compile(r"^ {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
-_QUOTE = re.compile(r"^ {0,3}> ?(.*)$")
-_BULLET = re.compile(r"^(?P<indent>[ \t]*)[-*+][ \t]+(?P<body>.*)$")
-_ORDERED = re.compile(r"^(?P<indent>[ \t]*)(?P<num>\d{1,9}[.)])[ \t]+(?P<body>.*)$")
-_TASK = re.compile(r"^\[([ xX])\][ \t]+")
-_REF_DEF = re.compile(
-    r"^ {0,3}\[(?P<label>[^\]^][^\]]*)\]:[ \t]*(?:<(?P<url1>[^>]*)>|(?P<url2>\S+))"
-    r"(?:[ \t]+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?[ \t]*$"
-)
-_TABLE_DELIM = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
-
-
-# --------------------------------------------------------------------------- to_mrkdwn
+_FENCE = "```"
+# Slack's rule: only these three are escaped, everywhere, code included.
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ENCODED_HOST = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#@]*%[^/?#@]*)(?=[/?#]|$)")
+_BACKTICKS = re.compile(r"`+")
 
 
 def to_mrkdwn(markdown: str) -> str:
@@ -52,191 +37,216 @@ def to_mrkdwn(markdown: str) -> str:
     and inline spans) is kept as written apart from that escaping; a fence's language tag
     is dropped because Slack would show it as code. A fence that is never closed (a
     stream cut mid-block) runs to the end, as in CommonMark, and is closed in the output.
+    The blank lines between blocks are the answer's.
     """
-    lines = markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    refs, definition_lines = _collect_references(lines)
-    out: list[str] = []
-    paragraph_at: int | None = None  # index in `out` of a line a setext underline may promote
-    paragraph_raw = ""
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if i in definition_lines:
-            paragraph_at = None
-            i += 1
+    blocks, trailing = parse(markdown)
+    return "\n".join(line for line, _code in _blocks(blocks, top=True)) + "\n" * trailing
+
+
+def _escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack wants them in text."""
+    return text.translate(_ESCAPES)
+
+
+def _decode(text: str) -> str:
+    return _ENTITY.sub(lambda m: html.unescape(m.group()), text) if "&" in text else text
+
+
+# --------------------------------------------------------------------------- blocks
+
+# A line of output, and whether it belongs to a code block (which a list does not indent:
+# Slack shows a code block's own indentation).
+_Line = tuple[str, bool]
+
+
+def _blocks(tokens: list[Token], *, top: bool = False, quoted: bool = False) -> list[_Line]:
+    lines: list[_Line] = []
+    for token in tokens:
+        if token["type"] == "blank_line":
             continue
-        fence = fence_open(line)
-        if fence is not None:
-            indent, marker, _info = fence
-            out.append("```")
-            i += 1
-            while i < len(lines) and not fence_closes(lines[i], marker):
-                out.append(escape(_dedent(lines[i], len(indent))))
-                i += 1
-            out.append("```")
-            i += 1  # past the closing fence (or past the end when unterminated)
-            paragraph_at = None
+        if lines or top:
+            lines.extend([("", False)] * gap(token))
+        lines.extend(_block(token, quoted))
+    return lines
+
+
+def _text(text: str) -> list[_Line]:
+    return [(line, False) for line in text.split("\n")]
+
+
+def _code(lines: list[str]) -> list[_Line]:
+    return [(line, True) for line in [_FENCE, *lines, _FENCE]]
+
+
+def _block(token: Token, quoted: bool) -> list[_Line]:
+    kind = token["type"]
+    if kind in ("paragraph", "block_text"):
+        return _text(_inline(token["children"]))
+    if kind == "heading":
+        # The whole heading is bold, so bold inside it would only toggle Slack's bold off.
+        text = _inline(token["children"], in_bold=True)
+        return [(f"*{text}*" if text else "", False)]
+    if kind == "block_code":
+        raw = token["raw"]
+        return _code(_escape(raw[:-1] if raw.endswith("\n") else raw).split("\n") if raw else [])
+    if kind == "thematic_break":
+        return [(_RULE, False)]
+    if kind == "list":
+        return _list(token, quoted)
+    if kind == "block_quote":
+        inner = _blocks(token["children"], quoted=True)
+        if quoted:  # Slack has one level of quote: ">>" is flattened
+            return inner
+        return [(f"> {line}" if line else ">", code) for line, code in inner]
+    if kind == "table":
+        return _code(_table(token))
+    return _text(_escape(token.get("raw", "").rstrip("\n")))  # HTML is text
+
+
+def _list(token: Token, quoted: bool) -> list[_Line]:
+    ordered = token["attrs"]["ordered"]
+    number = token["attrs"].get("start", 1)
+    lines: list[_Line] = []
+    for item in token["children"]:
+        if lines and not token["tight"]:
+            lines.append(("", False))
+        marker = f"{number}{token['bullet']} " if ordered else "• "
+        indent = " " * len(marker)
+        number += 1
+        if item["type"] == "task_list_item":
+            marker += "☑ " if item["attrs"]["checked"] else "☐ "
+        body = _blocks(item["children"], quoted=quoted)
+        if not body:  # "-" alone: while streaming, as often the start of "---" or "**"
+            lines.append((marker.strip() if ordered else token["bullet"], False))
             continue
-        table_end = _table_end(lines, i)
-        if table_end is not None:
-            out.extend(_render_table(lines[i], lines[i + 1], lines[i + 2 : table_end]))
-            i = table_end
-            paragraph_at = None
-            continue
-        if paragraph_at is not None and _SETEXT.match(line):
-            out[paragraph_at] = _heading(paragraph_raw.strip(), refs)
-            paragraph_at = None
-            i += 1
-            continue
-        if _HR.match(line):
-            out.append(_RULE)
-            paragraph_at = None
-            i += 1
-            continue
-        converted, kind = _convert_line(line, refs)
-        out.append(converted)
-        paragraph_at, paragraph_raw = (len(out) - 1, line) if kind == "para" else (None, "")
-        i += 1
-    return "\n".join(out)
+        first, code = body[0]
+        if code:  # Slack opens a code block at the start of a line
+            lines.append((marker.rstrip(), False))
+        else:
+            lines.append((f"{marker}{first}".rstrip(), False))
+            body = body[1:]
+        lines.extend((line if code or not line else indent + line, code) for line, code in body)
+    return lines
 
 
-def _dedent(line: str, width: int) -> str:
-    """Remove up to `width` leading spaces (a fence's own indentation, e.g. inside a list)."""
-    strip = 0
-    while strip < width and strip < len(line) and line[strip] == " ":
-        strip += 1
-    return line[strip:]
+# --------------------------------------------------------------------------- inline
 
 
-def _collect_references(lines: list[str]) -> tuple[dict[str, str], set[int]]:
-    """Link reference definitions (``[label]: url``) outside code, and the lines holding them."""
-    refs: dict[str, str] = {}
-    where: set[int] = set()
-    marker: str | None = None
-    for number, line in enumerate(lines):
-        if marker is not None:
-            if fence_closes(line, marker):
-                marker = None
-            continue
-        fence = fence_open(line)
-        if fence is not None:
-            marker = fence[1]
-            continue
-        match = _REF_DEF.match(line)
-        if match is not None:
-            url = match.group("url1") if match.group("url1") is not None else match.group("url2")
-            refs.setdefault(ref_key(match.group("label")), url or "")
-            where.add(number)
-    return refs, where
+def _inline(tokens: list[Token], *, in_bold: bool = False) -> str:
+    parts: list[str] = []
+    for token in tokens:
+        kind = token["type"]
+        if kind == "text":
+            parts.append(_escape(_decode(token["raw"])))
+        elif kind == "strong":
+            inner = _inline(token["children"], in_bold=in_bold)
+            parts.append(inner if in_bold else f"*{inner}*")
+        elif kind == "emphasis":
+            parts.append(f"_{_inline(token['children'], in_bold=in_bold)}_")
+        elif kind == "strikethrough":
+            parts.append(f"~{_inline(token['children'], in_bold=in_bold)}~")
+        elif kind == "codespan":
+            parts.append(_code_span(token["raw"]))
+        elif kind in ("link", "image"):
+            parts.append(_link(token["attrs"]["url"], _plain(token["children"])))
+        elif kind in ("softbreak", "linebreak"):
+            parts.append("\n")
+        else:
+            parts.append(_escape(token.get("raw", "")))
+    return "".join(parts)
 
 
-def _convert_line(line: str, refs: dict[str, str]) -> tuple[str, str]:
-    """One line outside code and tables, with the kind of block it belongs to."""
-    if not line.strip():
-        return "", "blank"
-    match = _ATX.match(line)
-    if match is not None:
-        return _heading((match.group(2) or "").strip(), refs), "heading"
-    match = _QUOTE.match(line)
-    if match is not None:
-        inner = match.group(1)
-        nested = _QUOTE.match(inner)
-        while nested is not None:  # Slack has one level of quote: flatten ">>"
-            inner = nested.group(1)
-            nested = _QUOTE.match(inner)
-        if _HR.match(inner):
-            return f"> {_RULE}", "quote"
-        converted, _kind = _convert_line(inner, refs)
-        return (f"> {converted}" if converted else ">"), "quote"
-    if not _HR.match(line):
-        match = _BULLET.match(line)
-        if match is not None:
-            body = match.group("body")
-            box = ""
-            task = _TASK.match(body)
-            if task is not None:
-                box = "☐ " if task.group(1) == " " else "☑ "
-                body = body[task.end() :]
-            return f"{match.group('indent')}• {box}{inline(body, refs)}", "list"
-    match = _ORDERED.match(line)
-    if match is not None:
-        body = inline(match.group("body"), refs)
-        return f"{match.group('indent')}{match.group('num')} {body}", "list"
-    return inline(line, refs), "para"
+def _plain(tokens: list[Token]) -> str:
+    """Text without markup: a link's label, a table cell."""
+    parts: list[str] = []
+    for token in tokens:
+        if "children" in token:
+            parts.append(_plain(token["children"]))
+        elif token["type"] in ("softbreak", "linebreak"):
+            parts.append(" ")
+        else:
+            raw = token.get("raw", "")
+            parts.append(_decode(raw) if token["type"] == "text" else raw)
+    return "".join(parts)
 
 
-def _heading(text: str, refs: dict[str, str]) -> str:
-    # The whole heading is bold, so bold inside it would only toggle Slack's bold off.
-    return f"*{inline(text, refs, in_bold=True)}*" if text else ""
+def _code_span(content: str) -> str:
+    """An inline code span; Slack only knows single backticks, so use them when possible."""
+    if "`" not in content:
+        return f"`{_escape(content)}`"
+    fence = "`" * (max(len(run) for run in _BACKTICKS.findall(content)) + 1)
+    pad = " " if content.startswith("`") or content.endswith("`") else ""
+    return f"{fence}{pad}{_escape(content)}{pad}{fence}"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def _link(url: str, label: str) -> str:
+    """A link mistune read (its URL already unescaped and percent-encoded)."""
+    host = _ENCODED_HOST.match(url)
+    if host is not None:  # a host is never percent-encoded: show the one a browser reaches
+        url = host.group(1) + unquote(host.group(2)) + url[host.end() :]
+    return _render_link(url, label)
+
+
+def _source_link(url: str, label: str) -> str:
+    """``<url|label>`` for http, https and mailto links, with the host beside a label that
+    is not the address; a relative URL (Slack cannot open it) becomes ``label (url)``;
+    any other scheme (``javascript:``...) only its label."""
+    return _render_link(destination(url), _plain(parse_inline(label)))
+
+
+def _render_link(url: str, text: str) -> str:
+    url = url.strip()
+    if not url:
+        return _escape(text)
+    if url.lower().startswith("www."):
+        url = f"http://{url}"
+    if is_relative(url):
+        return f"{_escape(text)} ({_escape(url)})" if text else _escape(url)
+    if not is_linkable(url):
+        return _escape(text) if text.strip() else _escape(url)
+    said = text == url
+    # Characters that would end or split Slack's <url|text> are percent-encoded.
+    for char, code in ((" ", "%20"), ("<", "%3C"), (">", "%3E"), ("|", "%7C")):
+        url = url.replace(char, code)
+    if said or not text.strip() or text == url:
+        return f"<{url}>"
+    text = labelled(text, url)
+    # Inside <url|text> only an angle bracket would end the link early.
+    return f"<{url}|{text.replace('<', '&lt;').replace('>', '&gt;')}>"
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def _table_end(lines: list[str], start: int) -> int | None:
-    """End (exclusive) of a GFM table starting at `start`, or None when there is none."""
-    if start + 1 >= len(lines):
-        return None
-    header, delimiter = lines[start], lines[start + 1]
-    if "|" not in header or "|" not in delimiter or not _TABLE_DELIM.match(delimiter):
-        return None
-    if len(_split_cells(header)) != len(_split_cells(delimiter)):
-        return None
-    end = start + 2
-    while end < len(lines) and lines[end].strip() and "|" in lines[end]:
-        if fence_open(lines[end]) is not None:
-            break
-        end += 1
-    return end
-
-
-def _split_cells(row: str) -> list[str]:
-    text = row.strip()
-    if text.startswith("|"):
-        text = text[1:]
-    if text.endswith("|") and not text.endswith("\\|"):
-        text = text[:-1]
-    cells = re.split(r"(?<!\\)\|", text)
-    return [cell.strip().replace("\\|", "|") for cell in cells]
-
-
-def _render_table(header: str, delimiter: str, body: list[str]) -> list[str]:
-    """A GFM table as aligned plain text inside a code block (Slack has no tables)."""
-    aligns = []
-    for cell in _split_cells(delimiter):
-        if cell.startswith(":") and cell.endswith(":"):
-            aligns.append("center")
-        elif cell.endswith(":"):
-            aligns.append("right")
-        else:
-            aligns.append("left")
-    rows = [[_plain_cell(cell) for cell in _split_cells(row)] for row in [header, *body]]
-    columns = max(len(row) for row in rows)
-    aligns += ["left"] * (columns - len(aligns))
-    for row in rows:
-        row += [""] * (columns - len(row))
-    widths = [max(1, *(_width(row[c]) for row in rows)) for c in range(columns)]
+def _table(token: Token) -> list[str]:
+    """A GFM table as lines of aligned plain text, for a code block (Slack has no tables)."""
+    head, body = token["children"]
+    rows = [head["children"], *(row["children"] for row in body["children"])]
+    aligns = [cell["attrs"]["align"] for cell in head["children"]]
+    cells = [[_cell(cell["children"]) for cell in row] for row in rows]
+    widths = [max(1, *(_width(row[c]) for row in cells)) for c in range(len(aligns))]
 
     def line(row: list[str]) -> str:
-        cells = [_pad(cell, widths[c], aligns[c]) for c, cell in enumerate(row)]
-        return escape(" | ".join(cells).rstrip())
+        padded = [_pad(cell, widths[c], aligns[c]) for c, cell in enumerate(row)]
+        return _escape(" | ".join(padded).rstrip())
 
     separator = "-+-".join("-" * width for width in widths)
-    return ["```", line(rows[0]), separator, *(line(row) for row in rows[1:]), "```"]
+    return [line(cells[0]), separator, *(line(row) for row in cells[1:])]
 
 
-def _plain_cell(cell: str) -> str:
-    """Cell text without Markdown markers, which a code block would show literally."""
-    text = re.sub(r"!?\[([^\]]*)\]\(([^)\s]*)[^)]*\)", _label_with_url, cell)
-    text = strip_emphasis(text)
-    return decode_entities(BACKSLASH_ESCAPE.sub(r"\1", text))
-
-
-def _label_with_url(match: re.Match[str]) -> str:
-    label, url = match.group(1), match.group(2)
-    if not url or url == label:
-        return label or url
-    return f"{label} ({url})" if label else url
+def _cell(tokens: list[Token]) -> str:
+    """A cell's text; a link as ``label (url)`` (a code block shows no links)."""
+    parts: list[str] = []
+    for token in tokens:
+        if token["type"] in ("link", "image"):
+            label, url = _plain(token["children"]), token["attrs"]["url"]
+            parts.append(label or url if not url or url == label else f"{label} ({url})")
+        else:
+            parts.append(_plain([token]))
+    return "".join(parts)
 
 
 def _pad(text: str, width: int, align: str) -> str:
@@ -250,6 +260,8 @@ def _pad(text: str, width: int, align: str) -> str:
 
 def _width(text: str) -> int:
     """Columns `text` takes in a monospace font (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
     total = 0
     for char in text:
         if unicodedata.combining(char) or char in "\u200d\ufe0f":
@@ -294,4 +306,4 @@ def source_line(citation: Citation) -> str:
     title = " ".join(citation.title.split()) or citation.url or f"Source {citation.number}"
     if len(title) > _TITLE_CHARS:
         title = title[: _TITLE_CHARS - 1].rstrip() + "…"
-    return f"[{citation.number}] {render_link(citation.url, title)}"
+    return f"[{citation.number}] {_source_link(citation.url, title)}"

@@ -15,7 +15,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ConversationReference
 
 from bot.conversation import ConversationKey, IncomingMessage
-from bot.feedback import VoteValue
+from bot.votes import VoteValue
 
 PLATFORM = "teams"
 PERSONAL = "personal"

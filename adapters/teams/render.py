@@ -10,7 +10,10 @@ text is not its address, images shown as links (Teams would fetch them).
 
 Rewrites are line-local and a line is only rewritten once it is complete, so the
 rendering of a prefix of an answer is a prefix of the rendering of the whole answer:
-Teams refuses a streaming update that does not start with the previous one.
+Teams refuses a streaming update that does not start with the previous one. That is why
+this is not a Markdown parse like Slack's (``adapters.slack.parse``, mistune): a parse reads
+a line by the lines after it (a heading underline, a table's delimiter row, a list's
+looseness), which would change text already shown.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, allow: AllowPrivate, resolver: Resolver | None = None) -> None:
         super().__init__(trust_env=False)
         # httpx (pinned in requirements.lock) takes no network backend: its pool is
-        # replaced by the same pool built over ours (tests/test_source_safety.py
+        # replaced by the same pool built over ours (tests/inference/knowledge/test_source_safety.py
         # reaches a server through it, so a changed httpx fails there).
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),  # SSL_CERT_FILE/DIR: an intranet's CA

@@ -1,0 +1,104 @@
+"""Redis round trips of one answer, counted at the client: one per request written to Redis
+(a pipeline or a script is one). There were 11, then 8; issue 15 aimed at four: the work
+entry queued; the question counted, the thread marked and the conversation held with its
+history (one script, the mark riding with it); the Slack call's slot; the answer remembered,
+its lock released and its work entry acknowledged (one pipeline). Issue 24 adds a fifth: a
+slot on the model server taken in the fleet's line (its release rides with the last
+pipeline)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio.connection import AbstractConnection
+
+from bot import redis_batch
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import SlackBotUnderTest
+from tests.support.slack_payloads import CHANNEL, mention
+
+BACKGROUND = {"XREADGROUP", "XAUTOCLAIM", "XCLAIM", "PING", "XLEN"}  # the consumer's own loop
+# A new pooled connection's set-up (when two round trips overlap): the pool's, not the answer's.
+CONNECTING = {"HELLO", "CLIENT", "SELECT", "AUTH"}
+
+
+@pytest.fixture
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite only: the database plays no part here."""
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'chatbot.db'}"
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    # Deferred writes go with the next round trip, or on their own after 5 ms: on a busy
+    # machine 5 ms can pass between two steps of the answer (a Slack call between them).
+    # Counted here is what the answer's steps carry, so the timer waits longer.
+    monkeypatch.setattr(redis_batch, "FLUSH_AFTER_SECONDS", 2.0)
+    counted: Counter[str] = Counter()
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        # The first command of the request names it (a pipeline: MULTI or its first one).
+        name = packed.split(b"\r\n", 3)[2].decode(errors="replace").upper()
+        counted[name] += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    yield counted
+
+
+async def test_one_answer_takes_at_most_five_round_trips(
+    round_trips: Counter[str],  # first: the bot is built with its timer
+    slack_bot: SlackBotUnderTest,
+    fake_slack: FakeSlack,
+    fake_ollama: FakeOllama,
+) -> None:
+    ts = "1600000002.000100"
+    await slack_bot.post_event(mention("warm up", "1600000002.000001"))  # scripts loaded
+    await fake_slack.wait_for(lambda f: bool(f.messages(CHANNEL, "1600000002.000001")), 10)
+    await slack_bot.settle()
+    round_trips.clear()
+    assert (await slack_bot.post_event(mention("count me", ts))).status == 200
+    await fake_slack.wait_for(lambda f: bool(f.messages(CHANNEL, ts)), 10)
+    await slack_bot.settle()
+    answer = {n: k for n, k in round_trips.items() if n not in BACKGROUND | CONNECTING}
+    print(f"round trips of one answer: {sum(answer.values())} {answer}")
+    assert sum(answer.values()) <= 5, answer
+
+
+async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembered(
+    redis_client: Any,
+) -> None:
+    import asyncio
+
+    from bot.conversation import ConversationKey
+    from bot.state import redis_state
+    from inference.base import Turn
+
+    state = redis_state(redis=redis_client, ttl_seconds=60)
+    key = ConversationKey("slack", "T1", "C1", "1.0")
+    order: list[str] = []
+    holding = asyncio.Event()
+
+    async def answer(name: str, hold: float) -> list[str]:
+        async with state.memory.hold(key) as held:
+            holding.set()
+            seen = [t.content for t in held.history]
+            order.append(name)
+            await asyncio.sleep(hold)
+            await held.remember([Turn("user", name)])
+            await asyncio.sleep(hold)  # remembering released the lock: the next one goes
+        return seen
+
+    first = asyncio.create_task(answer("a", 0.3))
+    await holding.wait()  # the first holds the conversation
+    second = asyncio.create_task(answer("b", 0.0))
+    assert await first == []
+    assert await second == ["a"]
+    assert order == ["a", "b"]
+    assert [t.content for t in await state.memory.history(key)] == ["a", "b"]
