@@ -75,11 +75,13 @@ async def worker(corpus: str, store: str, ollama: str, backend: str, null: bool 
     )
     await kstore.ping()
     idle = rss_mb("VmRSS")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     [report] = await indexer.run(parse_sources(corpus))
     seconds = time.perf_counter() - started
     result = {
         "seconds": seconds,
+        "cpu": time.process_time() - cpu,
+        "load": os.getloadavg()[0],
         "documents": report.documents_added + report.documents_changed
         + report.documents_unchanged,
         "chunks": report.chunks_added + report.chunks_changed,
@@ -121,7 +123,8 @@ async def main(documents: int, backends: list[str]) -> None:
             alone = await run_worker(corpus, Path(tmp) / "null", fake.url, "edge", null=True)
             print(
                 f"the pipeline alone (a store that drops the chunks): "
-                f"{alone['chunks'] / alone['seconds']:.0f} chunks/s, "
+                f"{alone['chunks'] / alone['seconds']:.0f} chunks/s "
+                f"({alone['cpu']:.0f} CPU s, load {alone['load']:.1f}), "
                 f"peak RSS {alone['peak_mb'] - alone['idle_mb']:.0f} MB above idle"
             )
             for backend in backends:
@@ -136,12 +139,14 @@ async def main(documents: int, backends: list[str]) -> None:
                 )
                 print(
                     f"  first run: {first['chunks'] / first['seconds']:.0f} chunks/s "
-                    f"({first['seconds']:.1f} s, index build included; {calls} embedding "
-                    "calls to an instant fake)"
+                    f"({first['seconds']:.1f} s, {first['cpu']:.0f} CPU s, index build "
+                    f"included; {calls} embedding calls to an instant fake; load "
+                    f"{first['load']:.1f})"
                 )
                 print(
                     f"  unchanged re-run: {second['documents'] / second['seconds']:.0f} "
-                    f"documents/s ({second['seconds']:.1f} s; {again} embedding calls)"
+                    f"documents/s ({second['seconds']:.1f} s, {second['cpu']:.0f} CPU s; {again} "
+                    "embedding calls)"
                 )
                 print(
                     f"  peak RSS above idle: first run {first['peak_mb'] - first['idle_mb']:.0f}"

@@ -104,7 +104,7 @@ async def _check_model(
     checks = [Check("OK", "knowledge", f"{model} embeds ({len(vector)} dimensions)")]
     active = store[1]
     if active is not None:
-        _, built_with, dimension = active
+        built_with, dimension = active.model, active.dimension
         if built_with != model:
             checks.append(
                 Check(

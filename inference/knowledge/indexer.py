@@ -83,6 +83,18 @@ class _Pending:
     content_hash: str
     chunks: list[Chunk]
     before: Indexed | None
+    texts: list[str] = field(default_factory=list)  # what is embedded, one per chunk
+    sparse: list[tuple[list[int], list[float]]] = field(default_factory=list)
+
+
+async def _abandon(task: asyncio.Task[int], *, cancel: bool) -> None:
+    """Wait for ``task`` to end (cancelled first if ``cancel``); its error, if any, is
+    dropped (the run's own error is the one reported)."""
+    if cancel:
+        task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 class Indexer:
@@ -230,42 +242,61 @@ class Indexer:
         pending_chunks = 0
         documents = 0
         embedded = 0
-        async for item in load(source, git_cache=self._git_cache, options=self._options):
-            if isinstance(item, Skipped):
-                report.skipped.append(item)
-                if item.keep:
+        # One batch is embedded and written while the next is loaded and prepared: the
+        # embedding server and this process work at the same time.
+        flushing: asyncio.Task[int] | None = None
+        try:
+            async for item in load(source, git_cache=self._git_cache, options=self._options):
+                if isinstance(item, Skipped):
+                    report.skipped.append(item)
+                    if item.keep:
+                        seen.add(item.id)
+                    continue
+                if item.id in seen:
+                    continue
+                documents += 1
+                content_hash = f"{item.content_hash}.{SPLIT_VERSION}.{REDACTION_VERSION}"
+                before = existing.get(item.id)
+                if before is not None and before.content_hash == content_hash and not full:
                     seen.add(item.id)
-                continue
-            if item.id in seen:
-                continue
-            documents += 1
-            content_hash = f"{item.content_hash}.{SPLIT_VERSION}.{REDACTION_VERSION}"
-            before = existing.get(item.id)
-            if before is not None and before.content_hash == content_hash and not full:
+                    report.documents_unchanged += 1
+                    report.chunks_unchanged += before.chunks
+                    if progress is not None and documents % 50 == 0:
+                        progress(source.name, documents, embedded)
+                    continue
+                prepared, kinds = await asyncio.to_thread(self._prepare, item)
+                if kinds:
+                    report.documents_redacted += 1
+                    report.secret_kinds.extend(k for k in kinds if k not in report.secret_kinds)
+                if not prepared.chunks:
+                    report.skipped.append(Skipped(item.id, "no text"))
+                    continue
                 seen.add(item.id)
-                report.documents_unchanged += 1
-                report.chunks_unchanged += before.chunks
-                if progress is not None and documents % 50 == 0:
-                    progress(source.name, documents, embedded)
-                continue
-            document, kinds, chunks = await asyncio.to_thread(self._prepare, item)
-            if kinds:
-                report.documents_redacted += 1
-                report.secret_kinds.extend(k for k in kinds if k not in report.secret_kinds)
-            if not chunks:
-                report.skipped.append(Skipped(item.id, "no text"))
-                continue
-            seen.add(item.id)
-            written[item.id] = len(chunks)
-            pending.append(_Pending(document, content_hash, chunks, before))
-            pending_chunks += len(chunks)
-            if pending_chunks >= self._embeddings.batch_size:
+                written[item.id] = len(prepared.chunks)
+                prepared.content_hash, prepared.before = content_hash, before
+                pending.append(prepared)
+                pending_chunks += len(prepared.chunks)
+                if pending_chunks >= self._embeddings.batch_size:
+                    if flushing is not None:
+                        embedded += await flushing
+                        flushing = None
+                        if progress is not None:
+                            progress(source.name, documents, embedded)
+                    flushing = asyncio.create_task(self._flush(collection, source, pending, report))
+                    pending, pending_chunks = [], 0
+            if flushing is not None:
+                embedded += await flushing
+                flushing = None
+            if pending:
                 embedded += await self._flush(collection, source, pending, report)
-                pending, pending_chunks = [], 0
-                if progress is not None:
-                    progress(source.name, documents, embedded)
-        if pending:
-            embedded += await self._flush(collection, source, pending, report)
+        except asyncio.CancelledError:
+            if flushing is not None:  # the run is stopped: stop writing with it
+                await _abandon(flushing, cancel=True)
+            raise
+        except BaseException:
+            if flushing is not None:  # a source failed: what was being written completes
+                await _abandon(flushing, cancel=False)
+            raise
         if progress is not None:
             progress(source.name, documents, embedded)
         removed = [d for d in existing if d not in seen]
@@ -278,26 +309,28 @@ class Indexer:
         report.documents = len(kept) + len(written)
         report.chunks = sum(i.chunks for i in kept) + sum(written.values())
 
-    def _prepare(self, document: Document) -> tuple[Document, tuple[str, ...], list[Chunk]]:
-        """The document with its secrets redacted, the kinds redacted, and its chunks."""
+    def _prepare(self, document: Document) -> tuple[_Pending, tuple[str, ...]]:
+        """The document with its secrets redacted, its chunks, the texts to embed and their
+        keyword vectors (in a thread); and the kinds of secrets redacted."""
         text, title = self._redact(document.text), self._redact(document.title)
         kinds = tuple(dict.fromkeys((*text.kinds, *title.kinds)))
         if kinds:
             document = replace(document, text=text.text, title=title.text)
-        return document, kinds, split(document)
+        chunks = split(document)
+        texts = [c.embed_text(document.title) for c in chunks]
+        prepared = _Pending(document, "", chunks, None, texts, [sparse_vector(t) for t in texts])
+        return prepared, kinds
 
     async def _flush(
         self, collection: str, source: Source, pending: list[_Pending], report: SourceReport
     ) -> int:
         if self._pause is not None:
             await self._pause()
-        texts = [c.embed_text(p.document.title) for p in pending for c in p.chunks]
-        vectors = await self._embeddings.embed_documents(texts)
-        sparse = await asyncio.to_thread(lambda: [sparse_vector(t) for t in texts])
+        vectors = await self._embeddings.embed_documents([t for p in pending for t in p.texts])
         records = []
         position = 0
         for p in pending:
-            for number, chunk in enumerate(p.chunks):
+            for number, (chunk, sparse) in enumerate(zip(p.chunks, p.sparse, strict=True)):
                 records.append(
                     ChunkRecord(
                         source=source.name,
@@ -311,7 +344,7 @@ class Indexer:
                         chunks=len(p.chunks),
                         only=source.only,
                         dense=vectors[position],
-                        sparse=sparse[position],
+                        sparse=sparse,
                     )
                 )
                 position += 1

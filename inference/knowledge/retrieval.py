@@ -142,6 +142,14 @@ def diversify(passages: Sequence[Passage], limit: int) -> list[Passage]:
     return chosen
 
 
+@dataclass(frozen=True, slots=True)
+class _ActiveRead:
+    """The index answers use, as read from the store at ``read_at`` (monotonic seconds)."""
+
+    read_at: float
+    active: Active | None
+
+
 class QdrantKnowledge:
     """``Knowledge`` over the Qdrant store (see ``inference.knowledge.Knowledge``)."""
 
@@ -162,7 +170,7 @@ class QdrantKnowledge:
         self._min_dense = min_dense
         self._min_sparse = min_sparse
         self._candidates = candidates
-        self._active: tuple[float, Active | None] | None = None
+        self._active: _ActiveRead | None = None
 
     @property
     def store(self) -> KnowledgeStore:
@@ -208,7 +216,7 @@ class QdrantKnowledge:
             # Another process switched the index to a new embedding model since the active
             # collection was read, and dropped the old one: read it again.
             fresh = await self._store.active()
-            self._active = (time.monotonic(), fresh)
+            self._active = _ActiveRead(time.monotonic(), fresh)
             if fresh is None or fresh == active:
                 raise
             return await self._search(query, fresh, scope=scope, candidates=candidates)
@@ -216,7 +224,7 @@ class QdrantKnowledge:
     async def _search(
         self, query: str, active: Active, *, scope: Sequence[str], candidates: int
     ) -> list[_Hit]:
-        collection, model, _ = active
+        model = active.model
         embeddings = self._embeddings_for(model)
         dense = await embeddings.embed_query(query)
         points = await self._store.query(
@@ -226,16 +234,16 @@ class QdrantKnowledge:
             limit=candidates,
             min_dense=self._min_dense if self._min_dense is not None else dense_floor(model),
             min_sparse=self._min_sparse,
-            collection=collection,
+            collection=active.collection,
         )
         return rank([_Hit.of(p.payload, p.score) for p in points])
 
     async def _active_collection(self) -> Active | None:
         now = time.monotonic()
-        if self._active is not None and now - self._active[0] < ACTIVE_CACHE_SECONDS:
-            return self._active[1]
+        if self._active is not None and now - self._active.read_at < ACTIVE_CACHE_SECONDS:
+            return self._active.active
         active = await self._store.active()
-        self._active = (now, active)
+        self._active = _ActiveRead(now, active)
         return active
 
     def forget_active(self) -> None:

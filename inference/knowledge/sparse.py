@@ -13,6 +13,7 @@ or whole), and the pieces of an opaque id, a hash or a UUID (``ref1c387b9e``,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import zlib
@@ -33,6 +34,7 @@ STOPWORDS = frozenset(
     your""".split()
 )
 MAX_TOKEN_CHARS = 64
+TOKEN_CACHE = 1 << 16  # the terms of this many distinct tokens are kept
 
 
 def _term_id(term: str) -> int:
@@ -47,43 +49,59 @@ def _opaque(pieces: list[str]) -> bool:
 
 def terms(text: str) -> list[str]:
     """The keyword terms of ``text``, lower-cased, identifiers whole and in parts."""
-    out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        if len(token) > MAX_TOKEN_CHARS:
-            continue
-        parts = [(part, _CAMEL.findall(part)) for part in _WORDS.findall(token)]
-        an_id = any(_opaque(pieces) for _, pieces in parts)
-        words: list[str] = []
-        split = False
-        for part, pieces in parts:
-            if _opaque(pieces) or (an_id and _HEX.fullmatch(part)):
-                split = True  # an id (a hash, a UUID) or a piece of one: matched only whole
-                continue
-            if len(pieces) > 1:
-                split = True
-                if len(parts) > 1:
-                    words.append(part.lower())
-            words.extend(p.lower() for p in pieces)
-        if len(parts) > 1 or split:
-            out.append(token.lower())  # the identifier as written
-        for word in words:
-            if word in STOPWORDS or (word.isdigit() and len(word) == 1):
-                continue
-            if len(word) <= 2 and (len(parts) > 1 or split):
-                continue  # a fragment of an identifier
-            out.append(word)
-    # Non-ASCII words (other scripts) as whole words.
-    for match in _UNICODE_WORD.finditer(text):
-        word = match.group()
-        if not word.isascii() and len(word) <= MAX_TOKEN_CHARS:
-            out.append(word.lower())
+    out = [term for token in _TOKEN.findall(text) for term in _token_terms(token)]
+    if not text.isascii():
+        # Non-ASCII words (other scripts) as whole words.
+        out.extend(
+            word.lower()
+            for word in _UNICODE_WORD.findall(text)
+            if not word.isascii() and len(word) <= MAX_TOKEN_CHARS
+        )
     return out
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE)
+def _token_terms(token: str) -> tuple[str, ...]:
+    """The terms of one token (a word, an identifier, a number); the same token always
+    gives the same terms, so they are kept for the tokens seen most."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return ()
+    parts = [(part, _CAMEL.findall(part)) for part in _WORDS.findall(token)]
+    an_id = any(_opaque(pieces) for _, pieces in parts)
+    words: list[str] = []
+    split = False
+    for part, pieces in parts:
+        if _opaque(pieces) or (an_id and _HEX.fullmatch(part)):
+            split = True  # an id (a hash, a UUID) or a piece of one: matched only whole
+            continue
+        if len(pieces) > 1:
+            split = True
+            if len(parts) > 1:
+                words.append(part.lower())
+        words.extend(p.lower() for p in pieces)
+    out: list[str] = []
+    if len(parts) > 1 or split:
+        out.append(token.lower())  # the identifier as written
+    for word in words:
+        if word in STOPWORDS or (word.isdigit() and len(word) == 1):
+            continue
+        if len(word) <= 2 and (len(parts) > 1 or split):
+            continue  # a fragment of an identifier
+        out.append(word)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE)
+def _token_ids(token: str) -> tuple[int, ...]:
+    return tuple(_term_id(t) for t in _token_terms(token))
 
 
 def sparse_vector(text: str) -> tuple[list[int], list[float]]:
     """(indices, values) of ``text``: a saturated term frequency per term id."""
-    counts = Counter(_term_id(t) for t in terms(text))
+    if text.isascii():
+        counts = Counter(i for token in _TOKEN.findall(text) for i in _token_ids(token))
+    else:
+        counts = Counter(_term_id(t) for t in terms(text))
     indices = sorted(counts)
     return indices, [1.0 + math.log(counts[i]) for i in indices]
 

@@ -21,7 +21,7 @@ from inference.knowledge.loaders import Document
 
 MAX_CHUNK_BYTES = 1500
 MAX_CONTEXT_BYTES = 300  # title and heading path put before a chunk when it is embedded
-SPLIT_VERSION = "1"  # bump when splitting changes, so documents are re-split
+SPLIT_VERSION = "2"  # bump when splitting changes, so documents are re-split
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +32,12 @@ class Chunk:
     text: str
 
     def embed_text(self, title: str) -> str:
-        """What is embedded and keyword-indexed: title and heading path, then the text."""
-        context = " > ".join(p for p in (title, self.heading) if p)
+        """What is embedded and keyword-indexed: title and heading path (without the title
+        again where the path starts with it), then the text."""
+        path = self.heading.split(" > ") if self.heading else []
+        if path and path[0] == title:
+            path = path[1:]
+        context = " > ".join(p for p in (title, *path) if p)
         context = context.encode()[:MAX_CONTEXT_BYTES].decode("utf-8", "ignore")
         return f"{context}\n\n{self.text}" if context else self.text
 
@@ -86,6 +90,62 @@ def markdown_sections(text: str) -> list[tuple[str, str]]:
     return sections
 
 
+# A reStructuredText section adornment: one punctuation character repeated.
+_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")
+
+
+def rst_sections(text: str) -> list[tuple[str, str]]:
+    """(heading path, text) of each section of reStructuredText, split at section titles
+    (a line underlined, or over- and underlined, with one punctuation character repeated;
+    the levels in the order their styles first appear, as docutils reads them)."""
+    sections: list[tuple[str, str]] = []
+    styles: list[tuple[str, bool]] = []
+    path: list[str] = []
+    lines: list[str] = []
+
+    def close() -> None:
+        body = "\n".join(lines).strip("\n")
+        if body.strip():
+            sections.append((" > ".join(path), body))
+
+    source = text.splitlines()
+    i = 0
+    while i < len(source):
+        found = _rst_title(source, i)
+        if found is None:
+            lines.append(source[i])
+            i += 1
+            continue
+        title, style, used = found
+        close()
+        if style not in styles:
+            styles.append(style)
+        level = styles.index(style)
+        path = [*path[:level], title]
+        lines = [title]
+        i += used
+    close()
+    return sections
+
+
+def _rst_title(lines: list[str], i: int) -> tuple[str, tuple[str, bool], int] | None:
+    """The section title starting at line ``i``: (title, (character, overlined), lines)."""
+    if i and lines[i - 1].strip():
+        return None  # a title follows a blank line (or starts the text)
+    first = _ADORNMENT.match(lines[i])
+    if first is not None and i + 2 < len(lines):
+        title, under = lines[i + 1].strip(), _ADORNMENT.match(lines[i + 2])
+        if title and under is not None and under.group(1) == first.group(1):
+            return title, (first.group(1), True), 3
+        return None
+    line = lines[i]
+    if first is None and line.strip() and not line[0].isspace() and i + 1 < len(lines):
+        under = _ADORNMENT.match(lines[i + 1])
+        if under is not None and len(lines[i + 1].rstrip()) >= len(line.rstrip()):
+            return line.strip(), (under.group(1), False), 2
+    return None
+
+
 _LANGUAGES = {language.value for language in Language}
 
 
@@ -103,16 +163,17 @@ def _hard_cap(text: str) -> list[str]:
 def split(document: Document) -> list[Chunk]:
     """The chunks of a document, in order."""
     chunks: list[Chunk] = []
-    if document.kind == "markdown":
-        for heading, section in markdown_sections(document.text):
-            for piece in _splitter("markdown").split_text(section):
+    if document.kind in ("markdown", "rst"):
+        sections = (markdown_sections if document.kind == "markdown" else rst_sections)(
+            document.text
+        )
+        for heading, section in sections:
+            for piece in _splitter(document.kind).split_text(section):
                 chunks.extend(Chunk(heading, p) for p in _hard_cap(piece))
     else:
         language = (
             document.kind.removeprefix("code:") if document.kind.startswith("code:") else None
         )
-        if document.kind == "rst":
-            language = "rst"
         if language not in _LANGUAGES:
             language = None
         for piece in _splitter(language).split_text(document.text):

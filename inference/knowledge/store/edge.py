@@ -19,6 +19,7 @@ import qdrant_edge as q
 from inference.knowledge.store.edge_engine import EdgeEngine
 from inference.knowledge.store.records import (
     DENSE,
+    HIT_PAYLOAD,
     INDEXED_FIELDS,
     INDEXED_PAYLOAD,
     SPARSE,
@@ -28,10 +29,12 @@ from inference.knowledge.store.records import (
     SourceStatus,
     StoredHit,
     collection_name,
+    held_documents,
+    in_batches,
+    sources_of,
 )
 
 SCROLL_PAGE = 10_000
-DELETE_BATCH = 500
 
 
 def _config(dimension: int) -> q.EdgeConfig:
@@ -158,14 +161,12 @@ class EdgeStore(EdgeEngine):
     async def indexed(self, collection: str, source: str) -> dict[str, Indexed]:
         """Every document of ``source`` in ``collection`` with its content hash."""
         flt = q.Filter(must=[_match("source", source), _match("chunk", 0)])
-        payloads = await self._run(self._payloads, collection, flt, INDEXED_PAYLOAD)
-        return {str(p.get("document")): Indexed.of(p) for p in payloads}
+        return held_documents(await self._run(self._payloads, collection, flt, INDEXED_PAYLOAD))
 
     async def sources(self, collection: str) -> set[str]:
         """The sources with chunks in ``collection``."""
         flt = q.Filter(must=[_match("chunk", 0)])
-        payloads = await self._run(self._payloads, collection, flt, ["source"])
-        return {str(p.get("source")) for p in payloads}
+        return sources_of(await self._run(self._payloads, collection, flt, ["source"]))
 
     def _update(self, name: str, operation: q.UpdateOperation) -> None:
         self._shard(name).update(operation)
@@ -204,9 +205,7 @@ class EdgeStore(EdgeEngine):
         self, collection: str, source: str, documents: Iterable[str]
     ) -> None:
         """Delete every chunk of these documents."""
-        docs = list(documents)
-        for start in range(0, len(docs), DELETE_BATCH):
-            batch = docs[start : start + DELETE_BATCH]
+        for batch in in_batches(documents):
             match = q.FieldCondition(key="document", match=q.MatchAny(any=batch))
             await self._delete(collection, q.Filter(must=[_match("source", source), match]))
 
@@ -261,7 +260,7 @@ class EdgeStore(EdgeEngine):
             prefetches=prefetches,
             query=q.Fusion.Rrf(60),  # type: ignore[arg-type]  # a Fusion; the stub types it apart
             limit=limit,
-            with_payload=True,
+            with_payload=HIT_PAYLOAD,
         )
         points = await self._run(lambda: self._shard(collection).query(request))
         return [StoredHit(dict(p.payload or {}), p.score) for p in points]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from inference.knowledge import KnowledgeUnavailable
 
@@ -37,8 +38,9 @@ def collection_name(model: str, dimension: int) -> str:
     return f"knowledge_{slug}_{dimension}"
 
 
-class Active(NamedTuple):
-    """The index answers are served from."""
+@dataclass(frozen=True, slots=True)
+class Active:
+    """The index answers are served from (read by name: ``active.collection``)."""
 
     collection: str
     model: str  # the embedding model it was built with
@@ -103,6 +105,32 @@ class Indexed:
 
 # The payload fields ``Indexed.of`` reads.
 INDEXED_PAYLOAD = ["document", "hash", "only", "chunks"]
+# The payload fields a query returns (what a passage shows; not the hash, not ``only``).
+HIT_PAYLOAD = ["source", "document", "chunk", "title", "heading", "url", "text", "chunks"]
+DELETE_BATCH = 500  # documents deleted by one filter
+
+
+def held_documents(first_chunks: Iterable[dict[str, Any]]) -> dict[str, Indexed]:
+    """What the store holds of each document, from the payloads of the documents' first
+    chunks (both backends scroll them with ``INDEXED_PAYLOAD``)."""
+    return {str(p.get("document")): Indexed.of(p) for p in first_chunks}
+
+
+def sources_of(first_chunks: Iterable[dict[str, Any]]) -> set[str]:
+    """The sources named by the payloads of first chunks."""
+    return {str(p.get("source")) for p in first_chunks}
+
+
+def in_batches(items: Iterable[str], size: int = DELETE_BATCH) -> Iterator[list[str]]:
+    """``items`` in lists of at most ``size`` (one delete filter each)."""
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from inference.knowledge.store.records import (
     DENSE,
+    HIT_PAYLOAD,
     INDEXED_FIELDS,
     INDEXED_PAYLOAD,
     SPARSE,
@@ -33,14 +34,16 @@ from inference.knowledge.store.records import (
     SourceStatus,
     StoredHit,
     collection_name,
+    held_documents,
+    in_batches,
     point_id,
+    sources_of,
     unavailable,
 )
 
 ALIAS = "knowledge"
 STATUS_COLLECTION = "knowledge_sources"
 SCROLL_PAGE = 10_000
-DELETE_BATCH = 500
 # What a failed exchange with a Qdrant server surfaces as: the API's errors (a status the
 # client did not expect, a response it cannot read) and httpx's transport errors.
 SERVER_ERRORS: tuple[type[Exception], ...] = (ApiException, httpx.HTTPError)
@@ -234,15 +237,12 @@ class ServerStore:
     async def indexed(self, collection: str, source: str) -> dict[str, Indexed]:
         """Every document of ``source`` in ``collection`` with its content hash."""
         flt = models.Filter(must=[_match("source", source), _match("chunk", 0)])
-        return {
-            str(p.get("document")): Indexed.of(p)
-            async for p in self._scroll(collection, flt, INDEXED_PAYLOAD)
-        }
+        return held_documents([p async for p in self._scroll(collection, flt, INDEXED_PAYLOAD)])
 
     async def sources(self, collection: str) -> set[str]:
         """The sources with chunks in ``collection``."""
         flt = models.Filter(must=[_match("chunk", 0)])
-        return {str(p.get("source")) async for p in self._scroll(collection, flt, ["source"])}
+        return sources_of([p async for p in self._scroll(collection, flt, ["source"])])
 
     async def upsert(self, collection: str, records: Sequence[ChunkRecord]) -> None:
         """Store chunks (replacing those with the same source, document and number)."""
@@ -275,9 +275,7 @@ class ServerStore:
         self, collection: str, source: str, documents: Iterable[str]
     ) -> None:
         """Delete every chunk of these documents."""
-        docs = list(documents)
-        for start in range(0, len(docs), DELETE_BATCH):
-            batch = docs[start : start + DELETE_BATCH]
+        for batch in in_batches(documents):
             flt = models.Filter(
                 must=[
                     _match("source", source),
@@ -334,7 +332,7 @@ class ServerStore:
                 query=models.FusionQuery(fusion=models.Fusion.RRF),
                 query_filter=visible_to(scope),
                 limit=limit,
-                with_payload=True,
+                with_payload=HIT_PAYLOAD,
                 with_vectors=False,
             )
         return [StoredHit(p.payload or {}, p.score) for p in response.points]

@@ -44,6 +44,30 @@ async def test_a_passage_keeps_what_a_citation_needs(tmp_path: Path, fake: FakeO
     assert "make rollback" in passage.text and passage.score > 0
 
 
+async def test_a_restructuredtext_passage_carries_its_section_heading(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    rst = (
+        "=================\nConnection Pooling\n=================\n\n"
+        "A pool keeps connections open for reuse.\n\n"
+        "Dealing with Disconnects\n------------------------\n\n"
+        "Intro to stale connections.\n\n"
+        "Pessimistic\n~~~~~~~~~~~\n\n"
+        "Set ``pool_pre_ping`` to test each connection when it is checked out.\n\n"
+        "Events\n------\n\nListen for checkout events.\n\n"
+        "::\n\n    ----------\n    a literal block, not a title\n"
+    )
+    docs = write(tmp_path / "docs", {"pooling.rst": rst})
+    async with stack(tmp_path, fake) as s:
+        await s.index(str(docs))
+        [passage, *_] = await s.knowledge.retrieve("what does pool_pre_ping do?", scope=[])
+        assert passage.title == "Connection Pooling"
+        assert passage.heading == "Connection Pooling > Dealing with Disconnects > Pessimistic"
+        assert "checked out" in passage.text
+        [events, *_] = await s.knowledge.retrieve("checkout events literal block", scope=[])
+        assert events.heading == "Connection Pooling > Events"
+
+
 async def test_an_exact_identifier_is_found_by_keywords_when_vectors_say_nothing(
     tmp_path: Path, fake: FakeOllama
 ) -> None:
@@ -172,3 +196,18 @@ def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_ex
     )
     assert ranked[0].document == "guide/pool.md" and ranked[0].score == explains.score
     assert ranked[-1].document == "guide/migrations.md" and ranked[-1].score == 0.0100
+
+
+async def test_embeddings_written_as_whole_numbers_are_read_and_others_are_refused(
+    tmp_path: Path, fake: FakeOllama
+) -> None:
+    docs = write(tmp_path / "docs", DOCS)
+    # A server may write 1 for 1.0: the vectors are still numbers.
+    fake.embed_fn = lambda text: [1 if i == len(text) % 64 else 0 for i in range(64)]
+    async with stack(tmp_path, fake) as s:
+        [report] = await s.index(str(docs))
+        assert report.ok and report.documents_added == 3
+        assert all(isinstance(x, float) for x in await s.embeddings.embed_query("roll back"))
+        fake.embed_fn = lambda text: [None] * 64  # not numbers
+        with pytest.raises(KnowledgeUnavailable, match="unexpected response"):
+            await s.embeddings.embed_query("roll back")

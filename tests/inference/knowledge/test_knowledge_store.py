@@ -138,7 +138,8 @@ async def test_a_new_embedding_model_fills_a_new_collection_then_switches(
         assert report.ok and report.documents_added == 3  # everything re-embedded
         after = await s.store.active()
         assert before is not None and after is not None
-        assert after[1:] == ("all-minilm", 32) and before[1:] == (MODEL, 64)
+        assert (after.model, after.dimension) == ("all-minilm", 32)
+        assert (before.model, before.dimension) == (MODEL, 64)
         assert after.collection != before.collection
         assert await s.store.find(MODEL) is None  # the old one is dropped
         # The same reader (as in a process that did not index, whose cached view is the
