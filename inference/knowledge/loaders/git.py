@@ -79,11 +79,12 @@ async def run_git(
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """Kill git and every process it started (ssh keeps the pipes open otherwise)."""
+    """Kill git and every process it started (ssh keeps the pipes open otherwise). git leads
+    its own process group, so the group's kill is git's too: no `process.kill()` after it,
+    whose poll could reap git before asyncio's child watcher does (which then logs "Unknown
+    child process pid")."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
     await asyncio.shield(process.wait())
 
 
