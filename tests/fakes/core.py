@@ -4,7 +4,6 @@ knowledge index over a fixed list of passages."""
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
