@@ -25,7 +25,9 @@ async def test_the_last_text_goes_in_the_final_message(teams_bot: TeamsBotUnderT
     async def turn(context: TurnContext) -> None:
         sink = TeamsReplySink(outbox=Outbox(context, PACED), streaming=True, options=PACED)
         await sink.write("The first words ")
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5):  # the first update is shown, then the last token comes
+            while not teams_bot.connector.stream_calls(PERSONAL):
+                await asyncio.sleep(0.01)
         await sink.write("and the last ones.")  # the model's last token, then close
         await sink.close()
 
