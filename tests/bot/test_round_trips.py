@@ -79,10 +79,8 @@ async def test_one_answer_takes_at_most_five_round_trips(
 
 
 async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembered(
-    redis_client: Any,
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
-
     from bot.conversation import ConversationKey
     from bot.state import redis_state
     from inference.base import Turn
@@ -90,21 +88,37 @@ async def test_the_next_answer_in_a_conversation_reads_what_the_last_one_remembe
     state = redis_state(redis=redis_client, ttl_seconds=60)
     key = ConversationKey("slack", "T1", "C1", "1.0")
     order: list[str] = []
-    holding = asyncio.Event()
+    holding, b_asked, b_holds = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    original = AbstractConnection.send_packed_command
 
-    async def answer(name: str, hold: float) -> list[str]:
+    async def sending(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        await original(self, command, check_health)
+        task = asyncio.current_task()
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        if task is not None and task.get_name() == "b" and b"EVALSHA" in packed:
+            b_asked.set()  # the second answer has asked Redis for the conversation
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
+
+    async def answer(
+        name: str, until: asyncio.Event | None, then: asyncio.Event | None
+    ) -> list[str]:
         async with state.memory.hold(key) as held:
             holding.set()
+            if name == "b":
+                b_holds.set()
             seen = [t.content for t in held.history]
             order.append(name)
-            await asyncio.sleep(hold)
+            if until is not None:
+                await asyncio.wait_for(until.wait(), 10)
             await held.remember([Turn("user", name)])
-            await asyncio.sleep(hold)  # remembering released the lock: the next one goes
+            if then is not None:  # remembering released the lock: the next one goes
+                await asyncio.wait_for(then.wait(), 10)
         return seen
 
-    first = asyncio.create_task(answer("a", 0.3))
+    first = asyncio.create_task(answer("a", b_asked, b_holds))
     await holding.wait()  # the first holds the conversation
-    second = asyncio.create_task(answer("b", 0.0))
+    second = asyncio.create_task(answer("b", None, None), name="b")
     assert await first == []
     assert await second == ["a"]
     assert order == ["a", "b"]
