@@ -203,10 +203,10 @@ async def test_unexpected_errors_never_leak(state: ConversationState) -> None:
 async def test_each_answer_is_recorded_in_the_ledger(
     state: ConversationState, ledger: Ledger, ledger_engine: AsyncEngine
 ) -> None:
-    model = ScriptedModel(reply="0123456789")
+    model = ScriptedModel(reply="0123456789", first_token_delay=0.06)  # 60 ms to answer
     bot = make(state, model, ledger)
     await ask(bot, "hi")
-    model.error, model.fail_after = ModelUnavailable("x"), 0
+    model.error, model.fail_after, model.first_token_delay = ModelUnavailable("x"), 0, 0.0
     await ask(bot, "again")
     rows = await recorded(ledger_engine)
     assert [r.outcome for r in rows] == ["model_unavailable", "ok"]
@@ -220,7 +220,9 @@ async def test_each_answer_is_recorded_in_the_ledger(
     )
     assert ok.conversation == KEY.as_id()
     assert (ok.prompt_tokens, ok.completion_tokens) == (11, 2)
-    assert ok.latency_ms >= 0 and ok.first_token_ms is not None
+    # The model took 60 ms to its first token: both times include that wait.
+    assert ok.first_token_ms is not None and ok.first_token_ms >= 50
+    assert ok.latency_ms >= ok.first_token_ms
 
 
 async def test_precheck_refuses_before_anything_and_counts_a_question_once(

@@ -141,16 +141,33 @@ async def test_the_user_is_told_when_to_ask_again_and_commands_do_not_count(
 
 
 class HeldModel(ScriptedModel):
-    """Answers only when `go` is set: its conversation stays held meanwhile."""
+    """Answers only when `go` is set: its conversation stays held meanwhile (``called`` is
+    set once it is asked, holding the conversation)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.go = asyncio.Event()
+        self.called = asyncio.Event()
 
     async def stream(self, turns):  # type: ignore[no-untyped-def]
+        self.called.set()
         await self.go.wait()
         async for event in super().stream(turns):
             yield event
+
+
+async def counted(client: Redis, questions: int, timeout: float = 5) -> None:
+    """Wait until the day's count in Redis reaches ``questions``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        day_keys = await client.keys("*:rl:d:*")
+        total = 0
+        for name in day_keys:
+            total += int(await client.get(name) or 0)
+        if total >= questions:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{total} questions counted"
+        await asyncio.sleep(0.02)
 
 
 async def test_a_question_over_the_limit_is_refused_at_once_even_while_its_thread_is_busy(
@@ -163,9 +180,9 @@ async def test_a_question_over_the_limit_is_refused_at_once_even_while_its_threa
     ask = asker(client, model, ConversationKey("slack", "T", "C", "busy"))
 
     first = asyncio.create_task(ask("one", 1))
-    await asyncio.sleep(0.2)  # the first answer holds the conversation
+    await asyncio.wait_for(model.called.wait(), 5)  # the first answer holds the conversation
     second = asyncio.create_task(ask("two", 2))  # counted, then waits for the lock
-    await asyncio.sleep(0.2)
+    await counted(client, 2)
     refused = await asyncio.wait_for(ask("three", 3), timeout=2)  # not waiting behind "one"
     assert "2 questions per minute" in refused
     assert not second.done()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from bot.redis_batch import RedisBatch
 
@@ -71,18 +73,28 @@ async def test_writes_still_deferred_at_close_are_sent(redis_url: str) -> None:
 
 
 async def test_a_call_that_may_be_cancelled_leaves_the_deferred_writes_to_the_next_one(
-    redis_client: Redis,
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pacing reservation cancelled midway (a status no longer needed) does not carry the
     answer's memory: it goes with the next call that carries."""
     batch = RedisBatch(redis=redis_client, flush_after=60)
     script = batch.script("redis.call('SET', KEYS[1], '1') return 1")
     batch.defer(("RPUSH", "memory", "the answer"))
+    original = AbstractConnection.send_packed_command
+
+    async def sending(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        await original(self, command, check_health)
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        if b"EVALSHA" in packed:  # the request is written, its reply not read: cancelled
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
     call = asyncio.create_task(batch.run_script(script, keys=["status"], args=[], carry=False))
-    await asyncio.sleep(0)  # the round trip is on its way
-    call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+    monkeypatch.undo()
     assert batch.pending == 1
     assert await batch.execute("LRANGE", "memory", 0, -1) == [b"the answer"]
     await batch.close()
@@ -95,7 +107,10 @@ async def test_an_acknowledgement_lands_after_the_writes_already_on_their_way(
     batch.defer(("RPUSH", "order", "memory"))
     # The memory is on its way with a call that takes a while to answer (on one connection).
     carrier = asyncio.create_task(batch.execute("BLPOP", "nothing", 0.5))
-    await asyncio.sleep(0.05)
+    deadline = asyncio.get_running_loop().time() + 5
+    while batch.pending:  # until the carrier has taken the memory with it
+        assert asyncio.get_running_loop().time() < deadline, "the carrier did not start"
+        await asyncio.sleep(0)
     batch.defer(("RPUSH", "order", "ack"))
     await batch.flush(after_in_flight=True)  # on another connection, once that has arrived
     assert carrier.done()

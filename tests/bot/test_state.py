@@ -65,16 +65,24 @@ async def test_engaged_threads(state: ConversationState) -> None:
 
 async def test_lock_serialises_one_conversation_but_not_others(state: ConversationState) -> None:
     order: list[str] = []
+    a_holds, c_done = asyncio.Event(), asyncio.Event()
 
-    async def hold(key: ConversationKey, name: str, delay: float) -> None:
+    async def hold(key: ConversationKey, name: str, until: asyncio.Event | None) -> None:
         async with state.memory.hold(key):
             order.append(f"{name}+")
-            await asyncio.sleep(delay)
+            if until is not None:
+                a_holds.set()
+                await asyncio.wait_for(until.wait(), 10)
             order.append(f"{name}-")
 
-    first = asyncio.create_task(hold(KEY, "a", 0.2))
-    await asyncio.sleep(0.02)
-    await asyncio.gather(first, hold(KEY, "b", 0), hold(OTHER, "c", 0))
+    async def other() -> None:
+        await hold(OTHER, "c", None)
+        c_done.set()
+
+    # a holds KEY until c has held and released OTHER; b asks for KEY meanwhile.
+    first = asyncio.create_task(hold(KEY, "a", c_done))
+    await asyncio.wait_for(a_holds.wait(), 10)
+    await asyncio.gather(first, hold(KEY, "b", None), other())
     assert order.index("a-") < order.index("b+")  # b waited for a
     assert order.index("c+") < order.index("a-")  # c did not
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from bot.jobs import ReplyTo, SlackEvent
 from bot.tasks import TaskTracker
@@ -111,7 +113,20 @@ async def test_work_of_a_dead_replica_is_taken_over_with_what_it_had_shown(redis
     assert job.deliveries == 2
 
 
-async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: Redis) -> None:
+async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the other replica looks for abandoned work (XAUTOCLAIM names the looking consumer).
+    looked: list[float] = []
+    original = AbstractConnection.send_packed_command
+
+    async def sending(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        if b"XAUTOCLAIM" in packed and b"\r\nother\r\n" in packed:
+            looked.append(asyncio.get_running_loop().time())
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
     release = asyncio.Event()
     handled: list[str] = []
 
@@ -136,9 +151,17 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(redis: R
         if handled:
             break
         await asyncio.sleep(0.02)
+    taken = asyncio.get_running_loop().time()
     runs.append(asyncio.create_task(other.run()))
-    await asyncio.sleep(1.0)  # well past the reclaim threshold
+    # The other replica looks twice after the entry would be abandoned without heartbeats
+    # (idle past the 0.3 s reclaim threshold, twice over).
+    deadline = taken + 20
+    while sum(t > taken + 0.6 for t in looked) < 2:
+        assert asyncio.get_running_loop().time() < deadline, f"looked at {looked}"
+        await asyncio.sleep(0.02)
     assert other_handled == []
+    (pending,) = await redis.xpending_range("chatbot:work", "chatbot", "-", "+", 10)
+    assert pending["consumer"] == b"owner"
     release.set()
     owner.stop()
     other.stop()

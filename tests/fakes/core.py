@@ -3,6 +3,7 @@ knowledge index over a fixed list of passages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -14,17 +15,21 @@ from inference.knowledge import Passage
 
 @dataclass
 class ScriptedModel:
-    """Answers with `reply` in pieces; raises `error` after `fail_after` pieces if set."""
+    """Answers with `reply` in pieces; raises `error` after `fail_after` pieces if set;
+    `first_token_delay` seconds before the first piece (a model that takes a while)."""
 
     reply: str = "It is a burrito."
     name: str = "scripted:1b"
     context_tokens: int = 4096
     error: InferenceError | None = None
     fail_after: int = 0
+    first_token_delay: float = 0.0
     calls: list[list[Turn]] = field(default_factory=list)
 
     async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamEvent]:
         self.calls.append(list(turns))
+        if self.first_token_delay:
+            await asyncio.sleep(self.first_token_delay)
         pieces = [self.reply[i : i + 5] for i in range(0, len(self.reply), 5)]
         for index, piece in enumerate(pieces):
             if self.error is not None and index == self.fail_after:

@@ -134,6 +134,16 @@ class FakeOllama:
             await self._runner.cleanup()
             self._runner = None
 
+    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
+        """Poll until ``count`` chat requests have arrived; fail after ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.requests) < count:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise AssertionError(
+                    f"FakeOllama: {len(self.requests)} of {count} requests within {timeout}s"
+                )
+            await asyncio.sleep(0.01)
+
     async def __aenter__(self) -> FakeOllama:
         await self.start()
         return self

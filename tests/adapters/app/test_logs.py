@@ -160,13 +160,19 @@ async def test_serve_with_log_format_json(
             async with http.post(f"{url}/slack/events", data=raw, headers=headers) as r:
                 assert r.status == 200
             await slack.wait_for(lambda f: bool(f.thread_text(CHANNEL, ts)), timeout=10)
-            await asyncio.sleep(0.3)  # the answered line follows the last Slack call
+        assert proc.stdout is not None
+        seen = b""
+        async with asyncio.timeout(20):  # the answered line follows the last Slack call
+            while b"answered slack message" not in seen:
+                line = await proc.stdout.readline()
+                assert line, f"the process ended first: {seen.decode()}"
+                seen += line
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         await stop(proc)
         await slack.stop()
-    text = out.decode()
+    text = (seen + out).decode()
     records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
     answered = [r for r in records if str(r["message"]).startswith("answered slack message")]
     assert len(answered) == 1 and answered[0]["request_id"]

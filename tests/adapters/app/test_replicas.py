@@ -11,7 +11,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
+from bot import keys
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
@@ -56,11 +58,25 @@ async def replicas(
         await stop(proc)
 
 
+async def drained(redis_url: str, timeout: float = 15) -> None:
+    """Wait until the work stream has no entry left: each is deleted when acknowledged,
+    after its answer was posted and remembered."""
+    client = Redis.from_url(redis_url)
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while await client.xlen(keys.work_stream()):
+            assert asyncio.get_running_loop().time() < deadline, "work still queued"
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.parametrize("count", [2, 3])
 async def test_replicas_answer_each_event_exactly_once(
     replicas: Callable[[], asyncio.Future[Replica]],
     fake_slack_api: FakeSlack,
     fake_ollama: FakeOllama,
+    redis_url: str,
     count: int,
 ) -> None:
     urls = [url for url, _ in await asyncio.gather(*(replicas() for _ in range(count)))]
@@ -77,7 +93,9 @@ async def test_replicas_answer_each_event_exactly_once(
     await fake_slack_api.wait_for(
         lambda f: all(f.messages(CHANNEL, ts) for ts in threads), timeout=15
     )
-    await asyncio.sleep(0.5)  # a duplicate answer would show up by now
+    # Every event was queued before its 200: once the work stream holds nothing queued or
+    # in hand, every answer there will be (a duplicate too) has been posted.
+    await drained(redis_url)
     for i, ts in enumerate(threads):
         assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [f"re: q{i}"]
     assert len(fake_ollama.requests) == len(threads)

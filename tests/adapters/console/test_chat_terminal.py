@@ -53,7 +53,9 @@ async def test_ctrl_c_at_the_prompt_ends_the_chat_at_once(tmp_path: Path) -> Non
         assert proc.stdout is not None
         banner = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b"Chatting with the bot" in banner
-        await asyncio.sleep(0.5)  # reading the (empty) stdin by now
+        async with asyncio.timeout(30):  # the blank line before the prompt: reading stdin next
+            while (line := await proc.stdout.readline()) != b"\n":
+                assert line, "the chat ended before its prompt"
         proc.send_signal(signal.SIGINT)
         try:
             _, err = await asyncio.wait_for(proc.communicate(), 15)

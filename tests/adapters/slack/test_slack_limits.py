@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -56,7 +55,7 @@ async def test_a_queued_question_shows_its_place_then_the_answer(
     slack_bot.ollama.first_token_delay = 1.0
     first, second = "1500000000.000100", "1500000000.000200"
     await slack_bot.post_event(mention("first", first))
-    await asyncio.sleep(0.05)
+    await slack_bot.ollama.wait_for_requests(1, timeout=5)  # the first holds the model
     await slack_bot.post_event(mention("second", second))
     # The place in line is the thread's status line, not a message.
     await slack_bot.slack.wait_for(

@@ -88,6 +88,7 @@ async def test_socket_mode_that_cannot_connect_says_why_once_and_stops_cleanly(
         "OLLAMA_BASE_URL": fake_ollama.url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
+        "LOG_LEVEL": "DEBUG",  # each retry's line shows when it happened
     }
     url, proc = await start_serve(env, tmp_path)
     try:
@@ -97,7 +98,9 @@ async def test_socket_mode_that_cannot_connect_says_why_once_and_stops_cleanly(
         async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as resp:
             assert resp.status == 503
             assert "slack" in (await resp.json())["down"]
-        await asyncio.sleep(4)  # several retries by now (1 s, 2 s, ...)
+        # Two more attempts failed the same way (their DEBUG lines), said no more at ERROR.
+        seen += await _lines_until(proc, "still not connected", 20)
+        seen += await _lines_until(proc, "still not connected", 20)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         rest, _ = await asyncio.wait_for(proc.communicate(), 20)
         out = seen + rest.decode()

@@ -25,8 +25,12 @@ async def test_the_last_text_goes_in_the_final_message(teams_bot: TeamsBotUnderT
     async def turn(context: TurnContext) -> None:
         sink = TeamsReplySink(outbox=Outbox(context, PACED), streaming=True, options=PACED)
         await sink.write("The first words ")
-        await asyncio.sleep(0.1)
-        await sink.write("and the last ones.")  # the model's last token, then close
+        deadline = asyncio.get_running_loop().time() + 5
+        while not teams_bot.connector.stream_calls(PERSONAL):  # the first update is shown
+            assert asyncio.get_running_loop().time() < deadline, "no update shown"
+            await asyncio.sleep(0.01)
+        # then the model's last token comes, and the answer ends
+        await sink.write("and the last ones.")
         await sink.close()
 
     await teams_bot.teams.adapter.continue_conversation(reference, turn, bot_app_id=APP_ID)
