@@ -156,6 +156,14 @@ async def test_a_job_this_version_cannot_read_gets_please_ask_again_in_its_threa
     await client.aclose()
     await fake_slack_api.wait_for(lambda f: bool(f.messages(CHANNEL, ts)), timeout=15)
     assert [m.text for m in fake_slack_api.messages(CHANNEL, ts)] == [replies.JOB_UNREADABLE]
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    assert 'chatbot_set_aside_work_total{platform="slack"} 1.0' in text
+    # The asker is told first, then the job is moved and counted: wait for the count.
+    counted = 'chatbot_set_aside_work_total{platform="slack"} 1.0'
+    deadline = asyncio.get_running_loop().time() + 15
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            if counted in text or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    assert counted in text
