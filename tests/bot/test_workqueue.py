@@ -144,7 +144,9 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(
         heartbeat_seconds=0.05,
     )
     other_handled: list[tuple[str, Job]] = []
-    other, other_tracker = replica(redis, other_handled, "other", reclaim_idle_seconds=0.3)
+    # A threshold well above the heartbeat (0.05 s): a loaded event loop stalling the
+    # heartbeat for a few hundred ms must not make a live entry look abandoned.
+    other, other_tracker = replica(redis, other_handled, "other", reclaim_idle_seconds=1.0)
     runs = [asyncio.create_task(owner.run())]
     await owner.submit("evt-1", work(""))
     for _ in range(100):
@@ -154,9 +156,9 @@ async def test_a_long_answer_kept_alive_by_heartbeats_is_not_taken_over(
     taken = asyncio.get_running_loop().time()
     runs.append(asyncio.create_task(other.run()))
     # The other replica looks twice after the entry would be abandoned without heartbeats
-    # (idle past the 0.3 s reclaim threshold, twice over).
+    # (idle past the 1 s reclaim threshold, twice over).
     deadline = taken + 20
-    while sum(t > taken + 0.6 for t in looked) < 2:
+    while sum(t > taken + 2.0 for t in looked) < 2:
         assert asyncio.get_running_loop().time() < deadline, f"looked at {looked}"
         await asyncio.sleep(0.02)
     assert other_handled == []
@@ -190,7 +192,9 @@ async def test_an_abandoned_entry_behind_many_live_ones_is_taken_over(redis: Red
     await submitter.submit("dead-1", work("abandoned"))
     await redis.xreadgroup("chatbot", "dead", {"chatbot:work": ">"}, count=1)
     handled: list[tuple[str, Job]] = []
-    survivor, tracker = replica(redis, handled, "survivor", reclaim_idle_seconds=0.3)
+    # The live entries are renewed every 0.05 s: a threshold of 1 s keeps them live even if
+    # the event loop stalls the heartbeat for a few hundred ms (0.3 s did not, once in CI).
+    survivor, tracker = replica(redis, handled, "survivor", reclaim_idle_seconds=1.0)
     run = asyncio.create_task(survivor.run())
     for _ in range(300):
         if handled:
