@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import gc
 import logging
 import signal
 import socket
@@ -217,6 +218,9 @@ async def serve(
             await runtime.close()
             raise
     runtime.start(answers=worker.consumes)
+    if not gc.isenabled():  # `chatbot serve` paused the collector for start-up: it is over
+        gc.freeze()
+        gc.enable()
     connecting: asyncio.Task[None] | None = None
     if runtime.socket_mode is not None:
         connecting = asyncio.create_task(runtime.socket_mode.run(), name="slack-socket-mode")

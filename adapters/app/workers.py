@@ -105,6 +105,7 @@ def run_workers(
             if pid == 0:
                 os._exit(_worker_main(settings, sock, host, port, worker, supervisor, advise))
             children[pid] = worker
+        gc.enable()  # paused for start-up by `chatbot serve`
         sock.close()  # only the ingress accepts
         pids = list(children)
         log.info(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from adapters.app.settings import Settings
 from adapters.teams.ids import is_guid
-from bot import database
-from bot.database import DatabaseError
-from bot.tokens import Owner, TokenError, TokenStore, describe
+
+if TYPE_CHECKING:
+    from bot.tokens import TokenStore
 
 DESCRIPTION = (
     "Personal tokens for the team API (editors, `chatbot ask`, MCP clients). A token acts as "
@@ -60,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one `chatbot tokens` command; its exit code."""
+    # Imported here: the parser (and so every `chatbot` command) needs only the arguments.
+    from bot import database
+    from bot.database import DatabaseError
+    from bot.tokens import TokenStore
+
     engine = database.create_engine(settings.effective_database_url)
     store = TokenStore(engine=engine, lifetime_days=settings.api_token_days)
     try:
@@ -72,6 +78,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(store: TokenStore, args: argparse.Namespace) -> int:
+    from bot.tokens import Owner, TokenError, describe
+
     now = datetime.now(UTC)
     if args.tokens_command == "create":
         if args.days is not None and not 1 <= args.days <= 3650:
