@@ -180,16 +180,22 @@ async def test_a_question_over_the_limit_is_refused_at_once_even_while_its_threa
     ask = asker(client, model, ConversationKey("slack", "T", "C", "busy"))
 
     first = asyncio.create_task(ask("one", 1))
-    await asyncio.wait_for(model.called.wait(), 5)  # the first answer holds the conversation
-    second = asyncio.create_task(ask("two", 2))  # counted, then waits for the lock
-    await counted(client, 2)
-    refused = await asyncio.wait_for(ask("three", 3), timeout=2)  # not waiting behind "one"
-    assert "2 questions per minute" in refused
-    assert not second.done()
-    model.go.set()
-    assert await first == model.reply
-    assert await second == model.reply  # its retries for the lock did not count again
-    assert len(model.calls) == 2
-    # The second answer saw the first one remembered, then was remembered itself.
-    assert [t.content for t in model.calls[1]][-3:] == ["one", model.reply, "two"]
-    await client.aclose()
+    second: asyncio.Task[str] | None = None
+    try:
+        await asyncio.wait_for(model.called.wait(), 5)  # the first answer holds the conversation
+        second = asyncio.create_task(ask("two", 2))  # counted, then waits for the lock
+        await counted(client, 2)
+        refused = await asyncio.wait_for(ask("three", 3), timeout=2)  # not waiting behind "one"
+        assert "2 questions per minute" in refused
+        assert not second.done()
+        model.go.set()
+        assert await first == model.reply
+        assert await second == model.reply  # its retries for the lock did not count again
+        assert len(model.calls) == 2
+        # The second answer saw the first one remembered, then was remembered itself.
+        assert [t.content for t in model.calls[1]][-3:] == ["one", model.reply, "two"]
+    finally:  # a failed check must not leave the held answers waiting forever
+        model.go.set()
+        held = [task for task in (first, second) if task is not None]
+        await asyncio.wait_for(asyncio.gather(*held, return_exceptions=True), 10)
+        await client.aclose()
