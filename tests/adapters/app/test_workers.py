@@ -48,6 +48,35 @@ async def answering(redis: Redis, *, busy: bool = True) -> set[int]:
     return {int(name(c).split(":")[1]) for c in consumers if c["pending"] or not busy}
 
 
+async def until_delivered(redis: Redis, count: int, timeout: float = 20.0) -> None:
+    """Wait until ``count`` entries were added to the work stream and all were given to a
+    worker."""
+    stream = keys.work_stream()
+    for _ in range(int(timeout / 0.02)):
+        try:
+            info = await redis.xinfo_stream(stream)
+            groups = await redis.xinfo_groups(stream)
+        except Exception:  # the stream is not created yet
+            info, groups = {}, []
+        if (
+            groups
+            and info.get("entries-added", 0) >= count
+            and groups[0]["last-delivered-id"] == info["last-generated-id"]
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} work entries not all given to a worker within {timeout} s")
+
+
+async def reading(redis: Redis) -> int:
+    """How many connections to this Redis database last read the work stream (a consumer
+    waits there on XREADGROUP ... BLOCK; Redis lists it among consumers only once it has
+    been given an entry)."""
+    db = int(redis.connection_pool.connection_kwargs.get("db", 0))
+    clients = await redis.client_list()
+    return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and int(c.get("db", -1)) == db)
+
+
 def listening(pids: set[int], url: str) -> set[int]:
     """Which of ``pids`` hold the socket listening on ``url``'s port (Linux)."""
     port = int(url.rsplit(":", 1)[1])
@@ -117,13 +146,21 @@ async def test_the_ingress_accepts_the_answer_workers_answer_and_all_stop_togeth
         workers = group - ingress
         fake_ollama.reply = "one two three four five six seven eight"
         fake_ollama.chunk_size, fake_ollama.token_delay = 4, 0.3  # a few seconds each
-        threads = [f"1500000000.0001{i:02d}" for i in range(4)]
+        threads: list[str] = []
         seen: set[int] = set()
         async with aiohttp.ClientSession() as http:
-            for i, ts in enumerate(threads):
+            # One question at a time, each given to a worker before the next is asked: Redis
+            # gives an entry to the worker that has waited longest, so the second worker
+            # takes one while the first is answering (the first might take several queued
+            # entries in one read).
+            for i in range(8):
+                ts = f"1500000000.0001{i:02d}"
                 await post_mention(http, url, f"question {i}", ts)
-                await asyncio.sleep(0.2)
+                threads.append(ts)
+                await until_delivered(redis_client, len(threads))
                 seen |= await answering(redis_client)
+                if seen >= workers:
+                    break
         for _ in range(100):
             if seen >= workers:
                 break
@@ -239,7 +276,7 @@ async def test_an_embedded_knowledge_store_runs_one_process(
 
 
 async def test_the_ingress_opens_the_one_socket_mode_connection_and_workers_answer(
-    tmp_path: Path, redis_url: str, fake_ollama: FakeOllama
+    tmp_path: Path, redis_url: str, redis_client: Redis, fake_ollama: FakeOllama
 ) -> None:
     app_token = "xapp-1-A123ABC456-1234567890-abcdef"
     fake = FakeSlack(
@@ -261,7 +298,11 @@ async def test_the_ingress_opens_the_one_socket_mode_connection_and_workers_answ
             if len([s for s in fake.sockets if not s.closed]) == 1:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # the answer workers are built by now
+        for _ in range(400):  # the answer workers are built: both wait on the work stream
+            if await reading(redis_client) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert await reading(redis_client) == 2
         assert len(fake.sockets) == 1  # the ingress process's; the answer workers open none
         assert len(fake.calls_to("apps.connections.open")) == 1
         threads = ["1500000000.000100", "1500000000.000200"]
@@ -271,6 +312,7 @@ async def test_the_ingress_opens_the_one_socket_mode_connection_and_workers_answ
         await fake.wait_for(
             lambda f: all(f.thread_text(CHANNEL, ts) == "Hello **world**" for ts in threads), 15
         )
+        assert len(fake.calls_to("apps.connections.open")) == 1  # still only the ingress's
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, out.decode()
