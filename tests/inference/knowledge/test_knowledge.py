@@ -12,6 +12,7 @@ import pytest
 
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.retrieval import _Hit, diversify, merge_neighbours, rank
+from inference.knowledge.sparse import identifiers
 from tests.fakes.ollama import FakeOllama
 from tests.support.knowledge_helpers import MODEL, stack, useless_vector, write
 from tests.support.processes import free_port
@@ -211,3 +212,31 @@ async def test_embeddings_written_as_whole_numbers_are_read_and_others_are_refus
         fake.embed_fn = lambda text: [None] * 64  # not numbers
         with pytest.raises(KnowledgeUnavailable, match="unexpected response"):
             await s.embeddings.embed_query("roll back")
+
+
+def test_a_chunk_holding_the_identifier_the_question_names_ranks_above_one_with_its_words() -> None:
+    def hit(document: str, text: str, score: float) -> _Hit:
+        return _Hit("s", document, 0, document, "", "u", text, score, 3)
+
+    words = hit("deploy/nginx.md", "List the trusted hosts the proxy forwards to.", 0.0325)
+    named = hit("config.md", "TRUSTED_HOSTS: the host names requests may carry.", 0.0164)
+    longer = hit("api.md", "TRUSTED_HOSTS_EXTRA is not it, nor are trusted hosts.", 0.0320)
+    assert [h.document for h in rank([words, named, longer], "What is TRUSTED_HOSTS?")] == [
+        "config.md",
+        "deploy/nginx.md",
+        "api.md",
+    ]
+    # Without an identifier in the question, or one written as plain words, nothing moves.
+    for question in ("What are trusted hosts?", "What is trusted-hosts?", ""):
+        assert [h.document for h in rank([words, named, longer], question)] == [
+            "deploy/nginx.md",
+            "api.md",
+            "config.md",
+        ], question
+    # Dotted and CamelCase names count whole; ids and hashes are no identifiers to match.
+    assert identifiers("MetaData.reflect, ProxyFix, X-HTTP-Method-Override") == [
+        "metadata.reflect",
+        "proxyfix",
+        "x-http-method-override",
+    ]
+    assert identifiers("ref1c387b9e 3f2a9c1e-7b4d-4c1a-9e2f-0123456789ab one-time v2") == []
