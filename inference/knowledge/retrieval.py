@@ -39,12 +39,18 @@ LENGTH_DAMPING = 0.5
 # words: a chunk holding every identifier the question names, whole, gains what a first
 # rank in a third list of reciprocal-rank fusion (k 60) adds.
 EXACT_NAME_BONUS = 1 / 61
-# Pages that list changes (changelogs, release notes, migration notes) mention everything
-# once: their chunks count this much of their score.
+# The store fuses by reciprocal rank with k 60 (Qdrant Edge's Fusion.Rrf(60)): one list gives
+# a chunk at most 1/61, so a fused score above 1/60 means both lists found it.
+FUSION_K = 60
+# A chunk gains this share of the best other chunk of its document found by both lists.
+SUPPORT_WEIGHT = 0.1
+# Pages that list changes (changelogs, release notes, migration notes) or define every term
+# (a glossary) mention everything once: their chunks count this much of their score.
 DIGEST_WEIGHT = 0.7
 _DIGEST = re.compile(
     r"^(?:change[ _-]?log|changes|release[ _-]?notes|what'?s[ _-]?new|whatsnew|news|history)"
-    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])",
+    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])"
+    r"|^(?:glossary|terminology)(?![a-z])",
     re.IGNORECASE,
 )
 
@@ -85,28 +91,53 @@ class _Hit:
 def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
     """``hits`` with their fused scores adjusted, best first: a chunk that holds an identifier
     the question names, written whole, counts as if a third list had ranked it first; a page
-    that lists changes, or a document much longer than most, matches every question
-    somewhere, and is damped."""
-    named = [_whole(name) for name in identifiers(question)]
-    ranked = []
-    for hit in hits:
+    that lists changes or defines every term, or a document much longer than most, matches
+    every question somewhere, and is damped; and a chunk gains a little of the best other
+    chunk of its document that both the dense and the keyword search found (a page that
+    answers tends to match in more than one place, and a page that only shares words or
+    only sounds alike does not gain)."""
+    named = identifiers(question)
+    scored: list[tuple[_Hit, float]] = []
+    twice: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for number, hit in enumerate(hits):
         score = hit.score
         if named:
-            where = f"{hit.title}\n{hit.heading}\n{hit.text}"
-            score += EXACT_NAME_BONUS * sum(1 for n in named if n.search(where)) / len(named)
+            where = f"{hit.title}\n{hit.heading}\n{hit.text}".lower()
+            score += EXACT_NAME_BONUS * sum(_holds(where, n) for n in named) / len(named)
         name = hit.document.rsplit("/", 1)[-1]
         if _DIGEST.search(name) or _DIGEST.search(hit.title):
             score *= DIGEST_WEIGHT
         if hit.chunks > LONG_DOCUMENT_CHUNKS:
             score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
-        ranked.append(replace(hit, score=score))
+        scored.append((hit, score))
+        if hit.score > 1 / FUSION_K:  # more than one list can give: both found it
+            twice.setdefault((hit.source, hit.document), []).append((score, number))
+    for found in twice.values():
+        found.sort(reverse=True)
+    ranked = []
+    for number, (hit, score) in enumerate(scored):
+        support = [s for s, n in twice.get((hit.source, hit.document), [])[:2] if n != number]
+        ranked.append(replace(hit, score=score + SUPPORT_WEIGHT * support[0] if support else score))
     ranked.sort(key=lambda h: h.score, reverse=True)
     return ranked
 
 
-def _whole(name: str) -> re.Pattern[str]:
-    """``name`` written whole: not inside a longer name (``pool`` is not in ``pool_size``)."""
-    return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", re.IGNORECASE)
+def _holds(text: str, name: str) -> bool:
+    """Whether ``text`` holds ``name`` whole, not inside a longer name (``pool`` is not in
+    ``pool_size``); both lower-cased."""
+    start = text.find(name)
+    while start >= 0:
+        end = start + len(name)
+        if (start == 0 or not _name_char(text[start - 1])) and (
+            end == len(text) or not _name_char(text[end])
+        ):
+            return True
+        start = text.find(name, start + 1)
+    return False
+
+
+def _name_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:

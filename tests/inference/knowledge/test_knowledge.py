@@ -190,6 +190,7 @@ def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_ex
             hit("doc/changelog_14.rst", "1.4 Changelog", 0.0325, 30),
             hit("notes/whatsnew_20.rst", "What's New in 2.0?", 0.0324, 20),
             hit("migration_12.rst", "Migration notes", 0.0323, 20),
+            hit("glossary.rst", "Glossary", 0.0326, 50),  # defines every term in a line
             hit("reference/everything.md", "Reference", 0.0327, 900),  # matches everything
             explains,
             hit("guide/migrations.md", "Database migrations", 0.0100, 5),  # explains a thing
@@ -240,3 +241,17 @@ def test_a_chunk_holding_the_identifier_the_question_names_ranks_above_one_with_
         "x-http-method-override",
     ]
     assert identifiers("ref1c387b9e 3f2a9c1e-7b4d-4c1a-9e2f-0123456789ab one-time v2") == []
+
+
+def test_a_page_that_both_searches_find_in_two_places_ranks_above_one_found_once() -> None:
+    def hit(document: str, chunk: int, score: float) -> _Hit:
+        return _Hit("s", document, chunk, document, "", "u", "text", score, 10)
+
+    # RRF with k 60: above 1/60 both the dense and the keyword search found the chunk.
+    once = hit("faq.md", 0, 0.0300)
+    ranked = rank([once, hit("guide.md", 3, 0.0298), hit("guide.md", 7, 0.0280)])
+    assert list(dict.fromkeys(h.document for h in ranked)) == ["guide.md", "faq.md"]
+    # A second chunk that only one search found adds nothing: a long page does not win by
+    # matching many times.
+    ranked = rank([once, hit("guide.md", 3, 0.0298), hit("guide.md", 7, 0.0160)])
+    assert ranked[0] == once
