@@ -9,6 +9,7 @@ chunks of one document are merged and several documents preferred over many chun
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -48,7 +49,8 @@ SUPPORT_WEIGHT = 0.1
 # (a glossary) mention everything once: their chunks count this much of their score.
 DIGEST_WEIGHT = 0.7
 _DIGEST = re.compile(
-    r"^(?:change[ _-]?log|changes|release[ _-]?notes|what'?s[ _-]?new|whatsnew|news|history)"
+    r"^(?:change[ _-]?log|changes|release[ _-]?notes|releases|announce(?:ments)?|what'?s[ _-]?new"
+    r"|whatsnew|news|history)"
     r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])"
     r"|^(?:glossary|terminology)(?![a-z])",
     re.IGNORECASE,
@@ -104,8 +106,7 @@ def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
         if named:
             where = f"{hit.title}\n{hit.heading}\n{hit.text}".lower()
             score += EXACT_NAME_BONUS * sum(_holds(where, n) for n in named) / len(named)
-        name = hit.document.rsplit("/", 1)[-1]
-        if _DIGEST.search(name) or _DIGEST.search(hit.title):
+        if _digest(hit.document, hit.title):
             score *= DIGEST_WEIGHT
         if hit.chunks > LONG_DOCUMENT_CHUNKS:
             score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
@@ -120,6 +121,13 @@ def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
         ranked.append(replace(hit, score=score + SUPPORT_WEIGHT * support[0] if support else score))
     ranked.sort(key=lambda h: h.score, reverse=True)
     return ranked
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(document: str, title: str) -> bool:
+    """Whether a document lists changes or defines every term, by its title, its file name
+    or a folder it is in (``releases/4.2.txt``, ``announce/release-8.0.rst``)."""
+    return bool(_DIGEST.search(title)) or any(_DIGEST.search(p) for p in document.split("/"))
 
 
 def _holds(text: str, name: str) -> bool:

@@ -191,6 +191,8 @@ def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_ex
             hit("notes/whatsnew_20.rst", "What's New in 2.0?", 0.0324, 20),
             hit("migration_12.rst", "Migration notes", 0.0323, 20),
             hit("glossary.rst", "Glossary", 0.0326, 50),  # defines every term in a line
+            hit("releases/4.2.txt", "4.2 notes", 0.0326, 30),  # in a folder of release notes
+            hit("announce/release-8.0.rst", "pytest-8.0", 0.0326, 3),
             hit("reference/everything.md", "Reference", 0.0327, 900),  # matches everything
             explains,
             hit("guide/migrations.md", "Database migrations", 0.0100, 5),  # explains a thing
