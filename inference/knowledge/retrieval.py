@@ -2,9 +2,11 @@
 
 One store query per question: a dense and a sparse (keyword) prefetch, each with its
 relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then each
-chunk's fused score is adjusted (``rank``): damped for pages that list changes and for very
-long documents (changelogs and release notes mention everything once); neighbouring
-chunks of one document are merged and several documents preferred over many chunks of one.
+chunk's fused score is adjusted (``rank``): raised where it holds an identifier the question
+names, damped for pages that list changes or define every term and for very long documents
+(changelogs, release notes and glossaries mention everything once), and raised a little by
+another chunk of its document that both searches found; neighbouring chunks of one
+document are merged and several documents preferred over many chunks of one.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
-# Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
-# keywords in titles and headings was measured too, and did not help there):
+# Ranking (chosen on the Flask and SQLAlchemy labelled sets of bench/knowledge_quality.py and
+# checked on its held-out pytest set; weighing the question's keywords in titles and
+# headings was measured too, and did not help there):
 LONG_DOCUMENT_CHUNKS = 60  # longer documents are damped by the log of how much longer
 LENGTH_DAMPING = 0.5
 # The keyword terms of an identifier include its words (``TRUSTED_HOSTS``: ``trusted``,
