@@ -2,13 +2,16 @@
 
 One store query per question: a dense and a sparse (keyword) prefetch, each with its
 relevance floor and the ``?only=`` visibility filter, fused by reciprocal rank. Then each
-chunk's fused score is adjusted (``rank``): damped for pages that list changes and for very
-long documents (changelogs and release notes mention everything once); neighbouring
-chunks of one document are merged and several documents preferred over many chunks of one.
+chunk's fused score is adjusted (``rank``): raised where it holds an identifier the question
+names, damped for pages that list changes or define every term and for very long documents
+(changelogs, release notes and glossaries mention everything once), and raised a little by
+another chunk of its document that both searches found; neighbouring chunks of one
+document are merged and several documents preferred over many chunks of one.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -18,7 +21,7 @@ from typing import Any
 
 from inference.knowledge import Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
-from inference.knowledge.sparse import query_vector
+from inference.knowledge.sparse import identifiers, query_vector
 from inference.knowledge.store import Active, CollectionGone, KnowledgeStore
 
 # Cosine similarity below which a dense match is not relevant, by embedding model family.
@@ -30,16 +33,29 @@ DEFAULT_SPARSE_FLOOR = 0.5
 MAX_PER_DOCUMENT = 2
 ACTIVE_CACHE_SECONDS = 30.0
 EXCERPT_CHARS = 300
-# Ranking (chosen on the labelled sets of bench/knowledge_quality.py; weighing the question's
-# keywords in titles and headings was measured too, and did not help there):
+# Ranking (chosen on the Flask and SQLAlchemy labelled sets of bench/knowledge_quality.py and
+# checked on its held-out pytest set; weighing the question's keywords in titles and
+# headings was measured too, and did not help there):
 LONG_DOCUMENT_CHUNKS = 60  # longer documents are damped by the log of how much longer
 LENGTH_DAMPING = 0.5
-# Pages that list changes (changelogs, release notes, migration notes) mention everything
-# once: their chunks count this much of their score.
+# The keyword terms of an identifier include its words (``TRUSTED_HOSTS``: ``trusted``,
+# ``hosts``), and fusion by rank cannot tell a chunk with the identifier from one with its
+# words: a chunk holding every identifier the question names, whole, gains what a first
+# rank in a third list of reciprocal-rank fusion (k 60) adds.
+EXACT_NAME_BONUS = 1 / 61
+# The store fuses by reciprocal rank with k 60 (Qdrant Edge's Fusion.Rrf(60)): one list gives
+# a chunk at most 1/61, so a fused score above 1/60 means both lists found it.
+FUSION_K = 60
+# A chunk gains this share of the best other chunk of its document found by both lists.
+SUPPORT_WEIGHT = 0.1
+# Pages that list changes (changelogs, release notes, migration notes) or define every term
+# (a glossary) mention everything once: their chunks count this much of their score.
 DIGEST_WEIGHT = 0.7
 _DIGEST = re.compile(
-    r"^(?:change[ _-]?log|changes|release[ _-]?notes|what'?s[ _-]?new|whatsnew|news|history)"
-    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])",
+    r"^(?:change[ _-]?log|changes|release[ _-]?notes|releases|announce(?:ments)?|what'?s[ _-]?new"
+    r"|whatsnew|news|history)"
+    r"(?![a-z])|^(?:migration|upgrading|upgrade)[ _-]?(?:notes|guide|v?[0-9])"
+    r"|^(?:glossary|terminology)(?![a-z])",
     re.IGNORECASE,
 )
 
@@ -77,20 +93,62 @@ class _Hit:
         )
 
 
-def rank(hits: Sequence[_Hit]) -> list[_Hit]:
-    """``hits`` with their fused scores adjusted, best first: a page that lists changes, or a
-    document much longer than most, matches every question somewhere, and is damped."""
-    ranked = []
-    for hit in hits:
+def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
+    """``hits`` with their fused scores adjusted, best first: a chunk that holds an identifier
+    the question names, written whole, counts as if a third list had ranked it first; a page
+    that lists changes or defines every term, or a document much longer than most, matches
+    every question somewhere, and is damped; and a chunk gains a little of the best other
+    chunk of its document that both the dense and the keyword search found (a page that
+    answers tends to match in more than one place, and a page that only shares words or
+    only sounds alike does not gain)."""
+    named = identifiers(question)
+    scored: list[tuple[_Hit, float]] = []
+    twice: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for number, hit in enumerate(hits):
         score = hit.score
-        name = hit.document.rsplit("/", 1)[-1]
-        if _DIGEST.search(name) or _DIGEST.search(hit.title):
+        if named:
+            where = f"{hit.title}\n{hit.heading}\n{hit.text}".lower()
+            score += EXACT_NAME_BONUS * sum(_holds(where, n) for n in named) / len(named)
+        if _digest(hit.document, hit.title):
             score *= DIGEST_WEIGHT
         if hit.chunks > LONG_DOCUMENT_CHUNKS:
             score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
-        ranked.append(replace(hit, score=score))
+        scored.append((hit, score))
+        if hit.score > 1 / FUSION_K:  # more than one list can give: both found it
+            twice.setdefault((hit.source, hit.document), []).append((score, number))
+    for found in twice.values():
+        found.sort(reverse=True)
+    ranked = []
+    for number, (hit, score) in enumerate(scored):
+        support = [s for s, n in twice.get((hit.source, hit.document), [])[:2] if n != number]
+        ranked.append(replace(hit, score=score + SUPPORT_WEIGHT * support[0] if support else score))
     ranked.sort(key=lambda h: h.score, reverse=True)
     return ranked
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(document: str, title: str) -> bool:
+    """Whether a document lists changes or defines every term, by its title, its file name
+    or a folder it is in (``releases/4.2.txt``, ``announce/release-8.0.rst``)."""
+    return bool(_DIGEST.search(title)) or any(_DIGEST.search(p) for p in document.split("/"))
+
+
+def _holds(text: str, name: str) -> bool:
+    """Whether ``text`` holds ``name`` whole, not inside a longer name (``pool`` is not in
+    ``pool_size``); both lower-cased."""
+    start = text.find(name)
+    while start >= 0:
+        end = start + len(name)
+        if (start == 0 or not _name_char(text[start - 1])) and (
+            end == len(text) or not _name_char(text[end])
+        ):
+            return True
+        start = text.find(name, start + 1)
+    return False
+
+
+def _name_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:
@@ -236,7 +294,7 @@ class QdrantKnowledge:
             min_sparse=self._min_sparse,
             collection=active.collection,
         )
-        return rank([_Hit.of(p.payload, p.score) for p in points])
+        return rank([_Hit.of(p.payload, p.score) for p in points], query)
 
     async def _active_collection(self) -> Active | None:
         now = time.monotonic()

@@ -91,6 +91,29 @@ def _token_terms(token: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def identifiers(text: str) -> list[str]:
+    """The identifiers written in ``text``, lower-cased, as whole terms: names with ``_``,
+    ``.``, ``:`` or ``/`` inside (``pool_pre_ping``, ``MetaData.reflect``), in camel case
+    (``ProxyFix``, ``AsyncAttrs``) or of capitals and hyphens (``X-HTTP-Method-Override``);
+    not plain words, hyphenated words (``one-time``) or opaque ids (a hash, a UUID)."""
+    found: list[str] = []
+    for token in _TOKEN.findall(text):
+        if len(token) > MAX_TOKEN_CHARS or not _token_terms(token):
+            continue
+        named = (
+            any(sep in token for sep in "_.:/")
+            or _LOWER_UPPER.search(token) is not None
+            or ("-" in token and not token.islower())
+        )
+        whole = token.lower()
+        if named and _token_terms(token)[0] == whole and whole not in found:
+            found.append(whole)
+    return found
+
+
+_LOWER_UPPER = re.compile(r"[a-z][A-Z]")
+
+
 @functools.lru_cache(maxsize=TOKEN_CACHE)
 def _token_ids(token: str) -> tuple[int, ...]:
     return tuple(_term_id(t) for t in _token_terms(token))

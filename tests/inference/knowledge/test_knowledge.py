@@ -12,6 +12,7 @@ import pytest
 
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.retrieval import _Hit, diversify, merge_neighbours, rank
+from inference.knowledge.sparse import identifiers
 from tests.fakes.ollama import FakeOllama
 from tests.support.knowledge_helpers import MODEL, stack, useless_vector, write
 from tests.support.processes import free_port
@@ -189,6 +190,9 @@ def test_pages_that_list_changes_and_very_long_pages_rank_below_the_page_that_ex
             hit("doc/changelog_14.rst", "1.4 Changelog", 0.0325, 30),
             hit("notes/whatsnew_20.rst", "What's New in 2.0?", 0.0324, 20),
             hit("migration_12.rst", "Migration notes", 0.0323, 20),
+            hit("glossary.rst", "Glossary", 0.0326, 50),  # defines every term in a line
+            hit("releases/4.2.txt", "4.2 notes", 0.0326, 30),  # in a folder of release notes
+            hit("announce/release-8.0.rst", "pytest-8.0", 0.0326, 3),
             hit("reference/everything.md", "Reference", 0.0327, 900),  # matches everything
             explains,
             hit("guide/migrations.md", "Database migrations", 0.0100, 5),  # explains a thing
@@ -211,3 +215,45 @@ async def test_embeddings_written_as_whole_numbers_are_read_and_others_are_refus
         fake.embed_fn = lambda text: [None] * 64  # not numbers
         with pytest.raises(KnowledgeUnavailable, match="unexpected response"):
             await s.embeddings.embed_query("roll back")
+
+
+def test_a_chunk_holding_the_identifier_the_question_names_ranks_above_one_with_its_words() -> None:
+    def hit(document: str, text: str, score: float) -> _Hit:
+        return _Hit("s", document, 0, document, "", "u", text, score, 3)
+
+    words = hit("deploy/nginx.md", "List the trusted hosts the proxy forwards to.", 0.0325)
+    named = hit("config.md", "TRUSTED_HOSTS: the host names requests may carry.", 0.0164)
+    longer = hit("api.md", "TRUSTED_HOSTS_EXTRA is not it, nor are trusted hosts.", 0.0320)
+    assert [h.document for h in rank([words, named, longer], "What is TRUSTED_HOSTS?")] == [
+        "config.md",
+        "deploy/nginx.md",
+        "api.md",
+    ]
+    # Without an identifier in the question, or one written as plain words, nothing moves.
+    for question in ("What are trusted hosts?", "What is trusted-hosts?", ""):
+        assert [h.document for h in rank([words, named, longer], question)] == [
+            "deploy/nginx.md",
+            "api.md",
+            "config.md",
+        ], question
+    # Dotted and CamelCase names count whole; ids and hashes are no identifiers to match.
+    assert identifiers("MetaData.reflect, ProxyFix, X-HTTP-Method-Override") == [
+        "metadata.reflect",
+        "proxyfix",
+        "x-http-method-override",
+    ]
+    assert identifiers("ref1c387b9e 3f2a9c1e-7b4d-4c1a-9e2f-0123456789ab one-time v2") == []
+
+
+def test_a_page_that_both_searches_find_in_two_places_ranks_above_one_found_once() -> None:
+    def hit(document: str, chunk: int, score: float) -> _Hit:
+        return _Hit("s", document, chunk, document, "", "u", "text", score, 10)
+
+    # RRF with k 60: above 1/60 both the dense and the keyword search found the chunk.
+    once = hit("faq.md", 0, 0.0300)
+    ranked = rank([once, hit("guide.md", 3, 0.0298), hit("guide.md", 7, 0.0280)])
+    assert list(dict.fromkeys(h.document for h in ranked)) == ["guide.md", "faq.md"]
+    # A second chunk that only one search found adds nothing: a long page does not win by
+    # matching many times.
+    ranked = rank([once, hit("guide.md", 3, 0.0298), hit("guide.md", 7, 0.0160)])
+    assert ranked[0] == once
