@@ -6,8 +6,10 @@ subprocess (so its time and memory are its own), against an instant fake Ollama
 /api/embed in this process. Prints chunks indexed per second (load, split, hash, keyword
 vectors, upsert), documents per second for an unchanged re-run (and its embedding calls,
 which must be 0), and the worker's peak RSS above its idle RSS (the stack imported and the
-store opened, nothing indexed). The first run's time includes building the vector index
-(HNSW) at its end, which Qdrant Edge does not do by itself.
+store opened, nothing indexed), split at the peak into anonymous and file-backed memory
+(sampled from this process). The first run's time includes building the vector index
+(HNSW), which Qdrant Edge does not do by itself: the store builds it in steps while it
+writes, and the time and CPU of those steps are shown apart.
 
 Run: `python -m bench.knowledge_index [--documents 10000]` (docs/benchmarks.md, "Team knowledge").
 """
