@@ -3,9 +3,10 @@ engine (HNSW, sparse vectors with IDF, payload indexes, filtered prefetches fuse
 in this process, one shard per embedding model, a pointer file naming the one answers use
 (see ``layout``).
 
-Edge's calls are synchronous (they release the GIL for the heavy work): they run in one
-small executor of this store's own, never on the event loop; closing waits for the calls
-in flight (a bounded while) and then closes the shards.
+Edge's calls are synchronous (and qdrant-edge-py 0.9.0 holds the GIL throughout each):
+they run in one small executor of this store's own, never on the event loop, one at a
+time; the HNSW index is built in steps while an index run writes (``edge_engine``);
+closing waits for the calls in flight (a bounded while) and then closes the shards.
 """
 
 from __future__ import annotations
