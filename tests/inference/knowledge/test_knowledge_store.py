@@ -287,3 +287,77 @@ async def test_an_old_format_store_is_detected_answers_nothing_and_is_rebuilt_by
         assert not (tmp_path / "store" / "collection").exists()
         found = await s.knowledge.retrieve("roll back a release", scope=[])
         assert found and found[0].document == "deploy.md"
+
+
+async def test_a_shard_of_the_previous_configuration_takes_on_the_current_one_unembedded(
+    tmp_path: Path, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import qdrant_edge as q
+
+    from inference.knowledge.store import edge
+    from inference.knowledge.store.layout import Layout
+    from inference.knowledge.store.records import DENSE, SPARSE
+
+    def previous(dimension: int) -> q.EdgeConfig:
+        # What the previous version created: float32 vectors only, no quantization, the
+        # default optimizers.
+        return q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine,
+                                               on_disk=True)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+            on_disk_payload=True,
+        )  # fmt: skip
+
+    docs = write(tmp_path / "docs", DOCS)
+    with monkeypatch.context() as patch:
+        patch.setattr(edge, "shard_config", previous)
+        async with stack(tmp_path, fake) as s:
+            await s.index(str(docs))
+            active = await s.store.active()
+            assert active is not None
+    path = Layout(tmp_path / "store").shard(active.collection)
+    assert "quantization_config" not in json.loads((path / "edge_config.json").read_text())
+
+    async with stack(tmp_path, fake) as s:
+        found = await s.knowledge.retrieve("roll back a release", scope=[])
+        assert found and found[0].document == "deploy.md"  # answers as before
+        calls = fake.embed_calls
+        [again] = await s.index(str(docs))
+        assert again.ok and again.documents_unchanged == 3 and fake.embed_calls == calls
+    config = json.loads((path / "edge_config.json").read_text())
+    assert config["quantization_config"]["scalar"]["type"] == "int8"
+    assert config["optimizers"]["max_segment_size"]
+
+
+async def test_questions_asked_while_a_run_builds_its_index_in_steps_are_answered(
+    tmp_path: Path, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference.knowledge.store import edge_engine
+
+    # Steps of a few points (8,000 in use) so a small run builds and reopens the shard
+    # many times while questions keep coming.
+    monkeypatch.setattr(edge_engine, "BUILD_EVERY", 16)
+    monkeypatch.setattr(edge_engine, "REOPEN_AFTER", 1)
+    docs = _corpus(tmp_path / "docs", 60)
+    async with stack(tmp_path, fake) as s:
+        s.embeddings.batch_size = 16
+        await s.index(str(_corpus(tmp_path / "first", 2)))  # something to answer from
+        run = asyncio.create_task(s.indexer.run(parse_sources(str(docs))))
+        answers: list[object] = []
+        async with asyncio.timeout(60):
+            while not run.done():
+                try:
+                    answers.append(await s.knowledge.retrieve("restart worker 1", scope=[]))
+                except KnowledgeUnavailable as exc:  # pragma: no cover (the failure shown)
+                    answers.append(exc)
+            report, gone = await run  # the run's source, and the first one's removal
+        assert report.ok and report.documents == 60 and gone.gone
+        assert answers and all(isinstance(a, list) for a in answers), answers
+        s.knowledge.forget_active()
+        calls = fake.embed_calls
+        [again] = await s.index(str(docs))
+        assert again.documents_unchanged == 60 and fake.embed_calls == calls
+        found = await s.knowledge.retrieve("restart worker 42 after step 3", scope=[])
+        assert found and found[0].document == "team/doc042.md"
