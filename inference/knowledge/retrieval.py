@@ -22,7 +22,7 @@ from typing import Any
 from inference.knowledge import Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.sparse import identifiers, query_vector
-from inference.knowledge.store import Active, CollectionGone, KnowledgeStore
+from inference.knowledge.store import RRF_K, Active, CollectionGone, KnowledgeStore
 
 # Cosine similarity below which a dense match is not relevant, by embedding model family.
 DENSE_FLOORS = {"nomic-embed-text": 0.45, "all-minilm": 0.25, "mxbai-embed-large": 0.45}
@@ -41,11 +41,10 @@ LENGTH_DAMPING = 0.5
 # The keyword terms of an identifier include its words (``TRUSTED_HOSTS``: ``trusted``,
 # ``hosts``), and fusion by rank cannot tell a chunk with the identifier from one with its
 # words: a chunk holding every identifier the question names, whole, gains what a first
-# rank in a third list of reciprocal-rank fusion (k 60) adds.
-EXACT_NAME_BONUS = 1 / 61
-# The store fuses by reciprocal rank with k 60 (Qdrant Edge's Fusion.Rrf(60)): one list gives
-# a chunk at most 1/61, so a fused score above 1/60 means both lists found it.
-FUSION_K = 60
+# rank in a third list of the reciprocal-rank fusion adds.
+EXACT_NAME_BONUS = 1 / (RRF_K + 1)
+# The store fuses by reciprocal rank with k RRF_K (60) on both backends: one list gives a
+# chunk at most 1/RRF_K, so a fused score above that means both lists found it.
 # A chunk gains this share of the best other chunk of its document found by both lists.
 SUPPORT_WEIGHT = 0.1
 # Pages that list changes (changelogs, release notes, migration notes) or define every term
@@ -114,7 +113,7 @@ def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
         if hit.chunks > LONG_DOCUMENT_CHUNKS:
             score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
         scored.append((hit, score))
-        if hit.score > 1 / FUSION_K:  # more than one list can give: both found it
+        if hit.score > 1 / RRF_K:  # more than one list can give: both found it
             twice.setdefault((hit.source, hit.document), []).append((score, number))
     for found in twice.values():
         found.sort(reverse=True)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from inference.knowledge import is_embedded_store
 from inference.knowledge.store.records import (
+    RRF_K,
     Active,
     ChunkRecord,
     CollectionGone,
@@ -28,6 +29,7 @@ from inference.knowledge.store.records import (
 )
 
 __all__ = [
+    "RRF_K",
     "Active",
     "ChunkRecord",
     "CollectionGone",

@@ -23,6 +23,7 @@ from inference.knowledge.store.records import (
     HIT_PAYLOAD,
     INDEXED_FIELDS,
     INDEXED_PAYLOAD,
+    RRF_K,
     SPARSE,
     Active,
     ChunkRecord,
@@ -253,7 +254,7 @@ class EdgeStore(EdgeEngine):
             )
         request = q.QueryRequest(
             prefetches=prefetches,
-            query=q.Fusion.Rrf(60),  # type: ignore[arg-type]  # a Fusion; the stub types it apart
+            query=q.Fusion.Rrf(RRF_K),  # type: ignore[arg-type]  # a Fusion; the stub types it apart
             limit=limit,
             with_payload=HIT_PAYLOAD,
         )

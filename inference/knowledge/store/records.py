@@ -103,6 +103,12 @@ class Indexed:
         )
 
 
+# The dense and keyword lists of a query are fused by reciprocal rank with this constant on
+# both backends (a chunk ranked r-th in a list gains about 1/(RRF_K + r)): the ranking's
+# weights are set against it. A Qdrant server's default is 2, which lets one list's first
+# place outweigh a chunk that both lists found.
+RRF_K = 60
+
 # The payload fields ``Indexed.of`` reads.
 INDEXED_PAYLOAD = ["document", "hash", "only", "chunks"]
 # The payload fields a query returns (what a passage shows; not the hash, not ``only``).

@@ -26,6 +26,7 @@ from inference.knowledge.store.records import (
     HIT_PAYLOAD,
     INDEXED_FIELDS,
     INDEXED_PAYLOAD,
+    RRF_K,
     SPARSE,
     Active,
     ChunkRecord,
@@ -329,7 +330,7 @@ class ServerStore:
             response = await self._api().query_points(
                 collection,
                 prefetch=prefetch,
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
                 query_filter=visible_to(scope),
                 limit=limit,
                 with_payload=HIT_PAYLOAD,

@@ -14,7 +14,8 @@ import pytest
 from inference.knowledge import KnowledgeUnavailable
 from inference.knowledge.retrieval import QdrantKnowledge
 from inference.knowledge.sources import parse_sources
-from inference.knowledge.store import open_store
+from inference.knowledge.sparse import query_vector
+from inference.knowledge.store import RRF_K, open_store
 from tests.fakes.ollama import FakeOllama
 from tests.support.knowledge_helpers import BACKENDS, MODEL, stack, write
 
@@ -113,6 +114,33 @@ async def test_an_empty_index_finds_nothing(tmp_path: Path, fake: FakeOllama, ba
     async with stack(tmp_path, fake, backend=backend) as s:
         assert await s.knowledge.retrieve("anything at all", scope=[]) == []
         assert await s.knowledge.search("anything at all", scope=["C1"]) == []
+
+
+async def test_both_searches_are_fused_by_reciprocal_rank_with_the_same_constant(
+    tmp_path: Path, fake: FakeOllama, backend: str
+) -> None:
+    """The ranking's weights assume RRF_K: a chunk first in both lists scores about
+    2/RRF_K, one list's first place about 1/RRF_K (a Qdrant server's default k of 2 would
+    give 1/2 and more, and change which document comes first)."""
+    docs = write(tmp_path / "docs", DOCS)
+    async with stack(tmp_path, fake, backend=backend) as s:
+        await s.index(str(docs))
+        active = await s.store.active()
+        assert active is not None
+        question = "roll back a release with make rollback"
+        hits = await s.store.query(
+            dense=await s.embeddings.embed_query(question),
+            sparse=query_vector(question),
+            scope=[],
+            limit=10,
+            min_dense=-1.0,
+            min_sparse=0.0,
+            collection=active.collection,
+        )
+    assert hits and hits[0].payload["document"] == "deploy.md"
+    most = 2 / RRF_K + 1e-6  # scores are float32
+    assert 2 / (RRF_K + 2) <= hits[0].score <= most  # first (or second) in both lists
+    assert all(h.score <= most for h in hits)
 
 
 async def test_a_new_embedding_model_fills_a_new_collection_then_switches(
