@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import threading
 import uuid
@@ -17,6 +18,17 @@ from redis.asyncio import Redis
 from tests.support.processes import free_port, start_redis_server
 
 pytest_plugins = ["tests.support.fixtures_db", "tests.support.harness", "tests.support.teams"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the commands the tests start. A shell script that starts the tests as
+    a background job (`make test &`, a CI runner's wrapper) hands them SIGINT ignored, and
+    an ignored signal stays ignored across exec: every `chatbot` started from here would
+    ignore the tests' Ctrl-C (and Python installs no KeyboardInterrupt where it is
+    ignored). Caught here, it is back to its default in each command started."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # Redis databases a test run may take (0 is left to the bot run by hand).
 _TEST_REDIS_DBS = range(1, 16)
