@@ -44,7 +44,10 @@ LENGTH_DAMPING = 0.5
 # rank in a third list of the reciprocal-rank fusion adds.
 EXACT_NAME_BONUS = 1 / (RRF_K + 1)
 # The store fuses by reciprocal rank with k RRF_K (60) on both backends: one list gives a
-# chunk at most 1/RRF_K, so a fused score above that means both lists found it.
+# chunk at most 1/RRF_K, so a fused score above that means both lists found it (the scores
+# are float32: a server's first place in one list reads 0.016666668, above 1/60 in float64;
+# the least both lists give, 2/(RRF_K + candidates), is far above the margin).
+ONE_LIST_MOST = 1 / RRF_K + 1e-6
 # A chunk gains this share of the best other chunk of its document found by both lists.
 SUPPORT_WEIGHT = 0.1
 # Pages that list changes (changelogs, release notes, migration notes) or define every term
@@ -113,7 +116,7 @@ def rank(hits: Sequence[_Hit], question: str = "") -> list[_Hit]:
         if hit.chunks > LONG_DOCUMENT_CHUNKS:
             score /= 1 + LENGTH_DAMPING * math.log(hit.chunks / LONG_DOCUMENT_CHUNKS)
         scored.append((hit, score))
-        if hit.score > 1 / RRF_K:  # more than one list can give: both found it
+        if hit.score > ONE_LIST_MOST:  # more than one list can give: both found it
             twice.setdefault((hit.source, hit.document), []).append((score, number))
     for found in twice.values():
         found.sort(reverse=True)
