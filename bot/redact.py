@@ -249,16 +249,17 @@ def _may_name_a_secret(text: str) -> bool:
 
 
 def _sub_assignments(
-    pattern: re.Pattern[str], name_groups: tuple[str, ...], text: str
+    pattern: re.Pattern[str], name_groups: tuple[str, ...], operator: str, text: str
 ) -> tuple[str, list[str]]:
     """Assignments are matched within one line (name, operator and value), so only lines
-    that may name a secret are searched: most of a long document is skipped."""
-    if not _may_name_a_secret(text):
+    that hold the ``operator``'s character and may name a secret are searched: most of a
+    long document (prose that mentions tokens and keys) is skipped."""
+    if operator not in text or not _may_name_a_secret(text):
         return text, []
     found: list[str] = []
     lines = text.split("\n")
     for index, line in enumerate(lines):
-        if _may_name_a_secret(line):
+        if operator in line and _may_name_a_secret(line):
             lines[index], kinds = _sub_line_assignments(pattern, name_groups, line)
             found.extend(kinds)
     return "\n".join(lines), found
@@ -357,9 +358,9 @@ def redact(text: str) -> Redaction:
             continue
         text, found = _sub_group(pattern, kind, text, keep)
         kinds.extend(found)
-    text, found = _sub_assignments(_ASSIGN_EQ, ("name",), text)
+    text, found = _sub_assignments(_ASSIGN_EQ, ("name",), "=", text)
     kinds.extend(found)
-    text, found = _sub_assignments(_ASSIGN_COLON, ("qname", "lname"), text)
+    text, found = _sub_assignments(_ASSIGN_COLON, ("qname", "lname"), ":", text)
     kinds.extend(found)
     return Redaction(text=text, kinds=tuple(dict.fromkeys(kinds)))
 
