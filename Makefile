@@ -38,7 +38,7 @@ lint: install
 	$(PY) -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 typecheck: install
-	$(PY) -m mypy bot inference
+	$(PY) -m mypy bot inference adapters
 
 # The manual (docs/, mkdocs.yml) into site/: a broken link or anchor, or a page missing from
 # the nav, fails the build.

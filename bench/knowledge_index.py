@@ -207,7 +207,8 @@ async def main(documents: int, backends: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] in ("--worker", "--null-worker"):
-        asyncio.run(worker(*sys.argv[2:], null=sys.argv[1] == "--null-worker"))
+        corpus, store, url, backend = sys.argv[2:]
+        asyncio.run(worker(corpus, store, url, backend, null=sys.argv[1] == "--null-worker"))
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--documents", type=int, default=10_000)

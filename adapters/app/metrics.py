@@ -41,7 +41,7 @@ def share_between_processes(directory: str) -> None:
     worker may answer. Call before the workers build their metrics."""
     os.environ[SHARED_METRICS_ENV] = directory
     # prometheus_client picks its value store when imported; pick again for the workers.
-    values.ValueClass = values.get_value_class()
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 # Answers take 2-90 s on a model server; the default buckets (max 10 s) would put most of
@@ -240,7 +240,7 @@ class Metrics:
         self._backend_up: Gauge | None = None
         if shared:
             self._exposed = CollectorRegistry()
-            MultiProcessCollector(self._exposed, path=shared)
+            MultiProcessCollector(self._exposed, path=shared)  # type: ignore[no-untyped-call]
         if process:
             self._live(ProcessCollector(registry=None))
         if pool is not None and shared:

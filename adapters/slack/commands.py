@@ -23,9 +23,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack.ephemeral import EphemeralSink
 from adapters.slack.events import PLATFORM, to_question_text
 from adapters.slack.render import to_mrkdwn
-from adapters.slack.sink import SlackReplySink
 from bot.assistant import Assistant
-from bot.conversation import ConversationKey, IncomingMessage
+from bot.conversation import ConversationKey, IncomingMessage, ReplySink
 from bot.workqueue import JobProgress
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ DISPLAY_LIMIT = 3000
 SLASH_COMMANDS = ("/ask", "/premium", "/reset", "/help", "/token", "/admin")
 
 Respond = Callable[..., Awaitable[Any]]
-SinkFactory = Callable[[str, str | None, str, str, JobProgress], SlackReplySink]
+SinkFactory = Callable[[str, str | None, str, str, JobProgress], ReplySink]
 
 
 @dataclass(frozen=True, slots=True)

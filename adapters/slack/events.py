@@ -72,23 +72,25 @@ def to_inbound(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> Slac
         return None
     raw_text = event.get("text")
     raw_text = raw_text if isinstance(raw_text, str) else ""
-    thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None
-    in_thread = thread_ts is not None and thread_ts != ts
+    thread_ts = event.get("thread_ts")
+    # The thread the message is in (None at the top level and for a thread's own root).
+    thread = thread_ts if isinstance(thread_ts, str) and thread_ts != ts else None
+    in_thread = thread is not None
     mentioned = {m.group(1) for m in _USER_MENTION.finditer(raw_text)}
     text = to_question_text(raw_text, bot_user_id)
     team = team_id or str(event.get("team") or "")
 
     if event.get("channel_type") == "im" and event["type"] == "message":
         # A DM's top-level messages are one rolling conversation; a thread is its own.
-        key = ConversationKey(PLATFORM, team, channel, thread_ts if in_thread else "")
+        key = ConversationKey(PLATFORM, team, channel, thread or "")
         return SlackInbound(
             message=IncomingMessage(key, f"{channel}:{ts}", user, text, True),
             kind="direct",
             channel=channel,
-            reply_thread_ts=thread_ts if in_thread else None,
+            reply_thread_ts=thread,
             starts_thread=False,
         )
-    root = thread_ts if in_thread else ts
+    root = thread or ts
     assert root is not None
     key = ConversationKey(PLATFORM, team, channel, root)
     message = IncomingMessage(key, f"{channel}:{ts}", user, text, False)

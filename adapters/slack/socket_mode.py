@@ -79,7 +79,7 @@ class SocketMode:
                     # Asking for the WebSocket URL first is what fails on a bad token or no
                     # network; then the SDK's connect() (which would retry forever) succeeds.
                     client.wss_uri = await client.issue_new_wss_url()
-                    await client.connect()
+                    await client.connect()  # type: ignore[no-untyped-call]  # slack_sdk's
             except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 reason = why_not(exc, self._api_url)
                 if reason != said:
@@ -100,4 +100,4 @@ class SocketMode:
 
     async def close(self) -> None:
         """Close the WebSocket and its HTTP session."""
-        await self.handler.client.close()
+        await self.handler.client.close()  # type: ignore[no-untyped-call]  # slack_sdk's
