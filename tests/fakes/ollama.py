@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 FailMode = Literal["error_line", "disconnect", "end"]
@@ -235,15 +236,16 @@ class FakeOllama:
         texts = [value] if isinstance(value, str) else list(value or [])
         dimension = self.embed_dimensions.get(name)
         embed = self.embed_fn or (lambda text: self.bag_of_words(text, dimension))
-        return web.json_response(
-            {
-                "model": name,
-                "embeddings": [embed(str(t)) for t in texts],
-                "total_duration": 1_000_000,
-                "load_duration": 100_000,
-                "prompt_eval_count": sum(len(str(t)) // 4 for t in texts),
-            }
-        )
+        answer = {
+            "model": name,
+            "embeddings": [embed(str(t)) for t in texts],
+            "total_duration": 1_000_000,
+            "load_duration": 100_000,
+            "prompt_eval_count": sum(len(str(t)) // 4 for t in texts),
+        }
+        # orjson, as Ollama's own encoder is fast: the stdlib's json takes 23 ms for a batch
+        # of 48 vectors of 768 dimensions, which the indexing benchmark would measure as ours.
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def _root(self, request: web.Request) -> web.Response:
         return web.Response(text="Ollama is running")
