@@ -206,13 +206,15 @@ async def _index(
         with _Display(out) as display:
             reports = await service.index(selected=selected, full=full, progress=display)
     except StoreLocked:
-        reports = await _hand_over(settings, selected, full, out)
+        try:
+            reports = await _hand_over(settings, selected, full, out)
+        except KnowledgeUnavailable as exc:  # the bot could not run the job
+            return _cannot_index(exc)
         if reports is None:
             print(f"chatbot: {_locked_help(settings)}", file=sys.stderr)
             return 1
     except KnowledgeUnavailable as exc:
-        print(f"chatbot: cannot index: {exc}", file=sys.stderr)
-        return 1
+        return _cannot_index(exc)
     if upgrading:
         print(UPGRADED.format(store=settings.knowledge_store), file=out)
     for report in reports:
@@ -222,6 +224,11 @@ async def _index(
         indexed = [r for r in reports if not r.gone]
         print(f"{len(failed)} of {len(indexed)} sources failed.", file=out)
     return 1 if failed else 0
+
+
+def _cannot_index(exc: KnowledgeUnavailable) -> int:
+    print(f"chatbot: cannot index: {exc}", file=sys.stderr)
+    return 1
 
 
 # -- sources -------------------------------------------------------------------------------

@@ -126,6 +126,27 @@ async def test_index_while_a_bot_holds_the_embedded_store(
         await service.aclose()
 
 
+async def test_a_job_the_bot_cannot_run_is_one_line_not_a_traceback(
+    tmp_path: Path, fake: FakeOllama, redis_url: str, redis_client: Redis
+) -> None:
+    docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n"})
+    service = KnowledgeService.from_settings(settings_for(tmp_path, fake, str(docs), redis_url))
+    assert isinstance(service, KnowledgeService)
+    await service.open()  # the running bot holds the (empty) folder
+    fake.embed_status_override = 500  # and the embedding model cannot be reached
+    jobs = asyncio.create_task(service.serve_jobs(redis_client))
+    try:
+        env = {**environment(tmp_path, fake, str(docs)), "REDIS_URL": redis_url}
+        code, out, err = await chatbot(env, tmp_path, "index")
+    finally:
+        jobs.cancel()
+        await service.aclose()
+    assert code == 1
+    assert "handed to it" in out
+    assert "chatbot: cannot index: cannot embed with" in err and "HTTP 500" in err
+    assert "Traceback" not in err + out
+
+
 async def test_metrics_show_documents_chunks_and_errors_per_source(
     tmp_path: Path, fake: FakeOllama
 ) -> None:
