@@ -187,6 +187,16 @@ def test_backend_urls_lose_their_credentials() -> None:
     assert public_url("http://admin:pw@gpu:11434") == "http://gpu:11434"
     assert public_url("redis://:pw@redis:6379/0") == "redis://redis:6379/0"
     assert public_url("http://gpu:11434") == "http://gpu:11434"
+    # Query parameters named like secrets, in a URL alone or in a message.
+    assert (
+        public_url("https://wiki/export?page=2&api_key=abc&q=monkey")
+        == "https://wiki/export?page=2&api_key=REDACTED&q=monkey"
+    )
+    assert (
+        public_url("cannot fetch https://s3/x?X-Amz-Signature=f00d: timed out")
+        == "cannot fetch https://s3/x?X-Amz-Signature=REDACTED: timed out"
+    )
+    assert public_url("the ?token= parameter") == "the ?token= parameter"  # not a URL
 
 
 def test_retrieval_latency_is_a_histogram() -> None:

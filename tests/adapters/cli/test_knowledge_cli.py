@@ -151,7 +151,10 @@ async def test_metrics_show_documents_chunks_and_errors_per_source(
     tmp_path: Path, fake: FakeOllama
 ) -> None:
     docs = write(tmp_path / "docs", {"a.md": "# A\n\nalpha\n", "b.md": "# B\n\nbeta\n"})
-    settings = settings_for(tmp_path, fake, f"{docs},{tmp_path / 'gone'}", "redis://x:1/0")
+    # A site whose export needs a token in its URL (and a password): it fails here (a
+    # private address), and its label must not show either.
+    site = "https://reader:pa55word@127.0.0.1:9/export?page=2&access_token=s3cr3t"
+    settings = settings_for(tmp_path, fake, f"{docs},{tmp_path / 'gone'},{site}", "redis://x:1/0")
     assert build_knowledge(settings_for(tmp_path, fake, "", "redis://x:1/0")) is None
     service = build_knowledge(settings)
     assert service is not None
@@ -161,15 +164,19 @@ async def test_metrics_show_documents_chunks_and_errors_per_source(
         await service.index()
     finally:
         await service.aclose()
+    rendered = metrics.render().decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(metrics.render().decode())
+        for family in text_string_to_metric_families(rendered)
         for s in family.samples
     }
     assert samples[("chatbot_knowledge_documents", (("source", str(docs)),))] == 2
     assert samples[("chatbot_knowledge_chunks", (("source", str(docs)),))] == 2
     assert samples[("chatbot_knowledge_last_success_timestamp_seconds", (("source", str(docs)),))]
-    assert samples[("chatbot_knowledge_index_errors_total", ())] == 1
+    assert samples[("chatbot_knowledge_index_errors_total", ())] == 2
+    shown = "https://127.0.0.1:9/export?page=2&access_token=REDACTED"
+    assert samples[("chatbot_knowledge_documents", (("source", shown),))] == 0
+    assert "s3cr3t" not in rendered and "pa55word" not in rendered
 
 
 async def test_doctor_checks_the_store_the_embedding_model_and_each_source(
