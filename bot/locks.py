@@ -20,6 +20,7 @@ from bot.errors import ConversationBusy
 from bot.ratelimit import CHARGE_RATE_LUA, RateCharge, RateLimited
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS, translated_redis_errors
+from bot.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class RedisLocks:
         deadline = loop.time() + self._wait
         with translated_redis_errors("taking a conversation lock"):
             while True:
+                raise_if_cancelled()
                 rate_keys, limits = (charge.keys, charge.limits) if charge else ((), ())
                 got = await self._batch.run_script(
                     self._acquire, keys=[name, read, *rate_keys], args=[token, ttl_ms, *limits]
@@ -115,6 +117,7 @@ class RedisLocks:
 
         async def renew() -> None:
             while not hold.released:
+                raise_if_cancelled()
                 await asyncio.sleep(self._ttl / 3)
                 if hold.released:
                     return

@@ -25,6 +25,7 @@ from bot import keys
 from bot.outages import log_outage
 from bot.redis_batch import RedisBatch
 from bot.redis_errors import REDIS_ERRORS
+from bot.tasks import raise_if_cancelled
 from inference.base import Overloaded
 from inference.pool import QUEUE_NOTICE_AFTER, SlotLine, SlotTicket
 
@@ -163,6 +164,7 @@ class _RedisTicket:
             line.count(1)
             try:
                 while not taken:
+                    raise_if_cancelled()
                     if place and place != shown and loop.time() - started >= QUEUE_NOTICE_AFTER:
                         shown = place
                         yield place
@@ -180,6 +182,7 @@ class _RedisTicket:
 
     async def _renew(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._line.lease_ms / 3000)
             try:
                 await self._line.renew(self._id)

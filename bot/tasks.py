@@ -12,6 +12,21 @@ log = logging.getLogger(__name__)
 CANCEL_SECONDS = 5.0  # a cancelled answer's clean-up at shutdown
 
 
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and the cancellation was
+    lost on the way. Loops that run until they are cancelled call it once a round.
+
+    On Python 3.11, ``asyncio.wait_for`` returns the result of an operation that ends just
+    as its task is cancelled, and the cancellation is gone (fixed in 3.12, CPython issue
+    86296). redis-py sends every command through it when a socket timeout is set, so a loop
+    that talks to Redis could miss its cancellation and run on for good: shutdown waited
+    for it, and a lease kept being renewed. The request is still counted
+    (``Task.cancelling()``) when its exception was swallowed."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class TaskTracker:
     """Keeps strong references to background tasks and drains them on shutdown."""
 

@@ -44,7 +44,7 @@ from bot.set_aside import (
     SetAsideJobs,
     Teller,
 )
-from bot.tasks import TaskTracker
+from bot.tasks import TaskTracker, raise_if_cancelled
 from bot.telemetry import NullTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ class WorkQueue:
     async def run(self) -> None:
         """Consume until `stop()`: new entries, then entries abandoned by other replicas."""
         while not self._stopping.is_set():
+            raise_if_cancelled()
             try:
                 await self._ensure_group()
                 break
@@ -177,6 +178,7 @@ class WorkQueue:
         next_reclaim = 0.0
         try:
             while not self._stopping.is_set():
+                raise_if_cancelled()
                 try:
                     # Abandoned entries are looked for once a heartbeat, not after every
                     # read: one XAUTOCLAIM per answer would double the queue's round trips.
@@ -336,6 +338,7 @@ class WorkQueue:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._heartbeat)
             ids: list[Any] = list(self._in_flight)
             if not ids:

@@ -147,7 +147,10 @@ class _FifoTicket:
         while True:
             timeout = QUEUE_NOTICE_AFTER if not shown else QUEUE_POLL
             try:
-                await asyncio.wait_for(asyncio.shield(future), timeout)
+                # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that comes as
+                # the slot is granted (the answer would go on after it was cancelled).
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(future)
                 self._held = True
                 return
             except TimeoutError:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from adapters.app.settings import Settings
 from bot.redact import redact
+from bot.tasks import raise_if_cancelled
 from inference.knowledge import KnowledgeUnavailable, Passage
 from inference.knowledge.embeddings import OllamaEmbeddings
 from inference.knowledge.indexer import Indexer, Progress, SourceReport
@@ -214,6 +215,7 @@ class KnowledgeService:
         interval = self.refresh_minutes * 60
         await asyncio.sleep(min(30.0, interval))  # let the bot settle after start
         while True:
+            raise_if_cancelled()
             if await self._claim(redis, interval):
                 await self._refresh_once()
             else:
@@ -253,6 +255,7 @@ class KnowledgeService:
         """Run `chatbot index` jobs handed over through Redis (this process holds the
         embedded store, so the command cannot open it)."""
         while True:
+            raise_if_cancelled()
             try:
                 item = await redis.blpop([JOBS_KEY], timeout=5)
             except RedisError as exc:

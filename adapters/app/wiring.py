@@ -49,7 +49,7 @@ from bot.ratelimit import (
 from bot.redis_batch import RedisBatch
 from bot.retrieval import Retriever
 from bot.state import ConversationState
-from bot.tasks import TaskTracker
+from bot.tasks import TaskTracker, raise_if_cancelled
 from bot.tokens import TokenCommand, TokenStore
 from bot.usage_writer import UsageWriter
 from bot.workqueue import WorkQueue
@@ -128,6 +128,7 @@ class Runtime:
     async def _watch_knowledge(self, knowledge: KnowledgeService) -> None:
         await knowledge.open()
         while True:  # the answer workers index; read their result for /metrics
+            raise_if_cancelled()
             await asyncio.sleep(60.0)
             await knowledge.load_statuses()
 

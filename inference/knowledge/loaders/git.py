@@ -64,7 +64,8 @@ async def run_git(
         stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
+        async with asyncio.timeout(timeout):  # (asyncio.wait_for may lose a cancellation)
+            out, err = await process.communicate()
     except TimeoutError:
         await _kill_group(process)
         raise SourceFailed(f"git {args[0]} took longer than {timeout:.0f} s") from None
