@@ -204,8 +204,16 @@ async def serve(
     runner: web.AppRunner | None = None
     site: web.BaseSite | None = None
     if worker.accepts:
+        # A client that hangs up cancels its request's handler (aiohttp's default is not
+        # to; its TestServer always does, which is what the in-process tests saw): a team
+        # API answer collected for it then stops instead of generating for nobody. Slack
+        # and Teams events are queued before they are acknowledged, and a sender that got
+        # no answer sends again.
         runner = web.AppRunner(
-            build_web_app(runtime), access_log=None, shutdown_timeout=HTTP_CLOSE_SECONDS
+            build_web_app(runtime),
+            access_log=None,
+            shutdown_timeout=HTTP_CLOSE_SECONDS,
+            handler_cancellation=True,
         )
         try:
             await runner.setup()

@@ -58,7 +58,8 @@ class FakeOllama:
 
     Recorded: ``requests`` (every ``/api/chat`` JSON body, in arrival order),
     ``client_disconnects`` (how many streams the client abandoned before the last
-    line) and ``client_disconnected`` (an ``asyncio.Event`` set at the first one).
+    line) and ``client_disconnected`` (an ``asyncio.Event`` set at the first one);
+    ``chat_started`` is set at the first ``/api/chat`` request.
 
     Embeddings (``/api/embed``): ``embed_requests`` records every request body;
     ``embed_fn(text) -> list[float]`` computes a vector (default: ``bag_of_words``, a
@@ -98,6 +99,7 @@ class FakeOllama:
         self.most_generating: int = 0  # the most at once so far
         self.last_token_at: float = 0.0  # time.monotonic() when the last stream ended
         self.client_disconnected = asyncio.Event()
+        self.chat_started = asyncio.Event()  # set at the first /api/chat request
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -314,6 +316,7 @@ class FakeOllama:
         if not isinstance(body, dict):
             return self._error(400, "json: cannot unmarshal into Go value of type api.ChatRequest")
         self.requests.append(body)
+        self.chat_started.set()
 
         if self.status_override is not None:
             return self._error(self.status_override, "server busy")

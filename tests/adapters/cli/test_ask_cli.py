@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.fakes.ollama import FakeOllama
@@ -220,3 +221,27 @@ async def test_ctrl_c_stops_the_answer_and_the_request(
     assert proc.returncode == 130
     assert err.decode().strip() == "chatbot ask: stopped"  # one line, no traceback
     await asyncio.wait_for(fake_ollama.client_disconnected.wait(), 10)  # the bot stopped too
+
+
+async def test_a_client_gone_before_a_whole_answer_stops_its_generation(
+    bot: str, server_env: dict[str, str], tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    """Through `chatbot serve` as deployed (aiohttp's own test server always cancels the
+    handler of a client that hangs up; a deployed server does so only when told)."""
+    token = await make_token(server_env, tmp_path)
+    fake_ollama.reply = "word " * 400
+    fake_ollama.chunk_size = 5
+    fake_ollama.token_delay = 0.02  # 400 chunks: eight seconds if nobody stopped it
+    body = {"model": "codellama:7b", "messages": [{"role": "user", "content": "go"}]}
+    async with aiohttp.ClientSession() as http:
+        asking = asyncio.create_task(
+            http.post(
+                f"{bot}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        await asyncio.wait_for(fake_ollama.chat_started.wait(), 10)
+        asking.cancel()  # the answer is being generated: hang up before it is whole
+        await asyncio.gather(asking, return_exceptions=True)
+    await asyncio.wait_for(fake_ollama.client_disconnected.wait(), 5)
