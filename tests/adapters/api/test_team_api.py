@@ -402,33 +402,6 @@ async def test_a_client_gone_mid_stream_stops_the_generation_and_is_recorded(
     assert len(slack_bot.ollama.requests) == 1
 
 
-async def test_a_client_gone_while_waiting_for_a_whole_answer_stops_the_generation(
-    slack_bot: SlackBotUnderTest,
-) -> None:
-    token = await token_by_slash_command(slack_bot)
-    slack_bot.ollama.reply = "word " * 400
-    slack_bot.ollama.chunk_size = 5
-    slack_bot.ollama.token_delay = 0.02  # 400 chunks: eight seconds if nobody stopped it
-    body = {"model": "codellama:7b", "messages": [{"role": "user", "content": "go"}]}
-    async with aiohttp.ClientSession() as http:
-        asking = asyncio.create_task(
-            http.post(
-                f"{slack_bot.url}/v1/chat/completions",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        )
-        await asyncio.wait_for(slack_bot.ollama.chat_started.wait(), 5)
-        asking.cancel()  # the answer is being generated: hang up before it is whole
-        await asyncio.gather(asking, return_exceptions=True)
-    await asyncio.wait_for(slack_bot.ollama.client_disconnected.wait(), 5)
-    deadline = asyncio.get_running_loop().time() + 5
-    while not (rows := await recorded(slack_bot.runtime.engine)):
-        assert asyncio.get_running_loop().time() < deadline, "no ledger row"
-        await asyncio.sleep(0.05)
-    assert [(r.outcome, r.via) for r in rows] == [("cancelled", "api")]
-
-
 async def test_a_question_over_the_api_is_never_read_as_a_command(
     slack_bot: SlackBotUnderTest,
 ) -> None:
