@@ -138,19 +138,7 @@ def _digest(document: str, title: str) -> bool:
 def _holds(text: str, name: str) -> bool:
     """Whether ``text`` holds ``name`` whole, not inside a longer name (``pool`` is not in
     ``pool_size``); both lower-cased."""
-    start = text.find(name)
-    while start >= 0:
-        end = start + len(name)
-        if (start == 0 or not _name_char(text[start - 1])) and (
-            end == len(text) or not _name_char(text[end])
-        ):
-            return True
-        start = text.find(name, start + 1)
-    return False
-
-
-def _name_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
 
 
 def merge_neighbours(hits: Sequence[_Hit]) -> list[Passage]:
